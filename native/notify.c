@@ -1,0 +1,50 @@
+#include "notify.h"
+
+int lsr_notify_init(lsr_notify *n)
+{
+    int rc = lsr_mutex_init(&n->mu);
+    if (rc != 0)
+        return rc;
+    rc = lsr_cond_init(&n->cv);
+    if (rc != 0) {
+        lsr_mutex_destroy(&n->mu);
+        return rc;
+    }
+    n->seq = 0;
+    return 0;
+}
+
+void lsr_notify_destroy(lsr_notify *n)
+{
+    lsr_cond_destroy(&n->cv);
+    lsr_mutex_destroy(&n->mu);
+}
+
+void lsr_notify_signal(lsr_notify *n)
+{
+    lsr_mutex_lock(&n->mu);
+    n->seq++;
+    lsr_cond_broadcast(&n->cv);
+    lsr_mutex_unlock(&n->mu);
+}
+
+uint64_t lsr_notify_seq(lsr_notify *n)
+{
+    lsr_mutex_lock(&n->mu);
+    uint64_t seq = n->seq;
+    lsr_mutex_unlock(&n->mu);
+    return seq;
+}
+
+uint64_t lsr_notify_wait(lsr_notify *n, uint64_t seen, int64_t deadline_ms)
+{
+    lsr_mutex_lock(&n->mu);
+    while (n->seq == seen) {
+        if (deadline_ms >= 0 && lsr_now_ms() >= deadline_ms)
+            break;
+        lsr_cond_wait_until(&n->cv, &n->mu, deadline_ms);
+    }
+    uint64_t seq = n->seq;
+    lsr_mutex_unlock(&n->mu);
+    return seq;
+}

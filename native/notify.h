@@ -1,0 +1,31 @@
+/* notify.h - a wake-up channel: a sequence number that producers bump and waiters block on.
+ *
+ * One notifier can serve several ring buffers (a session's stdout and stderr), so a reader waits
+ * for "anything changed" once instead of polling each buffer.  Waiters take a snapshot of the
+ * sequence, check their predicate, then wait for the sequence to move: no wake-up is lost.
+ */
+#ifndef LSR_NOTIFY_H
+#define LSR_NOTIFY_H
+
+#include <stdint.h>
+#include "lsr_sync.h"
+
+typedef struct lsr_notify {
+    lsr_mutex mu;
+    lsr_cond cv;
+    uint64_t seq;
+} lsr_notify;
+
+/* Returns 0, or the errno of the failing pthread_mutex_init / pthread_cond_init. */
+int lsr_notify_init(lsr_notify *n);
+/* Frees the primitives.  No thread may be waiting.  Never fails. */
+void lsr_notify_destroy(lsr_notify *n);
+/* Bumps the sequence and wakes every waiter.  Never fails. */
+void lsr_notify_signal(lsr_notify *n);
+/* Current sequence.  Never fails. */
+uint64_t lsr_notify_seq(lsr_notify *n);
+/* Blocks until the sequence differs from `seen` or the monotonic deadline (ms, from lsr_now_ms;
+ * negative = none) passes.  Returns the sequence at return.  Call without the GIL.  Never fails. */
+uint64_t lsr_notify_wait(lsr_notify *n, uint64_t seen, int64_t deadline_ms);
+
+#endif

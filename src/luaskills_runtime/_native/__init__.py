@@ -1,0 +1,3 @@
+"""Private native core: Cython bindings over the C sources in ``native/``.
+
+Nothing here is public API; the modules above wrap it."""
