@@ -65,6 +65,10 @@ class LuaEngine:
             raise LuaSkillsError(run_error or cleanup_error)
         return result
 
+    # ---- runlua (luaskills_runtime.runlua) ------------------------------------------------------
+
+    # ---- runtime leases (luaskills_runtime.leases) ----------------------------------------------
+
     # ---- lifetime ------------------------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
