@@ -5,6 +5,7 @@ import threading
 from typing import Any, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.leases import PUBLIC, SYSTEM, RuntimeLeases, dump_payload
 from luaskills_runtime.options import HostOptions
 from luaskills_runtime.pool import VmPool
 from luaskills_runtime.text import default_mode, normalize_encoding
@@ -34,6 +35,7 @@ class LuaEngine:
         self._closed = False
         self._close_lock = threading.Lock()
         self._main_pool = VmPool(self.options.main_pool, lambda: LuaVM(self._state, MAIN), "main")
+        self._runtime_leases = RuntimeLeases(self._state)
 
     # ---- run_lua -------------------------------------------------------------------------------
     def run_lua(self, code: str, args: Any = None) -> Any:
@@ -68,6 +70,92 @@ class LuaEngine:
     # ---- runlua (luaskills_runtime.runlua) ------------------------------------------------------
 
     # ---- runtime leases (luaskills_runtime.leases) ----------------------------------------------
+    # Each *_json method takes and returns JSON text like the reference; its twin without the
+    # suffix takes a dict (or keyword arguments) and returns the payload dict.  Malformed
+    # requests raise LuaSkillsError; lease-level failures are {"ok": false, ...} payloads.
+    def _lease_json(self, op: str, profile: str, request_json: str) -> str:
+        self._check_open()
+        return dump_payload(getattr(self._runtime_leases, op)(request_json, profile, from_json=True))
+
+    def _lease_dict(self, op: str, profile: str, request: Optional[dict], fields: dict) -> dict:
+        self._check_open()
+        if request is not None and fields:
+            raise TypeError("pass the request as a dict or as keyword arguments, not both")
+        return getattr(self._runtime_leases, op)(request if request is not None else fields,
+                                                 profile, from_json=False)
+
+    def create_runtime_lease_json(self, request_json: str) -> str:
+        return self._lease_json("create", PUBLIC, request_json)
+
+    def eval_runtime_lease_json(self, request_json: str) -> str:
+        return self._lease_json("eval", PUBLIC, request_json)
+
+    def runtime_lease_status_json(self, request_json: str) -> str:
+        return self._lease_json("status", PUBLIC, request_json)
+
+    def list_runtime_leases_json(self, request_json: str) -> str:
+        return self._lease_json("list", PUBLIC, request_json)
+
+    def close_runtime_lease_json(self, request_json: str) -> str:
+        return self._lease_json("close", PUBLIC, request_json)
+
+    def cancel_runtime_lease_json(self, request_json: str) -> str:
+        return self._lease_json("cancel", PUBLIC, request_json)
+
+    def create_system_runtime_lease_json(self, request_json: str) -> str:
+        return self._lease_json("create", SYSTEM, request_json)
+
+    def eval_system_runtime_lease_json(self, request_json: str) -> str:
+        return self._lease_json("eval", SYSTEM, request_json)
+
+    def system_runtime_lease_status_json(self, request_json: str) -> str:
+        return self._lease_json("status", SYSTEM, request_json)
+
+    def list_system_runtime_leases_json(self, request_json: str) -> str:
+        return self._lease_json("list", SYSTEM, request_json)
+
+    def close_system_runtime_lease_json(self, request_json: str) -> str:
+        return self._lease_json("close", SYSTEM, request_json)
+
+    def cancel_system_runtime_lease_json(self, request_json: str) -> str:
+        return self._lease_json("cancel", SYSTEM, request_json)
+
+    def create_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("create", PUBLIC, request, fields)
+
+    def eval_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("eval", PUBLIC, request, fields)
+
+    def runtime_lease_status(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("status", PUBLIC, request, fields)
+
+    def list_runtime_leases(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("list", PUBLIC, request, fields)
+
+    def close_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("close", PUBLIC, request, fields)
+
+    def cancel_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("cancel", PUBLIC, request, fields)
+
+    def create_system_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("create", SYSTEM, request, fields)
+
+    def eval_system_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("eval", SYSTEM, request, fields)
+
+    def system_runtime_lease_status(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("status", SYSTEM, request, fields)
+
+    def list_system_runtime_leases(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("list", SYSTEM, request, fields)
+
+    def close_system_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("close", SYSTEM, request, fields)
+
+    def cancel_system_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
+        return self._lease_dict("cancel", SYSTEM, request, fields)
+
 
     # ---- lifetime ------------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -84,6 +172,7 @@ class LuaEngine:
             if self._closed:
                 return
             self._closed = True
+        self._runtime_leases.shutdown()
         self._main_pool.close()
 
     def __enter__(self) -> "LuaEngine":

@@ -1,0 +1,372 @@
+"""Parsing of runtime-lease requests (SPEC 9): JSON text or a dict -> typed request objects.
+
+The reference decodes requests with serde; hosts may show its error details to users, so the
+details here use serde's wording ("missing field `sid`", "invalid type: integer `5`, expected a
+string", "expected value at line 1 column 1").  Type errors carry no line/column (serde adds
+one; we only have it for syntax errors).  Unknown fields are ignored, as serde does by default.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from luaskills_runtime.errors import LuaSkillsError
+
+DEFAULT_EVAL_TIMEOUT_MS = 60_000
+PUBLIC_DEFAULT_TTL_SEC = 600
+TTL_MIN_SEC, TTL_MAX_SEC = 1, 3_600
+SID_MAX_BYTES = 128
+_U64_MAX = 2**64 - 1
+
+
+class RequestShapeError(Exception):
+    """A request that serde would refuse; str() is serde's detail text."""
+
+
+# ---- serde-like value checks ------------------------------------------------------------------
+
+def _unexpected(value: Any) -> str:
+    """serde's name for the value it found (`Unexpected` display)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean `{'true' if value else 'false'}`"
+    if isinstance(value, int):
+        return f"integer `{value}`"
+    if isinstance(value, float):
+        return f"floating point `{value!r}`"
+    if isinstance(value, str):
+        return "string " + json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "sequence"
+    if isinstance(value, dict):
+        return "map"
+    return f"value of Python type {type(value).__name__}"
+
+
+def _invalid_type(value: Any, expected: str) -> RequestShapeError:
+    return RequestShapeError(f"invalid type: {_unexpected(value)}, expected {expected}")
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _invalid_type(value, "a string")
+    return value
+
+
+def _optional_string(value: Any) -> Optional[str]:
+    return None if value is None else _string(value)
+
+
+def _u64(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _invalid_type(value, "u64")
+    if value < 0:
+        raise RequestShapeError(f"invalid value: integer `{value}`, expected u64")
+    if value > _U64_MAX:  # serde_json reads such a literal as a float
+        raise RequestShapeError(f"invalid type: floating point `{float(value)!r}`, expected u64")
+    return value
+
+
+def _optional_u64(value: Any) -> Optional[int]:
+    return None if value is None else _u64(value)
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _invalid_type(value, "a boolean")
+    return value
+
+
+def _string_list(value: Any) -> List[str]:
+    if not isinstance(value, (list, tuple)):
+        raise _invalid_type(value, "a sequence")
+    return [_string(item) for item in value]
+
+
+def _json_value(value: Any) -> Any:
+    """A serde_json::Value field: anything JSON can hold (dict twins may pass tuples)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise RequestShapeError(f"key must be a string, got {_unexpected(key)}")
+            out[key] = _json_value(item)
+        return out
+    raise RequestShapeError(f"invalid type: {_unexpected(value)}, expected any valid JSON value")
+
+
+class _Fields:
+    """Field access on one request object with serde's missing/duplicate rules."""
+
+    def __init__(self, data: Any, struct_name: str):
+        if not isinstance(data, dict):
+            raise _invalid_type(data, f"struct {struct_name}")
+        duplicates = getattr(data, "duplicate_keys", None)
+        self.data = data
+        self.duplicates = duplicates or ()
+
+    def get(self, name: str, convert, default=None, required: bool = False):
+        if name in self.duplicates:
+            raise RequestShapeError(f"duplicate field `{name}`")
+        if name not in self.data:
+            if required:
+                raise RequestShapeError(f"missing field `{name}`")
+            return default() if callable(default) else default
+        return convert(self.data[name])
+
+
+# ---- JSON text -> Python values -----------------------------------------------------------------
+
+class _ObjectWithDuplicates(dict):
+    duplicate_keys: tuple = ()
+
+
+def _object_pairs(pairs):
+    obj = _ObjectWithDuplicates(pairs)
+    if len(obj) != len(pairs):
+        seen, dups = set(), []
+        for key, _ in pairs:
+            if key in seen:
+                dups.append(key)
+            seen.add(key)
+        obj.duplicate_keys = tuple(dups)
+    return obj
+
+
+def _reject_constant(name: str):
+    raise ValueError(name)
+
+
+_SYNTAX_WORDING = {
+    "Expecting value": "expected value",
+    "Extra data": "trailing characters",
+    "Expecting property name enclosed in double quotes": "key must be a string",
+    "Unterminated string starting at": "EOF while parsing a string",
+    "Expecting ':' delimiter": "expected `:`",
+    "Expecting ',' delimiter": "expected `,` or `}`",
+}
+
+
+def _load_json(text: Any) -> Any:
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise RequestShapeError(f"invalid unicode code point at byte {error.start}") from None
+    if not isinstance(text, str):
+        raise TypeError(f"request JSON must be a str, got {type(text).__name__}")
+    if not text.strip():
+        lines = text.split("\n")
+        raise RequestShapeError(f"EOF while parsing a value at line {len(lines)} column {len(lines[-1])}")
+    try:
+        return json.loads(text, object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        wording = _SYNTAX_WORDING.get(error.msg, error.msg[:1].lower() + error.msg[1:])
+        raise RequestShapeError(f"{wording} at line {error.lineno} column {error.colno}") from None
+    except ValueError as error:  # NaN / Infinity literals, which JSON does not have
+        raise RequestShapeError(f"expected value (got `{error}`)") from None
+
+
+def decode_request(raw: Any, what: str, *, from_json: bool):
+    """JSON text (or, for the dict twins, a dict) -> Python data; bad JSON raises the reference's
+    `Invalid runtime session <what> JSON: <detail>`."""
+    try:
+        return _load_json(raw) if from_json else raw
+    except RequestShapeError as error:
+        raise LuaSkillsError(f"Invalid runtime session {what} JSON: {error}") from None
+
+
+def shape_error(what: str, error: RequestShapeError) -> LuaSkillsError:
+    return LuaSkillsError(f"Invalid runtime session {what} JSON: {error}")
+
+
+# ---- request types ------------------------------------------------------------------------------
+
+@dataclass
+class CreateRequest:
+    sid: str
+    ttl_sec: Optional[int] = None
+    replace: bool = False
+    cwd: Optional[str] = None
+    workspace_root: Optional[str] = None
+    lua_roots: List[str] = field(default_factory=list)
+    c_roots: List[str] = field(default_factory=list)
+    mounts: Any = field(default_factory=dict)
+
+
+@dataclass
+class EvalRequest:
+    lease_id: str
+    code: str
+    sid: Optional[str] = None
+    generation: Optional[int] = None
+    args: Any = field(default_factory=dict)
+    timeout_ms: int = DEFAULT_EVAL_TIMEOUT_MS
+    request_context: Optional[dict] = None  # serialised RuntimeRequestContext, or None
+    client_budget: Any = field(default_factory=dict)
+    tool_config: Any = field(default_factory=dict)
+
+
+@dataclass
+class LeaseRequest:
+    """status / close / cancel: which lease, with optional identity echoes."""
+    lease_id: str
+    sid: Optional[str] = None
+    generation: Optional[int] = None
+
+
+@dataclass
+class ListRequest:
+    sid: Optional[str] = None
+
+
+def parse_create(data: Any) -> CreateRequest:
+    f = _Fields(data, "RuntimeSessionCreateRequest")
+    return CreateRequest(
+        sid=f.get("sid", _string, required=True),
+        ttl_sec=f.get("ttl_sec", _optional_u64),
+        replace=f.get("replace", _bool, False),
+        cwd=f.get("cwd", _optional_string),
+        workspace_root=f.get("workspace_root", _optional_string),
+        lua_roots=f.get("lua_roots", _string_list, list),
+        c_roots=f.get("c_roots", _string_list, list),
+        mounts=f.get("mounts", _json_value, dict),
+    )
+
+
+def _client_info(value: Any) -> Optional[dict]:
+    if value is None:
+        return None
+    f = _Fields(value, "RuntimeClientInfo")
+    info = {}
+    for key in ("kind", "name", "version"):
+        text = f.get(key, _optional_string)
+        if text is not None:
+            info[key] = text
+    return info
+
+
+def _request_context(value: Any) -> Optional[dict]:
+    """RuntimeRequestContext as the reference serialises it into `vulcan.context.request`:
+    absent optional fields are left out, client_capabilities defaults to {}."""
+    if value is None:
+        return None
+    f = _Fields(value, "RuntimeRequestContext")
+    context = {}
+    for key in ("request_id", "client_name", "transport_name", "session_id"):
+        text = f.get(key, _optional_string)
+        if text is not None:
+            context[key] = text
+    info = f.get("client_info", _client_info)
+    if info is not None:
+        context["client_info"] = info
+    context["client_capabilities"] = f.get("client_capabilities", _json_value, dict)
+    return context
+
+
+def parse_eval(data: Any) -> EvalRequest:
+    f = _Fields(data, "RuntimeSessionEvalRequest")
+    return EvalRequest(
+        lease_id=f.get("lease_id", _string, required=True),
+        sid=f.get("sid", _optional_string),
+        generation=f.get("generation", _optional_u64),
+        code=f.get("code", _string, required=True),
+        args=f.get("args", _json_value, dict),
+        timeout_ms=f.get("timeout_ms", _u64, DEFAULT_EVAL_TIMEOUT_MS),
+        request_context=f.get("request_context", _request_context),
+        client_budget=f.get("client_budget", _json_value, dict),
+        tool_config=f.get("tool_config", _json_value, dict),
+    )
+
+
+def parse_lease(data: Any) -> LeaseRequest:
+    f = _Fields(data, "RuntimeSessionLeaseRequest")
+    return LeaseRequest(
+        lease_id=f.get("lease_id", _string, required=True),
+        sid=f.get("sid", _optional_string),
+        generation=f.get("generation", _optional_u64),
+    )
+
+
+def parse_list(data: Any) -> ListRequest:
+    f = _Fields(data, "RuntimeSessionListRequest")
+    return ListRequest(sid=f.get("sid", _optional_string))
+
+
+# ---- normalisation rules of the reference (raised as LuaSkillsError) --------------------------
+
+def normalize_sid(value: str) -> str:
+    sid = value.strip()
+    if not sid:
+        raise LuaSkillsError("runtime session sid must not be empty")
+    if len(sid.encode("utf-8", "surrogatepass")) > SID_MAX_BYTES:
+        raise LuaSkillsError("runtime session sid must not exceed 128 bytes")
+    if "\0" in sid:
+        raise LuaSkillsError("runtime session sid must not contain NUL bytes")
+    return sid
+
+
+def resolve_ttl(system_profile: bool, requested: Optional[int]) -> Optional[int]:
+    """Public: default 600 s, 0 rejected, clamped 1..3600.  System: none/0 = no expiry."""
+    if requested is None:
+        return None if system_profile else PUBLIC_DEFAULT_TTL_SEC
+    if requested == 0:
+        if system_profile:
+            return None
+        raise LuaSkillsError("runtime lease ttl_sec must be greater than 0")
+    return min(max(requested, TTL_MIN_SEC), TTL_MAX_SEC)
+
+
+def _has_invalid_windows_path_syntax(text: str) -> bool:
+    trimmed = text.strip()
+    if trimmed.startswith("\\\\?\\"):
+        return False
+    for index, ch in enumerate(trimmed):
+        if ch in '<>"|?*' or (ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F):
+            return True
+        if ch == ":" and not (index == 1 and trimmed[0].isascii() and trimmed[0].isalpha()):
+            return True
+    return False
+
+
+def normalize_optional_path(value: Optional[str], field_name: str) -> Optional[str]:
+    """Trimmed path text; blank means absent.  Kept as given (relative paths stay relative)."""
+    if value is None:
+        return None
+    trimmed = value.strip()
+    if not trimmed:
+        return None
+    if "\0" in trimmed:
+        raise LuaSkillsError(f"{field_name} must not contain NUL bytes")
+    if sys.platform == "win32" and _has_invalid_windows_path_syntax(trimmed):
+        raise LuaSkillsError(f"{field_name} contains unsupported Windows path syntax")
+    return trimmed
+
+
+def normalize_path_list(values: List[str], field_name: str) -> List[str]:
+    out = []
+    for index, value in enumerate(values):
+        item = normalize_optional_path(value, f"{field_name}[{index}]")
+        if item is not None:
+            out.append(item)
+    return out
+
+
+def host_visible_path(path: Optional[str]) -> Optional[str]:
+    """Path text shown to hosts: Windows verbatim prefixes are dropped."""
+    if path is None:
+        return None
+    if os.name == "nt":
+        if path.startswith("\\\\?\\UNC\\"):
+            return "\\\\" + path[8:]
+        if path.startswith("\\\\?\\"):
+            return path[4:]
+    return path

@@ -1,0 +1,232 @@
+"""The Lua side of one runtime lease: a dedicated LuaVM, its module roots, and running an eval.
+
+An eval is guarded by the native TimeoutGuard (luaskills_runtime._native.luahook), which stops
+the code at its deadline or when the host cancels it, also inside loops the JIT has compiled.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from luaskills_runtime._native.luahook import TimeoutGuard
+from luaskills_runtime.cwd import CWD_LOCK, working_directory
+from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.lease_requests import EvalRequest
+from luaskills_runtime.luajson import json_to_lua, lua_to_json
+from luaskills_runtime.vm import LEASE, RUN_LUA_WRAPPER, LuaVM
+
+LOGGER = logging.getLogger("luaskills_runtime")
+
+EVAL_CHUNKNAME = b"=runtime_lease"
+# A deadline further away than this is no deadline at all for a host (about 24 days); it also
+# keeps the value inside the native guard's millisecond range.
+MAX_GUARD_TIMEOUT_MS = 2**31 - 1
+
+# Prepends given as one Lua chunk so a lease VM is configured in a single call.
+_PREPEND_ROOTS = b"""
+local path_prefix, cpath_prefix = ...
+if path_prefix ~= "" then package.path = path_prefix .. package.path end
+if cpath_prefix ~= "" then package.cpath = cpath_prefix .. package.cpath end
+"""
+
+
+@dataclass
+class LeasePaths:
+    """Host-owned path context of one lease (already normalised)."""
+    cwd: Optional[str] = None
+    workspace_root: Optional[str] = None
+    lua_roots: List[str] = field(default_factory=list)
+    c_roots: List[str] = field(default_factory=list)
+    mounts: Any = None
+    system_lua_lib_dir: Optional[str] = None
+
+
+def default_system_lua_lib_dir() -> str:
+    """Where the system_lua_lib profile keeps its library when HostOptions names no folder: the
+    per-user data folder of the platform (the reference falls back to `skills` under the process
+    cwd, which would scatter folders over whatever directory the host happens to run in)."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
+    elif sys.platform == "darwin":
+        base = os.path.join(os.path.expanduser("~"), "Library", "Application Support")
+    else:
+        base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "luaskills-runtime", "system_lua_lib")
+
+
+def _module_patterns(roots: List[str], suffixes: List[str]) -> bytes:
+    sep = "\\" if sys.platform == "win32" else "/"
+    parts = []
+    for root in roots:
+        for suffix in suffixes:
+            parts.append(f"{root}{sep}{suffix};")
+    return os.fsencode("".join(parts)) if parts else b""
+
+
+def _native_suffixes() -> List[str]:
+    if sys.platform == "win32":
+        return ["?.dll", "?\\init.dll"]
+    if sys.platform == "darwin":
+        return ["?.dylib", "?/init.dylib"]
+    return ["?.so", "?/init.so"]
+
+
+def _lua_suffixes() -> List[str]:
+    return ["?.lua", "?\\init.lua"] if sys.platform == "win32" else ["?.lua", "?/init.lua"]
+
+
+def _os_error_text(error: OSError) -> str:
+    """An OS error the way the reference (Rust std::io::Error) prints it."""
+    if error.errno is not None and error.strerror:
+        return f"{error.strerror} (os error {error.errno})"
+    return str(error)
+
+
+class EvalFailure(Exception):
+    """An eval that failed; str() is the `message` of the eval_failed payload."""
+
+
+class EvalCancelled(Exception):
+    pass
+
+
+class LeaseVM:
+    """A dedicated LuaVM for one lease.  One eval at a time (the lease's busy lock ensures it);
+    cancel() may be called from any thread."""
+
+    def __init__(self, engine_state, paths: LeasePaths):
+        options = engine_state.options
+        self.paths = paths
+        self.vm = LuaVM(engine_state, LEASE, max_memory=options.max_memory_bytes)
+        try:
+            self._prepend_roots()
+            if options.enable_managed_io_compat:
+                from luaskills_runtime.vulcan.io_compat import install_managed_io
+                install_managed_io(self.vm)
+            self.guard = TimeoutGuard(self.vm.runtime)
+        except BaseException:
+            self.vm.close()
+            raise
+        self._state_lock = threading.Lock()  # orders arm/disarm against cancel()
+        self._running = False
+        self._cancel_message: Optional[bytes] = None
+
+    def _prepend_roots(self) -> None:
+        lua = _module_patterns(self.paths.lua_roots, _lua_suffixes())
+        native = _module_patterns(self.paths.c_roots, _native_suffixes())
+        if lua or native:
+            try:
+                self.vm.runtime.execute(_PREPEND_ROOTS, lua, native)
+            except Exception as error:
+                raise LuaSkillsError(f"Failed to set runtime lease package.path: {error}") from None
+
+    # ---- eval ----------------------------------------------------------------------------------
+    def eval(self, request: EvalRequest) -> Any:
+        """Run one eval request; returns the JSON form of the first returned value or raises
+        EvalFailure with the reference's message."""
+        vm = self.vm
+        context = request.request_context
+        try:
+            vm.reset_scope(
+                request=context if context is not None else {},
+                client_info=context.get("client_info") if context else None,
+                client_capabilities=context.get("client_capabilities") if context else {},
+                client_budget=request.client_budget,
+                tool_config=request.tool_config,
+                luaexec_active=True,
+            )
+            vm.set_global("__runlua_args", json_to_lua(vm.runtime, request.args, top_level_args=True))
+        except LuaSkillsError as error:
+            raise EvalFailure(str(error)) from None
+        code = RUN_LUA_WRAPPER.format(code=request.code)
+        timeout_ms = min(request.timeout_ms, MAX_GUARD_TIMEOUT_MS)
+        timeout_text = f"luaexec execution timed out after {request.timeout_ms} ms".encode()
+        try:
+            try:
+                values = self._run_guarded(code, timeout_ms, timeout_text)
+            except LuaSkillsError as error:
+                message = f"Runtime session eval error: {error}"
+                LOGGER.error("[LuaSkill:error] %s", message)
+                raise EvalFailure(message) from None
+            try:
+                return lua_to_json(values[0] if values else None)
+            except LuaSkillsError as error:
+                raise EvalFailure(str(error)) from None
+        finally:
+            try:
+                vm.set_global("__runlua_args", None)
+            except Exception:
+                pass
+
+    def _run_guarded(self, code: str, timeout_ms: int, timeout_text: bytes):
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        with self._state_lock:
+            if self._cancel_message is not None:
+                raise LuaSkillsError(self._cancel_message.decode("utf-8", "replace"))
+            self.guard.arm(timeout_ms, timeout_text)
+            self._running = True
+        try:
+            cwd = self.paths.cwd
+            if cwd is None:
+                return self.vm.run_chunk(code, EVAL_CHUNKNAME)
+            self._wait_for_cwd_lock(deadline, timeout_text)
+            try:
+                try:
+                    switcher = working_directory(cwd)
+                    switcher.__enter__()
+                except OSError as error:
+                    raise LuaSkillsError(f"runtime lease set cwd {cwd}: {_os_error_text(error)}") from None
+                outcome = None
+                try:
+                    return self.vm.run_chunk(code, EVAL_CHUNKNAME)
+                except BaseException as error:
+                    outcome = error
+                    raise
+                finally:
+                    try:
+                        switcher.__exit__(None, None, None)
+                    except OSError as error:
+                        if outcome is None or isinstance(outcome, LuaSkillsError):
+                            raise LuaSkillsError(
+                                f"runtime lease restore cwd: {_os_error_text(error)}") from None
+            finally:
+                CWD_LOCK.release()
+        finally:
+            with self._state_lock:
+                self._running = False
+                self.guard.disarm()
+
+    def _wait_for_cwd_lock(self, deadline: float, timeout_text: bytes) -> None:
+        """Take the process-wide cwd lock, giving up at the eval's deadline or on cancel (another
+        lease or runlua file run may hold it for as long as its own code runs)."""
+        while not CWD_LOCK.acquire(timeout=0.05):
+            with self._state_lock:
+                cancelled = self._cancel_message
+            if cancelled is not None:
+                raise LuaSkillsError(cancelled.decode("utf-8", "replace"))
+            if time.monotonic() >= deadline:
+                raise LuaSkillsError(timeout_text.decode())
+
+    def begin(self) -> None:
+        """Called (under the lease's busy lock) before an eval: forget earlier cancellations."""
+        with self._state_lock:
+            self._cancel_message = None
+
+    def cancel(self, message: str) -> bool:
+        """Stop the running eval (or the one about to start) with `message`; True if one was
+        running or starting."""
+        text = message.encode("utf-8")
+        with self._state_lock:
+            self._cancel_message = text
+            if self._running:
+                self.guard.cancel(text)
+                return True
+        return False
+
+    def close(self) -> None:
+        self.vm.close()
