@@ -103,6 +103,12 @@ class LeaseVM:
         options = engine_state.options
         self.paths = paths
         self.vm = LuaVM(engine_state, LEASE, max_memory=options.max_memory_bytes)
+        # The cap applies while the lease's Lua code runs.  Host-side work on the VM (scope reset,
+        # args and result conversion) runs uncapped: lupa makes those Lua API calls unprotected,
+        # and an allocation failure there aborts the process ("PANIC: unprotected error").
+        self._memory_cap = options.max_memory_bytes
+        if self._memory_cap:
+            self.vm.runtime.set_max_memory(0)
         try:
             self._prepend_roots()
             if options.enable_managed_io_compat:
@@ -173,7 +179,7 @@ class LeaseVM:
         try:
             cwd = self.paths.cwd
             if cwd is None:
-                return self.vm.run_chunk(code, EVAL_CHUNKNAME)
+                return self._run_capped(code)
             self._wait_for_cwd_lock(deadline, timeout_text)
             try:
                 try:
@@ -183,7 +189,7 @@ class LeaseVM:
                     raise LuaSkillsError(f"runtime lease set cwd {cwd}: {_os_error_text(error)}") from None
                 outcome = None
                 try:
-                    return self.vm.run_chunk(code, EVAL_CHUNKNAME)
+                    return self._run_capped(code)
                 except BaseException as error:
                     outcome = error
                     raise
@@ -200,6 +206,22 @@ class LeaseVM:
             with self._state_lock:
                 self._running = False
                 self.guard.disarm()
+
+    def _run_capped(self, code: str):
+        runtime = self.vm.runtime
+        if not self._memory_cap:
+            return self.vm.run_chunk(code, EVAL_CHUNKNAME)
+        runtime.set_max_memory(self._memory_cap)
+        try:
+            return self.vm.run_chunk(code, EVAL_CHUNKNAME)
+        except LuaSkillsError as error:
+            if str(error) == "not enough memory":
+                runtime.set_max_memory(0)
+                # free what the failed code left behind, so the next eval starts with room
+                self.vm.run_chunk(b"collectgarbage()", b"=runtime_lease_gc")
+            raise
+        finally:
+            runtime.set_max_memory(0)
 
     def _wait_for_cwd_lock(self, deadline: float, timeout_text: bytes) -> None:
         """Take the process-wide cwd lock, giving up at the eval's deadline or on cancel (another
