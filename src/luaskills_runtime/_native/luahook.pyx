@@ -12,9 +12,14 @@ then turns it back on if it was on).
 
 Installing a guard loads this module into the Lua state with ``package.loadlib``; a host that
 keeps C modules away from user code removes ``package.loadlib`` after installing its guards.
-Once a guard fired, *any* Lua code of that VM raises until ``disarm``, including error handlers
-written in Lua (an ``xpcall`` handler then ends in "error in error handling"): after a failed run,
-check ``guard.fired`` and report the guard's message whatever the error text says.
+Once a guard fired, *any* Lua instruction of that VM raises until ``disarm``, so wrappers must do
+their post-processing after disarming.  After a run, ``guard.fired`` tells whether the guard
+stopped it; report the guard's message whatever the error text says.
+
+Limits (LuaJIT's, shared with PUC Lua and the reference's hook): an ``xpcall`` message handler
+called for the hook's error, and ``__gc`` finalizers, run with hooks disabled.  A handler runs to
+its end unguarded (and its return value becomes xpcall's result), so a handler that never returns
+cannot be stopped.
 """
 import atexit
 import operator
