@@ -139,6 +139,7 @@ struct lsr_hook_slot {
     uint64_t raised;           /* hook raises since the last arm */
     uint64_t raised_seen;      /* `raised` at the watchdog's last look (re-assert check) */
     int64_t fired_at;          /* when the hook was installed since the last arm, or -1 */
+    int64_t quiet_since;       /* firing without a raise since then, or -1 while it raises */
     lsr_hook_slot *next_pending;
     size_t msg_len;
     char msg[LSR_HOOK_MESSAGE_MAX];
@@ -202,8 +203,30 @@ static void fire_locked(lsr_hook_slot *s, int64_t now)
     s->state = SLOT_FIRING;
     s->fired_at = now;
     s->raised_seen = s->raised;
+    s->quiet_since = now;
     install_hook_locked(s);
-    s->node.key = now + LSR_HOOK_REASSERT_MS;
+    s->node.key = now + LSR_HOOK_REASSERT_FAST_MS;
+    lsr_heap_update(&wd.heap, &s->node);
+}
+
+/* Look at a firing slot again (see LSR_HOOK_REASSERT_MS).  Caller holds wd.mu; s is in the heap
+ * and bound.  Never fails. */
+static void reassert_locked(lsr_hook_slot *s, int64_t now)
+{
+    int64_t next = LSR_HOOK_REASSERT_MS;
+    if (s->raised != s->raised_seen) {
+        s->quiet_since = -1; /* the hook works */
+    } else {
+        /* No raise: the VM is outside Lua (re-installing is harmless) or the hook was lost to a
+         * race with the VM's own dispatch-table rewrite (re-installing repairs it). */
+        install_hook_locked(s);
+        if (s->quiet_since < 0)
+            s->quiet_since = now;
+        if (now - s->quiet_since < LSR_HOOK_REASSERT_FAST_FOR_MS)
+            next = LSR_HOOK_REASSERT_FAST_MS;
+    }
+    s->raised_seen = s->raised;
+    s->node.key = now + next;
     lsr_heap_update(&wd.heap, &s->node);
 }
 
@@ -225,18 +248,10 @@ static void watchdog_main(void *unused)
             continue;
         }
         lsr_hook_slot *s = (lsr_hook_slot *)top;
-        if (s->state == SLOT_ARMED) {
+        if (s->state == SLOT_ARMED)
             fire_locked(s, now);
-        } else {
-            /* Firing: no raise since the last look means the VM is outside Lua (a long C or
-             * Python call: harmless to re-install) or the hook was lost to a race with the VM's
-             * own dispatch-table rewrite (re-installing repairs it). */
-            if (s->raised == s->raised_seen)
-                install_hook_locked(s);
-            s->raised_seen = s->raised;
-            s->node.key = now + LSR_HOOK_REASSERT_MS;
-            lsr_heap_update(&wd.heap, &s->node);
-        }
+        else
+            reassert_locked(s, now);
     }
     lsr_mutex_unlock(&wd.mu);
 }
@@ -607,8 +622,37 @@ static int raise_text(lua_State *L, const char *text)
     return lsr_lua.error(L);
 }
 
-/* Error contract: see luahook.h.  Every Lua call that can raise (allocation) happens before the
- * slot is bound, so a failure leaves an unbound slot for the host to release. */
+/* Registry key of the state's original debug.sethook (kept out of upvalues, where
+ * debug.getupvalue would hand it to user code). */
+static char sethook_key;
+
+/* debug.sethook as user code sees it once a guard is installed: the original, then, if the guard
+ * is firing, our hook again.  Without this, code calling debug.sethook in a loop keeps erasing the
+ * hook the watchdog installs (its lua_sethook and the VM's race over the dispatch table, and the
+ * VM's call comes last most of the time).  Runs on the VM's own thread, so re-installing is
+ * synchronous.  Errors: those of the original (bad arguments), raised before any lock is held. */
+static int guarded_sethook(lua_State *L)
+{
+    int nargs = lsr_lua.gettop(L);
+    lsr_lua.pushlightuserdata(L, &sethook_key);
+    lsr_lua.rawget(L, LSR_LUA_REGISTRYINDEX);
+    if (lsr_lua.type(L, -1) != LSR_LUA_TFUNCTION)
+        return raise_text(L, "debug.sethook is not available");
+    lsr_lua.insert(L, 1);
+    lsr_lua.call(L, nargs, 0);
+    lsr_hook_slot *s = state_slot(L);
+    if (s != NULL) {
+        lsr_mutex_lock(&wd.mu);
+        if (s->state == SLOT_FIRING)
+            lsr_lua.sethook(L, on_count, LSR_LUA_MASKCOUNT, 1);
+        lsr_mutex_unlock(&wd.mu);
+    }
+    return 0;
+}
+
+/* Error contract: see luahook.h.  Every Lua call that can raise (allocation) before the slot is
+ * bound leaves an unbound slot for the host to release; a memory error after binding (while
+ * storing the debug.sethook wrapper) leaves a bound guard, which the host can also release. */
 LSR_HOOK_EXPORT int luaopen_luaskills_hook(lua_State *L)
 {
     if (!lsr_luaapi_ready)
@@ -653,5 +697,16 @@ LSR_HOOK_EXPORT int luaopen_luaskills_hook(lua_State *L)
     s->refs++;
     lsr_mutex_unlock(&wd.mu);
     box->slot = s;
-    return 1;
+
+    /* Optional argument 2: the state's debug.sethook, to be replaced by guarded_sethook.  A state
+     * that had a guard before already has the wrapper: keep the original it stored. */
+    if (lsr_lua.type(L, 2) != LSR_LUA_TFUNCTION)
+        return 1;
+    if (lsr_lua.tocfunction(L, 2) != guarded_sethook) {
+        lsr_lua.pushlightuserdata(L, &sethook_key);
+        lsr_lua.pushvalue(L, 2);
+        lsr_lua.rawset(L, LSR_LUA_REGISTRYINDEX);
+    }
+    lsr_lua.pushcclosure(L, guarded_sethook, 0);
+    return 2;
 }

@@ -148,12 +148,26 @@ cdef class TimeoutGuard:
             if isinstance(detail, bytes):
                 detail = detail.decode("utf-8", "replace")
             raise LuaSkillsError(f"package.loadlib of the timeout guard failed: {detail}")
+        # debug.sethook is swapped for a wrapper that puts the guard's hook back whenever user
+        # code changes hooks while the guard fires (see guarded_sethook in luahook.c).
+        debug = runtime.globals()[b"debug"]
+        sethook = debug[b"sethook"] if lua_type(debug) == "table" else None
         try:
-            anchor = answer(token)
+            if lua_type(sethook) == "function":
+                anchor, wrapper = answer(token, sethook)
+            else:
+                anchor, wrapper = answer(token), None
         except _luajit.LuaError as error:
             raise LuaSkillsError(_lua_error_text(error)) from None
         if anchor is None or not lsr_hook_slot_bound(self.slot):
             raise LuaSkillsError("TimeoutGuard: the Lua state did not bind the guard")
+        if wrapper is not None:
+            debug[b"sethook"] = wrapper
+            loaded = package[b"loaded"]
+            if lua_type(loaded) == "table":
+                loaded_debug = loaded[b"debug"]
+                if lua_type(loaded_debug) == "table" and loaded_debug != debug:
+                    loaded_debug[b"sethook"] = wrapper
         return anchor
 
     cdef tuple _capture_jit(self, runtime):
