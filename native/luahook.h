@@ -12,6 +12,10 @@
  * Compiled JIT traces never check hooks: guarded code must run with the JIT off (and its traces
  * flushed) to be interruptible.  The Python binding offers that per call.
  *
+ * The VM's own lua_sethook calls (debug.sethook) race with the watchdog's: while a guard fires,
+ * a debug.sethook wrapper re-installs the hook on the VM thread, and the watchdog re-installs it
+ * when it has not raised for a while (LSR_HOOK_REASSERT_*).
+ *
  * Objects:
  * - lsr_hook_slot: one guard.  Created by the host (refcount 1), bound to a lua_State when that
  *   state calls luaopen_luaskills_hook (the state then holds a second reference through a

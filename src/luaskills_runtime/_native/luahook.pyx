@@ -11,7 +11,10 @@ Compiled JIT traces do not look at hooks: run guarded code with the JIT off, e.g
 then turns it back on if it was on).
 
 Installing a guard loads this module into the Lua state with ``package.loadlib``; a host that
-keeps C modules away from user code removes ``package.loadlib`` after installing its guards.
+keeps C modules away from user code removes ``package.loadlib`` after installing its guards.  It
+also replaces ``debug.sethook`` with a wrapper that behaves the same but puts the guard's hook back
+when user code changes hooks while the guard fires (code setting hooks in a loop would otherwise
+keep erasing it).
 Once a guard fired, *any* Lua instruction of that VM raises until ``disarm``, so wrappers must do
 their post-processing after disarming.  After a run, ``guard.fired`` tells whether the guard
 stopped it; report the guard's message whatever the error text says.
