@@ -259,19 +259,34 @@ def test_timeout_in_a_plain_loop(env):
 def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(env):
     leases, _ = env
     lease_id = create(leases, sid="a")["lease_id"]
-    compiled = result_of(leases, lease_id, """
+    lvm = leases.manager._leases[lease_id].lvm
+    # Compile the loop with the JIT on, as code that got hold of the real jit.on could (lease
+    # code cannot: its jit.on refuses), then show the next eval still stops at its deadline.
+    lvm._jit_on()
+    traces = lvm.vm.runtime.execute(b"""
         function spin(n) local s = 0 for i = 1, n do s = s + i % 7 end return s end
         spin(3e6)
-        local jutil = require('jit.util')
-        local traces = 0
-        for i = 1, 64 do if jutil.traceinfo(i) then traces = traces + 1 end end
-        return { jit.status(), traces }""")
-    assert compiled[0] is True and compiled[1] >= 1  # the loop runs as a compiled trace
+        local jutil, count = require('jit.util'), 0
+        for i = 1, 256 do if jutil.traceinfo(i) then count = count + 1 end end
+        return count""")
+    assert traces >= 1  # the loop runs as a compiled trace now
     started = time.monotonic()
     assert failure_of(leases, lease_id, "return spin(1e15)", timeout_ms=300) == (
         "Runtime session eval error: luaexec execution timed out after 300 ms")
     assert time.monotonic() - started < 5
-    assert result_of(leases, lease_id, "return spin(10)") == sum(i % 7 for i in range(1, 11))
+    assert result_of(leases, lease_id, "return { spin(10), (jit.status()) }") == [
+        sum(i % 7 for i in range(1, 11)), False]
+
+
+def test_lease_code_cannot_turn_the_jit_on(env):
+    leases, _ = env
+    lease_id = create(leases, sid="a")["lease_id"]
+    message = failure_of(leases, lease_id, "jit.on()")
+    assert message == ("Runtime session eval error: runtime_lease:3: jit.on: the JIT stays off in "
+                       "runtime leases so that timeouts and cancellation can stop any loop")
+    code = "pcall(jit.on) pcall(require('jit').on) local s = 0 while true do s = s + 1 end"
+    assert failure_of(leases, lease_id, code, timeout_ms=300) == (
+        "Runtime session eval error: luaexec execution timed out after 300 ms")
 
 
 def test_timeout_cannot_be_swallowed_by_pcall(env):

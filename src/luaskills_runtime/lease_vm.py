@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from luaskills_runtime._native.luahook import TimeoutGuard
+from luaskills_runtime._native.luahook import TimeoutGuard, monotonic_ms
 from luaskills_runtime.cwd import CWD_LOCK, working_directory
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lease_requests import EvalRequest
@@ -23,15 +23,28 @@ from luaskills_runtime.vm import LEASE, RUN_LUA_WRAPPER, LuaVM
 LOGGER = logging.getLogger("luaskills_runtime")
 
 EVAL_CHUNKNAME = b"=runtime_lease"
-# A deadline further away than this is no deadline at all for a host (about 24 days); it also
-# keeps the value inside the native guard's millisecond range.
-MAX_GUARD_TIMEOUT_MS = 2**31 - 1
 
 # Prepends given as one Lua chunk so a lease VM is configured in a single call.
 _PREPEND_ROOTS = b"""
 local path_prefix, cpath_prefix = ...
 if path_prefix ~= "" then package.path = path_prefix .. package.path end
 if cpath_prefix ~= "" then package.cpath = cpath_prefix .. package.cpath end
+"""
+
+# Turns the JIT off for good (flushing traces compiled so far) and hides jit.on from user code;
+# returns the real jit.status, an off-and-flush function for the host's per-eval check, and the
+# real jit.on (held by the host only).
+_JIT_LOCKDOWN = b"""
+local jit = jit
+if type(jit) ~= "table" then
+  return function() return false end, function() end, function() end
+end
+local status, on, off, flush, error = jit.status, jit.on, jit.off, jit.flush, error
+off() flush()
+jit.on = function()
+  error("jit.on: the JIT stays off in runtime leases so that timeouts and cancellation can stop any loop", 2)
+end
+return function() return (status()) end, function() off() flush() end, on
 """
 
 
@@ -91,13 +104,13 @@ class EvalFailure(Exception):
     """An eval that failed; str() is the `message` of the eval_failed payload."""
 
 
-class EvalCancelled(Exception):
-    pass
-
-
 class LeaseVM:
     """A dedicated LuaVM for one lease.  One eval at a time (the lease's busy lock ensures it);
-    cancel() may be called from any thread."""
+    cancel() may be called from any thread.
+
+    The JIT stays off in lease VMs: compiled traces never look at hooks, so a loop the JIT had
+    compiled could not be stopped by a timeout or a cancel.  User code gets a `jit.on` that
+    says so instead of silently defeating the guard."""
 
     def __init__(self, engine_state, paths: LeasePaths):
         options = engine_state.options
@@ -115,12 +128,17 @@ class LeaseVM:
                 from luaskills_runtime.vulcan.io_compat import install_managed_io
                 install_managed_io(self.vm)
             self.guard = TimeoutGuard(self.vm.runtime)
+            # _jit_on: the real jit.on, out of Lua's reach (tests use it to compile a loop
+            # before an eval, to show the per-eval check flushes it).
+            self._jit_status, self._jit_off_and_flush, self._jit_on = \
+                self.vm.runtime.execute(_JIT_LOCKDOWN)
         except BaseException:
             self.vm.close()
             raise
         self._state_lock = threading.Lock()  # orders arm/disarm against cancel()
         self._running = False
         self._cancel_message: Optional[bytes] = None
+        self._cancel_accepted = False
 
     def _prepend_roots(self) -> None:
         lua = _module_patterns(self.paths.lua_roots, _lua_suffixes())
@@ -150,11 +168,10 @@ class LeaseVM:
         except LuaSkillsError as error:
             raise EvalFailure(str(error)) from None
         code = RUN_LUA_WRAPPER.format(code=request.code)
-        timeout_ms = min(request.timeout_ms, MAX_GUARD_TIMEOUT_MS)
         timeout_text = f"luaexec execution timed out after {request.timeout_ms} ms".encode()
         try:
             try:
-                values = self._run_guarded(code, timeout_ms, timeout_text)
+                values = self._run_guarded(code, request.timeout_ms, timeout_text)
             except LuaSkillsError as error:
                 message = f"Runtime session eval error: {error}"
                 LOGGER.error("[LuaSkill:error] %s", message)
@@ -170,56 +187,73 @@ class LeaseVM:
                 pass
 
     def _run_guarded(self, code: str, timeout_ms: int, timeout_text: bytes):
+        """Run the wrapped code under the guard (and in the lease's cwd); a run the guard stopped
+        reports the guard's message whatever error text the code saw."""
+        if self._jit_status():  # only code that found the real jit.on can have turned it on
+            self._jit_off_and_flush()
         deadline = time.monotonic() + timeout_ms / 1000.0
         with self._state_lock:
             if self._cancel_message is not None:
                 raise LuaSkillsError(self._cancel_message.decode("utf-8", "replace"))
+            armed_at = monotonic_ms()
             self.guard.arm(timeout_ms, timeout_text)
             self._running = True
+        failure: Optional[LuaSkillsError] = None
+        values = ()
         try:
-            cwd = self.paths.cwd
-            if cwd is None:
-                return self._run_capped(code)
-            self._wait_for_cwd_lock(deadline, timeout_text)
-            try:
-                try:
-                    switcher = working_directory(cwd)
-                    switcher.__enter__()
-                except OSError as error:
-                    raise LuaSkillsError(f"runtime lease set cwd {cwd}: {_os_error_text(error)}") from None
-                outcome = None
-                try:
-                    return self._run_capped(code)
-                except BaseException as error:
-                    outcome = error
-                    raise
-                finally:
-                    try:
-                        switcher.__exit__(None, None, None)
-                    except OSError as error:
-                        if outcome is None or isinstance(outcome, LuaSkillsError):
-                            raise LuaSkillsError(
-                                f"runtime lease restore cwd: {_os_error_text(error)}") from None
-            finally:
-                CWD_LOCK.release()
+            values = self._run_in_cwd(code, deadline, timeout_text)
+        except LuaSkillsError as error:
+            failure = error
         finally:
             with self._state_lock:
                 self._running = False
-                self.guard.disarm()
+                self.guard.disarm()  # before any other Lua call: a fired guard raises on each
+        if failure is None:
+            return values
+        if self.guard.fired:
+            fired_at = self.guard.fired_at_ms
+            timed_out = fired_at is not None and fired_at >= armed_at + timeout_ms
+            if self._cancel_accepted and not timed_out:
+                raise LuaSkillsError(self._cancel_message.decode("utf-8", "replace"))
+            raise LuaSkillsError(timeout_text.decode())
+        if str(failure) == "not enough memory":
+            # free what the failed code left behind, so the next eval starts with room
+            self.vm.run_chunk(b"collectgarbage()", b"=runtime_lease_gc")
+        raise failure
+
+    def _run_in_cwd(self, code: str, deadline: float, timeout_text: bytes):
+        cwd = self.paths.cwd
+        if cwd is None:
+            return self._run_capped(code)
+        self._wait_for_cwd_lock(deadline, timeout_text)
+        try:
+            try:
+                switcher = working_directory(cwd)
+                switcher.__enter__()
+            except OSError as error:
+                raise LuaSkillsError(f"runtime lease set cwd {cwd}: {_os_error_text(error)}") from None
+            outcome = None
+            try:
+                return self._run_capped(code)
+            except BaseException as error:
+                outcome = error
+                raise
+            finally:
+                try:
+                    switcher.__exit__(None, None, None)
+                except OSError as error:
+                    if outcome is None or isinstance(outcome, LuaSkillsError):
+                        raise LuaSkillsError(f"runtime lease restore cwd: {_os_error_text(error)}") from None
+        finally:
+            CWD_LOCK.release()
 
     def _run_capped(self, code: str):
-        runtime = self.vm.runtime
         if not self._memory_cap:
             return self.vm.run_chunk(code, EVAL_CHUNKNAME)
+        runtime = self.vm.runtime
         runtime.set_max_memory(self._memory_cap)
         try:
             return self.vm.run_chunk(code, EVAL_CHUNKNAME)
-        except LuaSkillsError as error:
-            if str(error) == "not enough memory":
-                runtime.set_max_memory(0)
-                # free what the failed code left behind, so the next eval starts with room
-                self.vm.run_chunk(b"collectgarbage()", b"=runtime_lease_gc")
-            raise
         finally:
             runtime.set_max_memory(0)
 
@@ -238,6 +272,7 @@ class LeaseVM:
         """Called (under the lease's busy lock) before an eval: forget earlier cancellations."""
         with self._state_lock:
             self._cancel_message = None
+            self._cancel_accepted = False
 
     def cancel(self, message: str) -> bool:
         """Stop the running eval (or the one about to start) with `message`; True if one was
@@ -245,8 +280,8 @@ class LeaseVM:
         text = message.encode("utf-8")
         with self._state_lock:
             self._cancel_message = text
-            if self._running:
-                self.guard.cancel(text)
+            if self._running and self.guard.cancel(text):
+                self._cancel_accepted = True
                 return True
         return False
 
