@@ -468,7 +468,7 @@ done:
 /* Checks the parts of spec that need no system call.  Returns 0, or -1 with *err (EINVAL). */
 static int check_spec(const lsr_proc_spec *spec, lsr_error *err)
 {
-    if (spec->program == NULL || spec->program[0] == '\0') {
+    if (spec == NULL || spec->program == NULL || spec->program[0] == '\0') {
         lsr_error_setf(err, EINVAL, "program: must not be empty");
         return -1;
     }
@@ -477,7 +477,7 @@ static int check_spec(const lsr_proc_spec *spec, lsr_error *err)
         return -1;
     }
     if (spec->nargs > 0 && spec->args == NULL) {
-        lsr_error_setf(err, EINVAL, "args: NULL with nargs = %lu", (unsigned long)spec->nargs);
+        lsr_error_setf(err, EINVAL, "args: missing");
         return -1;
     }
     if (spec->buffer_limit == 0) {

@@ -27,9 +27,11 @@ core="$native/proc_windows.c $native/drain_windows.c $native/tree_windows.c \
       $native/winerr_windows.c $native/notify.c $native/ringbuf.c"
 start=$(date +%s)
 # shellcheck disable=SC2086
-"$CC" $flags -o "$out/harness.exe" "$here/harness.c" $core
+"$CC" $flags -municode -o "$out/lsrchild.exe" "$here/lsrchild.c" &
+child_build=$!
 # shellcheck disable=SC2086
-"$CC" $flags -municode -o "$out/lsrchild.exe" "$here/lsrchild.c"
+"$CC" $flags -o "$out/harness.exe" "$here/harness.c" $core
+wait "$child_build"
 echo "run.sh: built with -Wall -Wextra -Werror in $(( $(date +%s) - start )) s"
 
 export WINEDEBUG=-all
