@@ -7,4 +7,7 @@ start=$(date +%s)
 apt-get update
 apt-get install -y --no-install-recommends gcc-mingw-w64-x86-64 wine64
 end=$(date +%s)
+# Debian's wine64 package puts the loader in /usr/lib/wine, not on PATH; run.sh looks there too.
+x86_64-w64-mingw32-gcc --version | head -n 1
+/usr/lib/wine/wine64 --version 2>/dev/null || wine64 --version
 echo "install-windows-toolchain: done in $((end - start)) s"

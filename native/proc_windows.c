@@ -5,6 +5,18 @@
  * and exit watcher, and only then resumed, so it cannot start a grandchild outside the job.
  * A process object is reference counted (owner + one per running reader + one per pending detach
  * request) because the drainer thread may still be finishing a read after lsr_proc_free returns.
+ *
+ * Notes
+ * - A bare program name is looked up on PATH (the child's when spec->env sets one), then the system
+ *   and Windows directories, "<name>.exe" first; a name not found there is left to CreateProcessW's
+ *   own search, so a missing program fails as "CreateProcessW: ... (error 2)".  Batch files are
+ *   refused: cmd.exe would re-parse their arguments.
+ * - Only the child's three stdio ends are inherited (PROC_THREAD_ATTRIBUTE_HANDLE_LIST).  They are
+ *   inheritable from their creation until the child exists, so a CreateProcess elsewhere in the
+ *   host that inherits handles WITHOUT a handle list could pick them up in that window (Python's
+ *   subprocess uses a handle list); our own parent ends are never inheritable.
+ * - The root's exit wakes readers through a thread-pool wait (RegisterWaitForSingleObject), which
+ *   serves up to 63 processes per pool thread.
  */
 #include <errno.h>
 #include <stdlib.h>

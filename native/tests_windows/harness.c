@@ -371,6 +371,36 @@ static int test_program_on_path(void)
     return seen;
 }
 
+static int test_only_stdio_inherited(void)
+{
+    /* An inheritable handle of ours must not reach the child: the handle list allows only its
+     * three stdio ends.  If it leaked, the pipe below would stay open while the child sleeps. */
+    SECURITY_ATTRIBUTES inheritable = { sizeof(SECURITY_ATTRIBUTES), NULL, TRUE };
+    HANDLE r, w;
+    EXPECT(CreatePipe(&r, &w, &inheritable, 0), "CreatePipe failed");
+    const char *args[] = { "sleep", "3000" };
+    lsr_proc_spec s = child_spec(args, 2);
+    lsr_proc *p;
+    lsr_error e;
+    int rc = lsr_proc_spawn(&s, &p, &e);
+    CloseHandle(w);
+    if (rc != 0) {
+        CloseHandle(r);
+        EXPECT(0, "spawn: %s", e.message);
+    }
+    double t0 = now_ms();
+    char byte;
+    DWORD n;
+    BOOL got = ReadFile(r, &byte, 1, &n, NULL);   /* EOF at once unless the child holds w */
+    double dt = now_ms() - t0;
+    CloseHandle(r);
+    lsr_exit_status st;
+    lsr_proc_terminate(p, &st, &e);
+    lsr_proc_free(p);
+    EXPECT(!got && dt < 1500, "the child inherited an unrelated handle (pipe EOF after %.0f ms)", dt);
+    return 1;
+}
+
 /* ---------------------------------------------------------------- status */
 
 static int test_status_does_not_reap(void)
@@ -980,6 +1010,7 @@ int main(int argc, char **argv)
     run("environment block: inherited / replaced / sorted", test_env_block);
     run("cwd is applied", test_cwd);
     run("bare program name found on PATH", test_program_on_path);
+    run("only the three stdio handles are inherited", test_only_stdio_inherited);
     run("status: probing does not reap", test_status_does_not_reap);
     run("status: running, bounded wait, killed", test_status_running_then_killed);
     run("drain: newest bytes kept beyond the limit", test_drain_keeps_newest);
