@@ -1,7 +1,7 @@
 #!/bin/sh
 # Cross-compiles the Windows process core and its harness with mingw-w64 (warnings are errors) and
 # runs the harness under Wine, headless.  Needs x86_64-w64-mingw32-gcc and wine64 (Debian:
-# ci/install-windows-toolchain.sh).  Exit status is the harness's (0 = all passed).
+# .ci/install-windows-toolchain.sh).  Exit status is the harness's (0 = all passed).
 #
 # Environment: WINE (wine loader to use), WINEPREFIX (default: a per-user prefix under /tmp,
 # created on first use), LSR_WIN_BUILD (output directory, default: a fresh temp directory).
