@@ -29,7 +29,7 @@ def extension(name, c_sources):
         compile_args, libraries = [], ["kernel32"]
     else:
         compile_args = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Wno-unused-function"]
-        compile_args += ["-O0", "-g"] if DEBUG else ["-O2"]
+        compile_args += ["-O0", "-g"] if DEBUG else ["-O2", "-g0"]
         libraries = ["pthread"]
     return Extension(
         f"luaskills_runtime._native.{name}",
