@@ -251,3 +251,5 @@ cdef class NativeProcess:
         if rc != 0:
             _fail(op, &err)
         return _status_dict(&st)
+
+include "exec.pxi"
