@@ -17,8 +17,10 @@ How a run ends (SPEC 7 and beyond):
 """
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import weakref
 from typing import Callable, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
@@ -33,6 +35,10 @@ ORPHAN_GRACE_MS = 200
 _NO_DEADLINE_MS = 1 << 52
 
 _WINDOWS = sys.platform == "win32"
+
+# Runs in progress, so the ones still going when the interpreter exits (on other threads) are
+# killed with their trees.
+_live_runs: "weakref.WeakSet" = weakref.WeakSet()
 
 
 def _native():
@@ -84,6 +90,7 @@ def run_exec_request(request: ExecRequest, *, track: Optional[Callable] = None) 
             _child_env(request.env), stdin, timeout_ms or 0, ORPHAN_GRACE_MS)
     except native.ExecSpawnError as error:
         return exec_error_result(f"failed to spawn process: {error}", request)
+    _live_runs.add(run)
     if track is not None:
         track(run)
     try:
@@ -115,6 +122,15 @@ def exec_command(command=None, program=None, args=(), cwd=None, env=None, stdin=
         command, program, args, cwd, env, stdin, timeout_ms, shell, encoding, stdout_encoding,
         stderr_encoding, stdin_encoding, default_mode=default_mode())
     return run_exec_request(request)
+
+
+@atexit.register
+def _kill_live_runs() -> None:
+    for run in list(_live_runs):
+        try:
+            run.kill()
+        except Exception:  # teardown must reach every run
+            pass
 
 
 __all__ = ["exec_command", "run_exec_request", "ORPHAN_GRACE_MS"]
