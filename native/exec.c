@@ -209,8 +209,11 @@ int lsr_exec_wait(lsr_exec *e, int64_t until_ms, lsr_error *err)
                 return -1;
             int64_t now = lsr_now_ms();
             if (st.exited) {
+                /* The grace never stretches the run past its deadline. */
                 e->phase = PHASE_DRAINING;
-                e->eof_deadline = now + e->grace_ms;
+                e->eof_deadline = earlier(now + e->grace_ms, e->deadline);
+                if (e->eof_deadline < now)
+                    e->eof_deadline = now;
                 continue;
             }
             if (e->deadline >= 0 && now >= e->deadline) {

@@ -8,7 +8,8 @@
  *   detached helper thread, so a child that never reads its stdin cannot stall the run past its
  *   deadline (the helper fails with EPIPE once the tree is gone);
  * - waits for the root process, at most until the deadline (timeout_ms).  When the root exits in
- *   time, descendants still holding stdout/stderr open get grace_ms to finish writing;
+ *   time, descendants still holding stdout/stderr open get grace_ms (but never beyond the
+ *   deadline) to finish writing;
  * - then ends whatever is left of the tree and reaps the root (lsr_proc_terminate), so nothing
  *   the run started outlives it, and reports the root's status and whether the deadline passed.
  *

@@ -54,9 +54,10 @@ static void ring_put(lsr_ring *r, size_t at, const uint8_t *src, size_t n)
     memcpy(r->data, src + first, n - first);
 }
 
-/* Enlarges the storage towards `need` bytes (doubling, at most limit), keeping the held bytes in
- * order from index 0.  Lock held.  When malloc fails the ring keeps its storage, and append drops
- * bytes as a full ring does. */
+/* Enlarges the storage towards `need` bytes (doubling, at most limit).  Lock held.  Unwrapped
+ * contents (the usual case while nobody drains) keep their place, so realloc can extend the block
+ * without copying; wrapped ones are moved in order to index 0.  When the allocation fails the ring
+ * keeps its storage, and append drops bytes as a full ring does. */
 static void ring_grow(lsr_ring *r, size_t need)
 {
     size_t target = r->capacity;
@@ -66,12 +67,18 @@ static void ring_grow(lsr_ring *r, size_t need)
         target = r->limit;
     if (target <= r->capacity)
         return;
+    if (r->head + r->len <= r->capacity) {
+        uint8_t *bigger = (uint8_t *)realloc(r->data, target);
+        if (bigger == NULL)
+            return;
+        r->data = bigger;
+        r->capacity = target;
+        return;
+    }
     uint8_t *bigger = (uint8_t *)malloc(target);
     if (bigger == NULL)
         return;
     size_t first = r->capacity - r->head;
-    if (first > r->len)
-        first = r->len;
     memcpy(bigger, r->data + r->head, first);
     memcpy(bigger + first, r->data, r->len - first);
     free(r->data);

@@ -90,6 +90,16 @@ def test_env_adds_and_overrides_but_keeps_the_rest(lua, monkeypatch):
     assert run(lua, "'echo $LSR_EXEC_OVERRIDE'")["stdout"] == "old\n"
 
 
+def test_a_path_override_is_used_to_find_the_program(tmp_path):
+    tool = tmp_path / "lsr-exec-only-here"
+    tool.write_text("#!/bin/sh\necho found $1\n")
+    tool.chmod(0o755)
+    result = exec_command(program="lsr-exec-only-here", args=["it"],
+                          env={"PATH": f"{tmp_path}:{os.environ.get('PATH', '')}"})
+    assert result["stdout"] == "found it\n"
+    assert exec_command(program="lsr-exec-only-here")["error"].startswith("failed to spawn")
+
+
 def test_cwd(lua, tmp_path):
     (tmp_path / "marker.txt").write_text("here")
     result = run(lua, "{command='pwd; cat marker.txt', cwd=args.dir}", {"dir": str(tmp_path)})
@@ -272,6 +282,14 @@ def test_root_exit_with_background_holding_stdout_returns_after_the_grace():
     elapsed = time.monotonic() - started
     assert elapsed < ORPHAN_GRACE_MS / 1000 + 0.8, elapsed
     assert result["ok"] is True and result["code"] == 0 and result["timed_out"] is False
+    assert wait_gone(int(result["stdout"]), 1.0)
+
+
+def test_the_grace_never_outlasts_the_deadline():
+    started = time.monotonic()
+    result = exec_command("sleep 30 & echo $!; sleep 0.1", timeout_ms=250)
+    assert time.monotonic() - started < 0.6
+    assert result["ok"] is True and result["timed_out"] is False   # the root finished in time
     assert wait_gone(int(result["stdout"]), 1.0)
 
 

@@ -9,7 +9,8 @@ How a run ends (SPEC 7 and beyond):
   tree is killed, so exec returns on time even when a grandchild holds the pipes open, and
   ``timed_out`` is true.
 * When the root exits, descendants that still hold stdout/stderr open (``cmd &``) get
-  :data:`ORPHAN_GRACE_MS` to finish writing; then the rest of the tree is killed.  The reference
+  :data:`ORPHAN_GRACE_MS` (never past the deadline) to finish writing; then the rest of the tree
+  is killed and the result is the root's.  The reference
   would wait for such pipes until they close -- possibly forever; a one-shot exec returning when
   its command returned, like a shell prompt does, is what callers expect.
 * Nothing exec started outlives it: when it returns, every process still in the child's group is
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import sys
 import weakref
 from typing import Callable, Optional
@@ -61,6 +63,18 @@ def _child_env(overrides: dict) -> Optional[list]:
     return [name + b"=" + value for name, value in merged.items()]
 
 
+def _resolve_program(program: str, overrides: dict) -> str:
+    """With PATH overridden, a bare program name is looked up on the child's PATH (as Rust's
+    Command does); the spawn itself searches ours."""
+    if _WINDOWS:
+        path = next((value for name, value in overrides.items() if name.upper() == "PATH"), None)
+    else:
+        path = overrides.get("PATH")
+    if path is None or os.sep in program or (os.altsep and os.altsep in program):
+        return program
+    return shutil.which(program, path=path) or program
+
+
 def _stdin_bytes(request: ExecRequest) -> Optional[bytes]:
     if request.stdin is None or isinstance(request.stdin, bytes):
         return request.stdin
@@ -79,6 +93,7 @@ def run_exec_request(request: ExecRequest, *, track: Optional[Callable] = None) 
     except LuaSkillsError as error:
         return exec_error_result(f"failed to encode process stdin: {error}", request)
     program, args = request.argv()
+    program = _resolve_program(program, request.env)
     timeout_ms = request.timeout_ms
     if timeout_ms is not None and timeout_ms >= _NO_DEADLINE_MS:
         timeout_ms = None
