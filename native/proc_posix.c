@@ -189,6 +189,12 @@ static int spawn_child(const lsr_proc_spec *spec, int in_fd, int out_fd, int err
         rc = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
     if (rc == 0)
         rc = posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    /* Like Python's subprocess: the child gets stdio only, not descriptors the host left
+     * inheritable (ours are all close-on-exec anyway), so nothing else can hold its pipes. */
+    if (rc == 0)
+        rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
     if (rc == 0 && spec->cwd != NULL) {
 #if (defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))) \
     || defined(__APPLE__) || defined(__FreeBSD__)

@@ -209,7 +209,7 @@ class ProcessSession:
             program.encode("utf-8"),
             [a.encode("utf-8") for a in arg_list],
             None if cwd is None else cwd.encode("utf-8"),
-            min(limit, sys.maxsize),
+            min(max(limit, 1), sys.maxsize),
         )
         _live.add(self)
 
