@@ -111,10 +111,13 @@ def run_exec_request(request: ExecRequest, *, track: Optional[Callable] = None) 
     try:
         outcome = run.finish()
     except native.ExecWaitError as error:
-        return exec_error_result(f"failed to wait for process: {error}", request,
-                                 timed_out=bool(error.args[1:] and error.args[1]))
+        message, timed_out = error.args
+        return exec_error_result(f"failed to wait for process: {message}", request, timed_out)
     finally:
         run.close()
+    if outcome.status_lost:   # reaped behind our back (a host SIGCHLD handler): no status
+        return exec_error_result("failed to wait for process: waitid: No child processes",
+                                 request, outcome.timed_out)
     return exec_result(request, outcome.stdout, outcome.stderr, outcome.code,
                        outcome.success, outcome.timed_out)
 

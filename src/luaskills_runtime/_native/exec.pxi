@@ -23,7 +23,8 @@ class ExecWaitError(Exception):
 
 class ExecOutcome:
     """How a run ended: the root's status, whether the deadline passed, and all its output."""
-    __slots__ = ("stdout", "stderr", "code", "success", "signal", "timed_out", "killed")
+    __slots__ = ("stdout", "stderr", "code", "success", "signal", "timed_out", "killed",
+                 "status_lost")
 
     def __repr__(self):
         return (f"ExecOutcome(code={self.code!r}, success={self.success!r}, "
@@ -141,6 +142,7 @@ cdef class ExecRun:
         outcome.signal = o.status.signal if o.status.signal else None
         outcome.timed_out = o.timed_out != 0
         outcome.killed = o.killed != 0
+        outcome.status_lost = o.status.success == LSR_UNKNOWN
         return outcome
 
     cdef void _end(self):
