@@ -13,6 +13,7 @@ from luaskills_runtime.process_exec import exec_command
 from luaskills_runtime.text import TextMode
 
 F = "process.exec"
+X = "vulcan.process.exec, "   # the call prefix of most cases
 
 
 @pytest.fixture(scope="module")
@@ -29,105 +30,105 @@ def pcall_message(engine, call):
 LUA_CASES = [
     # the spec itself
     ("vulcan.process.exec", f"{F}: expected a string or table, got nil"),
-    ("vulcan.process.exec, 5", f"{F}: expected a string or table, got number"),
-    ("vulcan.process.exec, true", f"{F}: expected a string or table, got boolean"),
-    ("vulcan.process.exec, print", f"{F}: expected a string or table, got function"),
-    ("vulcan.process.exec, coroutine.create(print)", f"{F}: expected a string or table, got thread"),
-    ("vulcan.process.exec, newproxy()", f"{F}: expected a string or table, got userdata"),
-    ("vulcan.process.exec, ''", f"{F}: command must not be empty"),
-    ("vulcan.process.exec, ' \\t\\n'", f"{F}: command must not be empty"),
-    ("vulcan.process.exec, 'echo a\\0b'", f"{F}: command must not contain NUL bytes"),
-    ("vulcan.process.exec, 'echo \\255'", f"{F}: command must be a valid UTF-8 string"),
+    (X + "5", f"{F}: expected a string or table, got number"),
+    (X + "true", f"{F}: expected a string or table, got boolean"),
+    (X + "print", f"{F}: expected a string or table, got function"),
+    (X + "coroutine.create(print)", f"{F}: expected a string or table, got thread"),
+    (X + "newproxy()", f"{F}: expected a string or table, got userdata"),
+    (X + "''", f"{F}: command must not be empty"),
+    (X + "' \\t\\n'", f"{F}: command must not be empty"),
+    (X + "'echo a\\0b'", f"{F}: command must not contain NUL bytes"),
+    (X + "'echo \\255'", f"{F}: command must be a valid UTF-8 string"),
     # command / program
-    ("vulcan.process.exec, {command=5}", f"{F}: command must be a string, got number"),
-    ("vulcan.process.exec, {command=''}", f"{F}: command must not be empty"),
-    ("vulcan.process.exec, {command='a\\0'}", f"{F}: command must not contain NUL bytes"),
-    ("vulcan.process.exec, {program={}}", f"{F}: program must be a string, got table"),
-    ("vulcan.process.exec, {program='  '}", f"{F}: program must not be empty"),
-    ("vulcan.process.exec, {program='\\200x'}", f"{F}: program must be a valid UTF-8 string"),
+    (X + "{command=5}", f"{F}: command must be a string, got number"),
+    (X + "{command=''}", f"{F}: command must not be empty"),
+    (X + "{command='a\\0'}", f"{F}: command must not contain NUL bytes"),
+    (X + "{program={}}", f"{F}: program must be a string, got table"),
+    (X + "{program='  '}", f"{F}: program must not be empty"),
+    (X + "{program='\\200x'}", f"{F}: program must be a valid UTF-8 string"),
     # args
-    ("vulcan.process.exec, {program='x', args='a'}", f"{F}: args must be a table, got string"),
-    ("vulcan.process.exec, {program='x', args=5}", f"{F}: args must be a table, got number"),
-    ("vulcan.process.exec, {program='x', args={{}}}", f"{F}: args[1] must be a string: table"),
-    ("vulcan.process.exec, {program='x', args={'a', print}}",
+    (X + "{program='x', args='a'}", f"{F}: args must be a table, got string"),
+    (X + "{program='x', args=5}", f"{F}: args must be a table, got number"),
+    (X + "{program='x', args={{}}}", f"{F}: args[1] must be a string: table"),
+    (X + "{program='x', args={'a', print}}",
      f"{F}: args[2] must be a string: function"),
-    ("vulcan.process.exec, {program='x', args={0/0}}", f"{F}: args[1] must be a finite number"),
-    ("vulcan.process.exec, {program='x', args={'a', 'b', -1/0}}",
+    (X + "{program='x', args={0/0}}", f"{F}: args[1] must be a finite number"),
+    (X + "{program='x', args={'a', 'b', -1/0}}",
      f"{F}: args[3] must be a finite number"),
-    ("vulcan.process.exec, {program='x', args={'a\\0'}}",
+    (X + "{program='x', args={'a\\0'}}",
      f"{F}: args[1] must not contain NUL bytes"),
-    ("vulcan.process.exec, {program='x', args={'\\255'}}",
+    (X + "{program='x', args={'\\255'}}",
      f"{F}: args[1] must be a valid UTF-8 string"),
     # cwd
-    ("vulcan.process.exec, {program='x', cwd=''}", f"{F}: cwd must not be empty"),
-    ("vulcan.process.exec, {program='x', cwd=5}", f"{F}: cwd must be a string, got number"),
-    ("vulcan.process.exec, {program='x', cwd='a\\0'}", f"{F}: cwd must not contain NUL bytes"),
+    (X + "{program='x', cwd=''}", f"{F}: cwd must not be empty"),
+    (X + "{program='x', cwd=5}", f"{F}: cwd must be a string, got number"),
+    (X + "{program='x', cwd='a\\0'}", f"{F}: cwd must not contain NUL bytes"),
     # env
-    ("vulcan.process.exec, {program='x', env='A=1'}", f"{F}: env must be a table, got string"),
-    ("vulcan.process.exec, {program='x', env={'a'}}", f"{F}: env.<key> must be a string, got number"),
-    ("vulcan.process.exec, {program='x', env={[true]='a'}}",
+    (X + "{program='x', env='A=1'}", f"{F}: env must be a table, got string"),
+    (X + "{program='x', env={'a'}}", f"{F}: env.<key> must be a string, got number"),
+    (X + "{program='x', env={[true]='a'}}",
      f"{F}: env.<key> must be a string, got boolean"),
-    ("vulcan.process.exec, {program='x', env={[' ']='a'}}", f"{F}: env.<key> must not be empty"),
-    ("vulcan.process.exec, {program='x', env={['A\\0']='a'}}",
+    (X + "{program='x', env={[' ']='a'}}", f"{F}: env.<key> must not be empty"),
+    (X + "{program='x', env={['A\\0']='a'}}",
      f"{F}: env.<key> must not contain NUL bytes"),
-    ("vulcan.process.exec, {program='x', env={A={}}}", f"{F}: env.A must be a string: table"),
-    ("vulcan.process.exec, {program='x', env={A=0/0}}", f"{F}: env.A must be a finite number"),
-    ("vulcan.process.exec, {program='x', env={A='x\\0'}}", f"{F}: env.A must not contain NUL bytes"),
+    (X + "{program='x', env={A={}}}", f"{F}: env.A must be a string: table"),
+    (X + "{program='x', env={A=0/0}}", f"{F}: env.A must be a finite number"),
+    (X + "{program='x', env={A='x\\0'}}", f"{F}: env.A must not contain NUL bytes"),
     # stdin
-    ("vulcan.process.exec, {program='x', stdin=5}", f"{F}: stdin must be a string, got number"),
-    ("vulcan.process.exec, {program='x', stdin={}}", f"{F}: stdin must be a string, got table"),
-    ("vulcan.process.exec, {program='x', stdin='a\\0b'}", f"{F}: stdin must not contain NUL bytes"),
-    ("vulcan.process.exec, {program='x', stdin='\\255'}", f"{F}: stdin must be a valid UTF-8 string"),
+    (X + "{program='x', stdin=5}", f"{F}: stdin must be a string, got number"),
+    (X + "{program='x', stdin={}}", f"{F}: stdin must be a string, got table"),
+    (X + "{program='x', stdin='a\\0b'}", f"{F}: stdin must not contain NUL bytes"),
+    (X + "{program='x', stdin='\\255'}", f"{F}: stdin must be a valid UTF-8 string"),
     # timeout_ms
-    *[(f"vulcan.process.exec, {{program='x', timeout_ms={value}}}",
+    *[(X + f"{{program='x', timeout_ms={value}}}",
        f"{F}: timeout_ms must be a positive integer in milliseconds: {kind}")
       for value, kind in [("0", "number"), ("-5", "number"), ("1.5", "number"), ("0/0", "number"),
                           ("1/0", "number"), ("'100'", "string"), ("true", "boolean"),
                           ("{}", "table")]],
     # shell
-    ("vulcan.process.exec, {program='x', shell='no'}",
+    (X + "{program='x', shell='no'}",
      f"{F}: shell must be a boolean when provided: string"),
-    ("vulcan.process.exec, {command='x', shell=0}", f"{F}: shell must be a boolean when provided: number"),
+    (X + "{command='x', shell=0}", f"{F}: shell must be a boolean when provided: number"),
     # encodings
-    *[(f"vulcan.process.exec, {{program='x', {name}='klingon'}}",
+    *[(X + f"{{program='x', {name}='klingon'}}",
        f"{F}: {name}: unsupported text encoding `klingon`")
       for name in ("encoding", "stdout_encoding", "stderr_encoding", "stdin_encoding")],
-    *[(f"vulcan.process.exec, {{program='x', {name}=' '}}", f"{F}: {name} must not be empty")
+    *[(X + f"{{program='x', {name}=' '}}", f"{F}: {name} must not be empty")
       for name in ("encoding", "stdout_encoding", "stderr_encoding", "stdin_encoding")],
-    ("vulcan.process.exec, {program='x', encoding=8}", f"{F}: encoding must be a string, got number"),
-    ("vulcan.process.exec, {program='x', encoding=' UTF 8 '}",
+    (X + "{program='x', encoding=8}", f"{F}: encoding must be a string, got number"),
+    (X + "{program='x', encoding=' UTF 8 '}",
      f"{F}: encoding: unsupported text encoding ` UTF 8 `"),
     # modes
-    ("vulcan.process.exec, {command='x', shell=false}",
+    (X + "{command='x', shell=false}",
      f"{F}: shell=false cannot be used with command mode"),
-    ("vulcan.process.exec, {command='x', args={'a'}}", f"{F}: args is only supported with program mode"),
-    ("vulcan.process.exec, {program='x', shell=true}", f"{F}: shell=true requires command mode"),
-    ("vulcan.process.exec, {command='x', program='y'}",
+    (X + "{command='x', args={'a'}}", f"{F}: args is only supported with program mode"),
+    (X + "{program='x', shell=true}", f"{F}: shell=true requires command mode"),
+    (X + "{command='x', program='y'}",
      f"{F}: command and program are mutually exclusive"),
-    ("vulcan.process.exec, {}", f"{F}: expected a string command or a table with command"),
-    ("vulcan.process.exec, {args={'a'}, shell=true}",
+    (X + "{}", f"{F}: expected a string command or a table with command"),
+    (X + "{args={'a'}, shell=true}",
      f"{F}: expected a string command or a table with command"),
     # order: fields in the reference's order, mode rules last
-    ("vulcan.process.exec, {command=1, program=2}", f"{F}: command must be a string, got number"),
-    ("vulcan.process.exec, {program=2, args=3}", f"{F}: program must be a string, got number"),
-    ("vulcan.process.exec, {args=3, cwd=4}", f"{F}: args must be a table, got number"),
-    ("vulcan.process.exec, {cwd=4, env=5}", f"{F}: cwd must be a string, got number"),
-    ("vulcan.process.exec, {env=5, stdin=6}", f"{F}: env must be a table, got number"),
-    ("vulcan.process.exec, {stdin=6, timeout_ms=0}", f"{F}: stdin must be a string, got number"),
-    ("vulcan.process.exec, {timeout_ms=0, shell=1}",
+    (X + "{command=1, program=2}", f"{F}: command must be a string, got number"),
+    (X + "{program=2, args=3}", f"{F}: program must be a string, got number"),
+    (X + "{args=3, cwd=4}", f"{F}: args must be a table, got number"),
+    (X + "{cwd=4, env=5}", f"{F}: cwd must be a string, got number"),
+    (X + "{env=5, stdin=6}", f"{F}: env must be a table, got number"),
+    (X + "{stdin=6, timeout_ms=0}", f"{F}: stdin must be a string, got number"),
+    (X + "{timeout_ms=0, shell=1}",
      f"{F}: timeout_ms must be a positive integer in milliseconds: number"),
-    ("vulcan.process.exec, {shell=1, encoding='?'}", f"{F}: shell must be a boolean when provided: number"),
-    ("vulcan.process.exec, {encoding='?', stdout_encoding='!'}",
+    (X + "{shell=1, encoding='?'}", f"{F}: shell must be a boolean when provided: number"),
+    (X + "{encoding='?', stdout_encoding='!'}",
      f"{F}: encoding: unsupported text encoding `?`"),
-    ("vulcan.process.exec, {stdout_encoding='!', stderr_encoding='#'}",
+    (X + "{stdout_encoding='!', stderr_encoding='#'}",
      f"{F}: stdout_encoding: unsupported text encoding `!`"),
-    ("vulcan.process.exec, {stderr_encoding='#', stdin_encoding='%'}",
+    (X + "{stderr_encoding='#', stdin_encoding='%'}",
      f"{F}: stderr_encoding: unsupported text encoding `#`"),
-    ("vulcan.process.exec, {command='x', program='y', stdin_encoding='%'}",
+    (X + "{command='x', program='y', stdin_encoding='%'}",
      f"{F}: stdin_encoding: unsupported text encoding `%`"),
-    ("vulcan.process.exec, {command='x', program='y', shell=false}",
+    (X + "{command='x', program='y', shell=false}",
      f"{F}: command and program are mutually exclusive"),
-    ("vulcan.process.exec, {command='x', shell=false, args={'a'}}",
+    (X + "{command='x', shell=false, args={'a'}}",
      f"{F}: shell=false cannot be used with command mode"),
     # the alias is the same function
     ("vulcan.exec, {command='x', program='y'}", f"{F}: command and program are mutually exclusive"),
@@ -172,14 +173,12 @@ def test_scalar_arguments_and_env_values_become_text():
 
 
 def test_string_spec_is_shell_mode_with_defaults():
-    runtime = lupa_engine.LuaRuntime(encoding=None)
     request = parse_lua_exec_spec(b"echo hi", TextMode.LATIN1)
     assert request.command == "echo hi" and request.program is None
     assert request.argv() == (shell_launcher()[0], (shell_launcher()[1], "echo hi"))
     assert (request.cwd, request.env, request.stdin, request.timeout_ms) == (None, {}, None, None)
     assert {request.stdout_encoding, request.stderr_encoding, request.stdin_encoding} == {
         TextMode.LATIN1}
-    del runtime
 
 
 def test_encoding_fields_fall_back_to_encoding_then_default():
@@ -222,12 +221,14 @@ PY_CASES = [
     (dict(program="x", env={"A": object()}), f"{F}: env.A must be a string: userdata"),
     (dict(program="x", stdin=5), f"{F}: stdin must be a string, got number"),
     (dict(program="x", stdin="a\0"), f"{F}: stdin must not contain NUL bytes"),
-    (dict(program="x", timeout_ms=0), f"{F}: timeout_ms must be a positive integer in milliseconds: number"),
+    (dict(program="x", timeout_ms=0),
+     f"{F}: timeout_ms must be a positive integer in milliseconds: number"),
     (dict(program="x", timeout_ms=True),
      f"{F}: timeout_ms must be a positive integer in milliseconds: boolean"),
     (dict(program="x", timeout_ms="5"),
      f"{F}: timeout_ms must be a positive integer in milliseconds: string"),
-    (dict(program="x", timeout_ms=2.5), f"{F}: timeout_ms must be a positive integer in milliseconds: number"),
+    (dict(program="x", timeout_ms=2.5),
+     f"{F}: timeout_ms must be a positive integer in milliseconds: number"),
     (dict(program="x", shell="yes"), f"{F}: shell must be a boolean when provided: string"),
     (dict(program="x", encoding="ebcdic"), f"{F}: encoding: unsupported text encoding `ebcdic`"),
     (dict(program="x", stdin_encoding=""), f"{F}: stdin_encoding must not be empty"),

@@ -75,8 +75,8 @@ def test_program_mode_passes_arguments_verbatim(lua):
 
 
 def test_program_is_found_on_path_and_args_reach_python(lua):
-    result = run(lua, "{program=args.py, args={'-c', 'import sys; print(sys.argv[1:])', 'x y', '-1'}}",
-                 {"py": PY})
+    result = run(lua, "{program=args.py, args={'-c', args.src, 'x y', '-1'}}",
+                 {"py": PY, "src": "import sys; print(sys.argv[1:])"})
     assert result["stdout"] == "['x y', '-1']\n"
 
 
@@ -166,7 +166,7 @@ def printf_bytes(data: bytes) -> str:
     ("latin1", b"caf\xe9 \xff", "café ÿ", "latin1", False, None),
     ("iso-8859-1", b"\x80", "\x80", "latin1", False, None),
     ("gbk", b"\xc4\xe3\xba\xc3\x80", "你好€", "gbk", False, None),
-    ("cp936", b"\xc4\xe3\xff", "你\ufffd", "gbk", True, base64.b64encode(b"\xc4\xe3\xff").decode()),
+    ("cp936", b"\xc4\xe3\xff", "你\ufffd", "gbk", True, "xOP/"),
     ("gb18030", b"\x95\x32\x82\x36", "\U00020000", "gb18030", False, None),
     ("base64", b"\x00\x01\xfe\xff", "AAH+/w==", "base64", False, "AAH+/w=="),
     ("bytes", b"", "", "base64", False, ""),

@@ -90,7 +90,8 @@ def _text_of(value: Union[bytes, str], fn_name: str, param: str) -> str:
 
 
 def _require_string(value: Any, fn_name: str, param: str, allow_blank: bool) -> str:
-    """The reference's require_string_arg: a string, valid UTF-8, non-blank unless allowed, no NUL."""
+    """The reference's require_string_arg: a string, valid UTF-8, non-blank unless allowed, and
+    without NUL."""
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if not _is_text(value):
