@@ -163,6 +163,18 @@ def lua_request(source, default=TextMode.UTF8):
     return parse_lua_exec_spec(runtime.eval(source), default)
 
 
+def test_blank_means_rust_white_space():
+    # U+001C..U+001F are not White_Space for Rust's trim, so they make a (strange) command;
+    # U+3000 is, so it counts as empty.
+    assert lua_request("{command='\\028'}").command == "\x1c"
+    with pytest.raises(LuaSkillsError, match="command must not be empty"):
+        lua_request("{command='\\227\\128\\128 '}")
+
+
+def test_boolean_keys_are_not_list_items():
+    assert lua_request("{program='x', args={[true]='no', [1.5]='no'}}").args == ()
+
+
 def test_scalar_arguments_and_env_values_become_text():
     request = lua_request("{program='p', args={'', 1, -7, 2.5, true, false, 1e20, 1e-7, -0.0, "
                           "2^53, 0.1, -1.25e-5, 2^63}, env={N=3, F=0.5, B=true, S=''}}")

@@ -26,6 +26,12 @@ from luaskills_runtime.vulcan._bridge import validate_path_text
 
 FN_NAME = "process.exec"
 
+# What Rust's str::trim strips (Unicode White_Space); str.strip would also strip U+001C..U+001F.
+_RUST_WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
 RESULT_FIELDS = ("ok", "success", "code", "stdout", "stderr", "stdout_encoding", "stderr_encoding",
                  "stdout_lossy", "stderr_lossy", "stdout_base64", "stderr_base64", "timed_out",
                  "error")
@@ -97,7 +103,7 @@ def _require_string(value: Any, fn_name: str, param: str, allow_blank: bool) -> 
     if not _is_text(value):
         raise LuaSkillsError(f"{fn_name}: {param} must be a string, got {_type_name(value)}")
     text = _text_of(value, fn_name, param)
-    if not allow_blank and not text.strip():
+    if not allow_blank and not text.strip(_RUST_WHITE_SPACE):
         raise LuaSkillsError(f"{fn_name}: {param} must not be empty")
     if "\0" in text:
         raise LuaSkillsError(f"{fn_name}: {param} must not contain NUL bytes")
@@ -200,7 +206,8 @@ def _shell_only(command: str, default_mode: TextMode, fn_name: str) -> ExecReque
 
 def _lua_sequence(table) -> list:
     """t[1], t[2], ... up to the first nil, read raw (no __index), like mlua's sequence_values."""
-    numbered = {key: value for key, value in table.items() if isinstance(key, int)}
+    numbered = {key: value for key, value in table.items()
+                if isinstance(key, int) and not isinstance(key, bool)}
     values = []
     while len(values) + 1 in numbered:
         values.append(numbered[len(values) + 1])
