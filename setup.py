@@ -23,6 +23,7 @@ LUAHOOK = ["native/luahook.c", f"native/luaapi_{PLATFORM}.c"]
 EXTENSIONS = {
     "ringbuf": RING,
     "process": PROCESS + ["native/exec.c"],
+    "luahook": LUAHOOK,
 }
 
 
