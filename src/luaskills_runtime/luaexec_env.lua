@@ -1,0 +1,168 @@
+-- The runlua VM environment (SPEC 8), loaded once per pooled runlua VM after the vulcan namespace
+-- and managed io are installed.  The caller passes the VM's globals table.
+--
+-- Per request the VM gets: a print that is captured (values through tostring, joined by tabs, one
+-- line per call), no vulcan.runtime.log / vulcan.cache.put/get/delete / vulcan.runtime.lua.exec,
+-- and Lua 5.2's table.pack/unpack, which the reference's wrapper calls.
+--
+-- Isolation (beyond the reference): after the VM is set up, `snapshot` records every table reachable
+-- from the globals (library tables, package.loaded, vulcan and its subtables, the string
+-- metatable) with its entries and metatable, plus the metatables of the basic types and the GC
+-- settings.  After each request `restore` compares the live state with that record and puts back
+-- whatever the request changed: new globals, replaced or removed library functions, modules it
+-- required, metatables it set.  Comparing costs one pass over those tables; a full restore runs
+-- only for the tables that changed.  What cannot be put back (FFI declarations are VM-wide) makes
+-- `restore` ask for the VM to be discarded.  `io_reset` (managed io, when installed) puts the io
+-- library's default files back and marks the handles the request opened as closed.
+local G, io_reset = ...
+local next, type, rawget, rawset, select, tostring = next, type, rawget, rawset, select, tostring
+local concat = table.concat
+local collectgarbage = collectgarbage
+local getmetatable, setmetatable = debug.getmetatable, debug.setmetatable
+local create_coroutine = coroutine.create
+
+-- ---- environment of a request -------------------------------------------------------------
+local vulcan = rawget(G, "vulcan")
+local runtime = vulcan.runtime
+runtime.log = nil
+if type(runtime.lua) == "table" then runtime.lua.exec = nil end
+local cache = vulcan.cache
+if type(cache) == "table" then
+  cache.put, cache.get, cache.delete = nil, nil, nil
+end
+
+local tbl = G.table
+if tbl.pack == nil then
+  tbl.pack = function(...) return { n = select("#", ...), ... } end
+end
+if tbl.unpack == nil then tbl.unpack = G.unpack end
+
+local lines, count = {}, 0
+G.print = function(...)
+  local n = select("#", ...)
+  local parts = {}
+  for i = 1, n do
+    parts[i] = tostring((select(i, ...)))
+  end
+  count = count + 1
+  lines[count] = concat(parts, "\t")
+end
+
+-- Start a request: its arguments as the global the wrapper reads, an empty print capture.
+local function begin(args)
+  rawset(G, "__runlua_args", args)
+  lines, count = {}, 0
+end
+
+-- The captured print lines: (number of lines, lines joined by "\n").
+local function printed()
+  local n, text = count, concat(lines, "\n", 1, count)
+  lines, count = {}, 0
+  return n, text
+end
+
+-- ---- snapshot / restore ---------------------------------------------------------------------
+-- Tables whose fields the request scope resets on every request: only their key set is checked.
+local scope_keys = {}
+local function scope_table(t, keys)
+  local allowed = {}
+  for i = 1, #keys do allowed[keys[i]] = true end
+  scope_keys[t] = allowed
+end
+scope_table(vulcan.context, { "request", "client_info", "client_capabilities", "client_budget",
+  "tool_config", "skill_dir", "entry_dir", "entry_file" })
+scope_table(runtime.internal, { "tool_name", "skill_name", "entry_name", "root_name",
+  "luaexec_active", "luaexec_caller_tool_name" })
+
+local tables, entries, sizes, metas = {}, {}, {}, {}
+local type_samples = { false, 0, print, create_coroutine(print) }
+local type_metas = {}
+local nil_meta, string_meta
+local gc_pause, gc_stepmul
+
+local function record(t, seen)
+  if seen[t] or scope_keys[t] then return end
+  seen[t] = true
+  local copy, n = {}, 0
+  for k, v in next, t do
+    copy[k] = v
+    n = n + 1
+    if type(v) == "table" then record(v, seen) end
+  end
+  local i = #tables + 1
+  tables[i], entries[i], sizes[i], metas[i] = t, copy, n, getmetatable(t) or false
+  local mt = getmetatable(t)
+  if type(mt) == "table" then record(mt, seen) end
+end
+
+local function snapshot()
+  local seen = {}
+  record(G, seen)
+  string_meta = getmetatable("")
+  if type(string_meta) == "table" then record(string_meta, seen) end
+  nil_meta = getmetatable(nil)
+  for i = 1, #type_samples do type_metas[i] = getmetatable(type_samples[i]) end
+  gc_pause = collectgarbage("setpause", 200)
+  collectgarbage("setpause", gc_pause)
+  gc_stepmul = collectgarbage("setstepmul", 200)
+  collectgarbage("setstepmul", gc_stepmul)
+  return #tables
+end
+
+local function put_back(t, copy)
+  for k in next, t do
+    if copy[k] == nil then rawset(t, k, nil) end
+  end
+  for k, v in next, copy do
+    if rawget(t, k) ~= v then rawset(t, k, v) end
+  end
+end
+
+local loaded = G.package.loaded
+local had_ffi
+
+-- Returns (status, memory in KiB): status 0 = nothing changed, 1 = changes were put back,
+-- 2 = the VM must be discarded.
+local function restore()
+  if io_reset then io_reset() end
+  local changed = false
+  local discard = rawget(loaded, "ffi") ~= nil and not had_ffi
+  for i = 1, #tables do
+    local t, copy = tables[i], entries[i]
+    local n, dirty = 0, false
+    for k, v in next, t do
+      n = n + 1
+      if copy[k] ~= v then dirty = true break end
+    end
+    if dirty or n ~= sizes[i] then
+      put_back(t, copy)
+      changed = true
+    end
+    local mt = metas[i] or nil
+    if getmetatable(t) ~= mt then
+      setmetatable(t, mt)
+      changed = true
+    end
+  end
+  for t, allowed in next, scope_keys do
+    for k in next, t do
+      if not allowed[k] then rawset(t, k, nil) changed = true end
+    end
+  end
+  if getmetatable("") ~= string_meta then setmetatable("", string_meta) changed = true end
+  if getmetatable(nil) ~= nil_meta then setmetatable(nil, nil_meta) changed = true end
+  for i = 1, #type_samples do
+    if getmetatable(type_samples[i]) ~= type_metas[i] then
+      setmetatable(type_samples[i], type_metas[i])
+      changed = true
+    end
+  end
+  collectgarbage("restart")
+  if collectgarbage("setpause", gc_pause) ~= gc_pause then changed = true end
+  if collectgarbage("setstepmul", gc_stepmul) ~= gc_stepmul then changed = true end
+  return discard and 2 or (changed and 1 or 0), collectgarbage("count")
+end
+
+had_ffi = rawget(loaded, "ffi") ~= nil
+
+return { begin = begin, printed = printed, snapshot = snapshot, restore = restore }
