@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
-from typing import Any, Dict, Hashable, Optional, Tuple
+from typing import Any, Dict, Hashable, NamedTuple, Optional, Tuple
 
 import lupa.luajit21 as lupa_engine
 
@@ -33,7 +33,7 @@ from luaskills_runtime.vm import RUNLUA, LuaVM
 from luaskills_runtime.vulcan._bridge import validate_path_text
 from luaskills_runtime.vulcan.io_compat import install_managed_io
 
-__all__ = ["RunluaRequest", "RunluaService", "parse_request_json", "request_from_mapping",
+__all__ = ["RunluaRequest", "RunluaReport", "RunluaService", "parse_request_json", "request_from_mapping",
            "CancelToken", "GuardedResult", "guarded_call", "guarded_run", "timeout_message",
            "memory_limit_message", "DEFAULT_TIMEOUT_MS"]
 
@@ -239,6 +239,18 @@ def _script_body(source: str) -> str:
 
 # ---- running --------------------------------------------------------------------------------
 
+class RunluaReport(NamedTuple):
+    """A finished request: its Markdown and how the code ended ("ok" or a GuardedResult status:
+    "error", "syntax", "timeout", "cancelled", "memory")."""
+
+    markdown: str
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
 class _RunluaVmState:
     """What a pooled runlua VM keeps besides the lead's LuaVM: its environment controls."""
 
@@ -292,6 +304,11 @@ class RunluaService:
 
     # -- public --------------------------------------------------------------------------------
     def execute(self, request: RunluaRequest, request_id: Optional[Hashable] = None) -> str:
+        """The Markdown report of one request; request errors raise LuaSkillsError."""
+        return self.run(request, request_id).markdown
+
+    def run(self, request: RunluaRequest, request_id: Optional[Hashable] = None) -> "RunluaReport":
+        """Like execute, also telling whether the code succeeded (for the CLI's exit status)."""
         if request.timeout_ms == 0:
             raise LuaSkillsError("luaexec timeout_ms must be greater than 0")
         code, entry_file = resolve_source(request)
@@ -340,7 +357,7 @@ class RunluaService:
                 del self._running[request_id]
 
     def _execute(self, request: RunluaRequest, code: str, entry_file: Optional[str],
-                 token: CancelToken) -> str:
+                 token: CancelToken) -> "RunluaReport":
         entry_dir = os.path.dirname(entry_file) if entry_file else None
         vm = self.pool.acquire()
         state: _RunluaVmState = vm.runlua
@@ -367,8 +384,9 @@ class RunluaService:
             printed = [text.decode("utf-8", "replace")] if count else []
             if outcome.ok:
                 values = outcome.values or NO_VALUES
-                return render_success(request.task, printed, values)
-            return render_error(request.task, printed, outcome.error)
+                return RunluaReport(render_success(request.task, printed, values), "ok")
+            return RunluaReport(render_error(request.task, printed, outcome.error),
+                                outcome.status)
         finally:
             cleanup_error = None if discard else self._cleanup(vm, state)
             if cleanup_error is not None:
