@@ -20,6 +20,7 @@ LUAHOOK = ["native/luahook.c", f"native/luaapi_{PLATFORM}.c"]
 # module name (under luaskills_runtime._native) -> C sources it compiles besides its .pyx
 EXTENSIONS = {
     "ringbuf": RING,
+    "luahook": LUAHOOK,
 }
 
 
