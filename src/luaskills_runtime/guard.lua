@@ -9,7 +9,6 @@ local jit, debug = G.jit, G.debug
 
 -- Compiled traces never look at hooks, so guarded VMs run interpreted; code that turned the JIT
 -- back on, or replaced the hook, would escape its timeout.
-local raw_sethook = debug and debug.sethook
 if type(jit) == "table" then
   jit.off()
   jit.flush()
@@ -58,4 +57,4 @@ local function collect(packed)
   return unpack(result, 2, result[3] + 3)
 end
 
-return { run = run, collect = collect, sethook = raw_sethook }
+return { run = run, collect = collect }

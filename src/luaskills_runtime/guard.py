@@ -28,10 +28,7 @@ import lupa.luajit21 as lupa_engine
 from luaskills_runtime.cwd import CwdLockTimeout, working_directory
 from luaskills_runtime.errors import LuaSkillsError
 
-try:
-    from luaskills_runtime._native.luahook import TimeoutGuard as _NativeTimeoutGuard
-except ImportError:  # the native guard is built from the hook branch; see _LuaHookGuard
-    _NativeTimeoutGuard = None
+from luaskills_runtime._native.luahook import TimeoutGuard
 
 CANCEL_MESSAGE = "luaexec execution cancelled by the host"
 OUT_OF_MEMORY = "not enough memory"
@@ -142,11 +139,7 @@ class _GuardControl:
         controls = vm.runtime.execute(_GUARD_SOURCE, g)
         self.runner = controls[b"run"]
         self.collect = controls[b"collect"]
-        raw_sethook = controls[b"sethook"]
-        if _NativeTimeoutGuard is not None:
-            self.guard = _NativeTimeoutGuard(vm.runtime)
-        else:
-            self.guard = _LuaHookGuard(vm, raw_sethook)
+        self.guard = TimeoutGuard(vm.runtime)
         self.limits: Optional[ExecutionLimits] = None
         self.memory_cap = vm.runtime.get_max_memory() or None
 
@@ -263,66 +256,3 @@ def _lua_error_text(error: Exception) -> str:
     text = str(error)
     cut = text.find("\nstack traceback:")
     return text if cut < 0 else text[:cut]
-
-
-class _LuaHookGuard:
-    """Stand-in for the native TimeoutGuard when the extension is not built: a Lua count hook
-    that asks Python every 10,000 instructions whether the run must stop.  Same interface and
-    semantics (once fired it raises on every instruction until disarmed), more overhead."""
-
-    def __init__(self, vm, raw_sethook):
-        self._lock = threading.Lock()
-        self._deadline = None
-        self._message = b""
-        self._cancel_message = None
-        self._fired = False
-        install = vm.runtime.eval("""
-            function(sethook, should_stop)
-              local error = error
-              local function hook()
-                local message = should_stop()
-                if message then
-                  sethook(hook, "", 1)
-                  error(message, 0)
-                end
-              end
-              return function() sethook(hook, "", 10000) end, function() sethook() end
-            end""")
-        self._arm_hook, self._clear_hook = install(raw_sethook, self._should_stop)
-
-    def _should_stop(self):
-        with self._lock:
-            if self._deadline is None:
-                return None
-            if self._cancel_message is not None:
-                self._fired = True
-                return self._cancel_message
-            if self._fired or time.monotonic() >= self._deadline:
-                self._fired = True
-                return self._message
-            return None
-
-    def arm(self, timeout_ms, message):
-        with self._lock:
-            self._deadline = time.monotonic() + timeout_ms / 1000.0
-            self._message = message.encode() if isinstance(message, str) else bytes(message)
-            self._cancel_message = None
-            self._fired = False
-        self._arm_hook()
-
-    def disarm(self):
-        with self._lock:
-            self._deadline = None
-        self._clear_hook()
-
-    def cancel(self, message):
-        with self._lock:
-            if self._deadline is None:
-                return False
-            if self._cancel_message is None and not self._fired:
-                self._cancel_message = message.encode() if isinstance(message, str) else message
-            return True
-
-    @property
-    def fired(self):
-        return self._fired
