@@ -18,6 +18,7 @@ reference also appends a stack traceback, which is left out here, as in run_lua)
 """
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from importlib import resources
@@ -36,6 +37,7 @@ OUT_OF_MEMORY = "not enough memory"
 _GUARD_SOURCE = resources.files("luaskills_runtime").joinpath("guard.lua").read_text("utf-8")
 
 
+@functools.lru_cache(maxsize=64)
 def timeout_message(timeout_ms: int) -> str:
     return f"luaexec execution timed out after {timeout_ms} ms"
 
@@ -72,10 +74,16 @@ def _result(status: str, reason: str = "", values: Tuple[Any, ...] = ()) -> Guar
 
 
 class CancelToken:
-    """Lets a host stop one guarded run from another thread (before or while it runs)."""
+    """Lets a host stop one guarded run from another thread (before or while it runs).
+
+    No lock: `cancel` writes `cancelled` before it reads the attached guard, and `_attach` writes
+    the guard before it reads `cancelled`, so one of them always sees the other (the GIL orders
+    the two threads' steps); the run then either never starts or its guard is cancelled.
+    """
+
+    __slots__ = ("_guard", "cancelled", "message")
 
     def __init__(self):
-        self._lock = threading.Lock()
         self._guard = None
         self.cancelled = False
         self.message = CANCEL_MESSAGE
@@ -83,27 +91,22 @@ class CancelToken:
     def cancel(self, message: str = CANCEL_MESSAGE) -> bool:
         """Stop the run; True when it was running (it ends with `message`), False when it had not
         started yet (it will end at once when it does) or had already been cancelled."""
-        with self._lock:
-            if self.cancelled:
-                return False
-            self.cancelled = True
-            self.message = message
-            guard = self._guard
+        if self.cancelled:
+            return False
+        self.message = message
+        self.cancelled = True
+        guard = self._guard
         if guard is not None:
             return bool(guard.cancel(message))
         return False
 
     def _attach(self, guard) -> bool:
         """Returns False when the token was cancelled before the run started."""
-        with self._lock:
-            if self.cancelled:
-                return False
-            self._guard = guard
-            return True
+        self._guard = guard
+        return not self.cancelled
 
     def _detach(self) -> None:
-        with self._lock:
-            self._guard = None
+        self._guard = None
 
 
 class ExecutionLimits:
@@ -181,8 +184,11 @@ def guarded_call(vm, fn, *args, timeout_ms: int, timeout_text: Optional[str] = N
         try:
             if cancel is not None and cancel.cancelled:  # cancelled between attach and arm
                 guard.cancel(cancel.message)
-            with working_directory(cwd, timeout=control.limits.remaining()):
+            if cwd is None:
                 answer = fn(*args)
+            else:
+                with working_directory(cwd, timeout=control.limits.remaining()):
+                    answer = fn(*args)
         finally:
             guard.disarm()
     except CwdLockTimeout:
@@ -229,14 +235,19 @@ def guarded_run(vm, code, chunkname=b"=luaexec", *, timeout_ms: int,
     answer = outcome.values[0]
     if not isinstance(answer, tuple):
         answer = (answer,)
-    status = answer[0]
-    if status == b"ok":
+    if answer[0] == b"ok":
         return _result("ok", values=answer[1:])
-    reason = _text(answer[1]) if len(answer) > 1 else "nil"
+    return runner_failure(vm, answer[0], answer[1] if len(answer) > 1 else None)
+
+
+def runner_failure(vm, status: bytes, message) -> GuardedResult:
+    """The result for a run that reported (status, message) itself: b"syntax" for a compile
+    error, anything else a runtime error (a memory error when the message says so)."""
+    reason = _text(message) if message is not None else "nil"
     if status == b"syntax":
         return _result("syntax", reason)
     if reason == OUT_OF_MEMORY:
-        return _memory_result(control)
+        return _memory_result(prepare_guarded_vm(vm))
     return _result("error", reason)
 
 

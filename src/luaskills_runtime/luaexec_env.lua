@@ -14,7 +14,9 @@
 -- only for the tables that changed.  What cannot be put back (FFI declarations are VM-wide) makes
 -- `restore` ask for the VM to be discarded.  `io_reset` (managed io, when installed) puts the io
 -- library's default files back and marks the handles the request opened as closed.
-local G, io_reset = ...
+-- `scope_reset` is the VM's request-scope reset (scope.lua); calling it from here, at the start
+-- of `run` and the end of `restore`, saves two calls from Python per request.
+local G, io_reset, scope_reset = ...
 local next, type, rawget, rawset, select, tostring = next, type, rawget, rawset, select, tostring
 local concat = table.concat
 local collectgarbage = collectgarbage
@@ -48,17 +50,31 @@ G.print = function(...)
   lines[count] = concat(parts, "\t")
 end
 
--- Start a request: its arguments as the global the wrapper reads, an empty print capture.
-local function begin(args)
-  rawset(G, "__runlua_args", args)
-  lines, count = {}, 0
+local load, xpcall, pcall, unpack = load, xpcall, pcall, unpack
+
+local function message_of(err)
+  if type(err) == "string" then return err end
+  if err == nil then return "nil" end
+  local ok, text = pcall(tostring, err)
+  return ok and text or ("(error object is a " .. type(err) .. " value)")
 end
 
--- The captured print lines: (number of lines, lines joined by "\n").
+-- The captured print lines: (number of lines, lines joined by "\n"); empties the capture.
 local function printed()
   local n, text = count, concat(lines, "\n", 1, count)
   lines, count = {}, 0
   return n, text
+end
+
+-- Set the request scope of a luaexec call: the reference's simulated request context (fresh
+-- tables each time), luaexec_active, the caller tool name and the entry file of file mode.
+local function set_scope(entry_file, entry_dir, caller)
+  local client_info = { kind = "runtime", name = "luaexec_call", version = "internal-runtime" }
+  local request = { transport_name = "luaexec_call", session_id = "luaexec-call-internal",
+    client_info = { kind = "runtime", name = "luaexec_call", version = "internal-runtime" },
+    client_capabilities = {} }
+  scope_reset(request, client_info, {}, {}, {}, nil, entry_dir, entry_file,
+    nil, nil, nil, nil, true, caller)
 end
 
 -- ---- snapshot / restore ---------------------------------------------------------------------
@@ -121,8 +137,8 @@ end
 local loaded = G.package.loaded
 local had_ffi
 
--- Returns (status, memory in KiB): status 0 = nothing changed, 1 = changes were put back,
--- 2 = the VM must be discarded.
+-- Returns (status, memory in KiB[, message]): status 0 = nothing changed, 1 = changes were put
+-- back, 2 = the VM must be discarded, 3 = the request-scope reset failed (message).
 local function restore()
   if io_reset then io_reset() end
   local changed = false
@@ -160,9 +176,49 @@ local function restore()
   collectgarbage("restart")
   if collectgarbage("setpause", gc_pause) ~= gc_pause then changed = true end
   if collectgarbage("setstepmul", gc_stepmul) ~= gc_stepmul then changed = true end
+  local scope_ok, scope_err = pcall(scope_reset)
+  if not scope_ok then return 3, collectgarbage("count"), message_of(scope_err) end
   return discard and 2 or (changed and 1 or 0), collectgarbage("count")
 end
 
 had_ffi = rawget(loaded, "ffi") ~= nil
 
-return { begin = begin, printed = printed, snapshot = snapshot, restore = restore }
+-- ---- running a request ------------------------------------------------------------------
+local function needs_lua(value)
+  local kind = type(value)
+  return kind == "table" or kind == "function" or kind == "userdata" or kind == "thread"
+end
+
+local function answer(status, n, text, detail, ...)
+  -- Restore at once unless a returned value still has to be read through Lua (a table the
+  -- request changed must be rendered as the request left it); the host restores later then.
+  for i = 1, select("#", ...) do
+    if needs_lua((select(i, ...))) then return status, n, text, -1, 0, nil, detail, ... end
+  end
+  local restored, kib, message = restore()
+  return status, n, text, restored, kib, message, detail, ...
+end
+
+-- Run one request's wrapped code with `args` (nil: an empty table) as the global the wrapper
+-- reads.  Returns status, print count, print text, restore status, KiB, restore message, then
+--   for "ok": value count, values...      for "error" | "syntax": message
+--   "scope", 0, "", -1, 0, nil, message     (the request scope could not be set)
+-- (guarded by the host; if the guard stops the code, this raises and the host calls printed()
+-- and restore() itself).
+local function run(code, chunkname, args, entry_file, entry_dir, caller)
+  local scope_ok, scope_err = pcall(set_scope, entry_file, entry_dir, caller)
+  if not scope_ok then return "scope", 0, "", -1, 0, nil, message_of(scope_err) end
+  rawset(G, "__runlua_args", args or {})
+  lines, count = {}, 0
+  local fn, err = load(code, chunkname)
+  if not fn then return answer("syntax", 0, "", message_of(err)) end
+  local ok, result = xpcall(fn, message_of)
+  local n, text = printed()
+  if not ok then return answer("error", n, text, result) end
+  if type(result) ~= "table" or type(result.n) ~= "number" then
+    return answer("error", n, text, "luaexec result is not a table.pack() result")
+  end
+  return answer("ok", n, text, result.n, unpack(result, 1, result.n))
+end
+
+return { run = run, printed = printed, snapshot = snapshot, restore = restore }

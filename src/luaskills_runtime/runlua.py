@@ -24,7 +24,7 @@ import lupa.luajit21 as lupa_engine
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.guard import (CANCEL_MESSAGE, CancelToken, GuardedResult, guarded_call,
                                      guarded_run, memory_limit_message, prepare_guarded_vm,
-                                     timeout_message)
+                                     runner_failure, timeout_message)
 from luaskills_runtime.luajson import json_to_lua
 from luaskills_runtime.markdown import (NO_VALUES, render_error, render_success, render_value,
                                         rust_trim)
@@ -45,16 +45,6 @@ _FIELDS = ("task", "code", "file", "args", "timeout_ms", "caller_tool_name")
 # The reference's wrapper: user code starts on line 4, `args` is a local, all values are kept.
 WRAPPER = ("return (function()\n  local args = __runlua_args\n  return table.pack((function()\n"
            "{code}\nend)())\nend)()")
-
-# The simulated request context the reference gives luaexec calls (vulcan.context.*).
-_REQUEST_CONTEXT = {
-    "request_id": None,
-    "client_name": None,
-    "transport_name": "luaexec_call",
-    "session_id": "luaexec-call-internal",
-    "client_info": {"kind": "runtime", "name": "luaexec_call", "version": "internal-runtime"},
-    "client_capabilities": {},
-}
 
 _ENV_SOURCE = resources.files("luaskills_runtime").joinpath("luaexec_env.lua").read_text("utf-8")
 
@@ -259,8 +249,10 @@ class _RunluaVmState:
         self.managed_io = install_managed_io(vm)
         self.control = prepare_guarded_vm(vm)
         io_reset = vm.managed_io.lua_reset if self.managed_io else None
-        env = vm.runtime.execute(_ENV_SOURCE, g, io_reset)
-        self.begin = env[b"begin"]
+        # vm._reset is the VM's scope.lua reset (what vm.reset_scope calls); handing it to the
+        # environment lets a request set and clear its scope without extra calls from Python.
+        env = vm.runtime.execute(_ENV_SOURCE, g, io_reset, vm._reset)
+        self.run = env[b"run"]
         self.printed = env[b"printed"]
         self.restore = env[b"restore"]
         self.tostring = g[b"tostring"]
@@ -272,6 +264,15 @@ class _RunluaVmState:
         """A value's one-line text (Lua's tostring) for values JSON cannot show."""
         text = self.tostring(value)
         return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+def _lua_text(text: Optional[str]) -> Optional[bytes]:
+    return None if text is None else text.encode("utf-8", "surrogateescape")
+
+
+def _padded(answer, size: int) -> tuple:
+    answer = answer if isinstance(answer, tuple) else (answer,)
+    return answer + (None,) * (size - len(answer))
 
 
 def new_runlua_vm(engine_state) -> LuaVM:
@@ -362,25 +363,37 @@ class RunluaService:
         vm = self.pool.acquire()
         state: _RunluaVmState = vm.runlua
         discard = False
+        restored = None  # the restore answer when the run already restored the VM
         try:
-            try:
-                vm.reset_scope(request=_REQUEST_CONTEXT,
-                               client_info=_REQUEST_CONTEXT["client_info"],
-                               client_capabilities={}, client_budget={}, tool_config={},
-                               entry_file=entry_file, entry_dir=entry_dir,
-                               luaexec_active=True,
-                               luaexec_caller_tool_name=request.caller_tool_name)
-                state.begin(json_to_lua(vm.runtime, request.args, top_level_args=True))
-            except BaseException:
-                discard = True
-                raise
+            args = None  # the environment makes an empty table itself (saves a call)
+            if not (isinstance(request.args, dict) and not request.args):
+                try:
+                    args = json_to_lua(vm.runtime, request.args, top_level_args=True)
+                except BaseException:
+                    discard = True
+                    raise
             deadline = time.monotonic() + request.timeout_ms / 1000.0
             chunkname = ("@" + entry_file) if entry_file else "luaexec"
-            outcome = guarded_run(vm, WRAPPER.format(code=code), chunkname,
-                                  timeout_ms=request.timeout_ms, cancel=token, cwd=entry_dir)
+            wrapped = WRAPPER.format(code=code).encode("utf-8")
+            outcome = guarded_call(vm, state.run, wrapped, chunkname.encode("utf-8"), args,
+                                   _lua_text(entry_file), _lua_text(entry_dir),
+                                   _lua_text(request.caller_tool_name),
+                                   timeout_ms=request.timeout_ms, cancel=token, cwd=entry_dir)
             if outcome.ok:
-                outcome = self._collect(vm, state, outcome, request, deadline, token)
-            count, text = state.printed()
+                answer = outcome.values[0]
+                status, count, text = answer[0], answer[1], answer[2]
+                if status == b"scope":
+                    discard = True
+                    raise LuaSkillsError(
+                        f"request scope reset failed: {answer[6].decode('utf-8', 'replace')}")
+                if answer[3] != -1:
+                    restored = answer[3:6]
+                if status == b"ok":
+                    outcome = self._render_values(vm, state, answer[6:], request, deadline, token)
+                else:
+                    outcome = runner_failure(vm, status, answer[6])
+            else:
+                count, text = state.printed()
             printed = [text.decode("utf-8", "replace")] if count else []
             if outcome.ok:
                 values = outcome.values or NO_VALUES
@@ -388,26 +401,24 @@ class RunluaService:
             return RunluaReport(render_error(request.task, printed, outcome.error),
                                 outcome.status)
         finally:
-            cleanup_error = None if discard else self._cleanup(vm, state)
+            cleanup_error = None if discard else self._cleanup(vm, state, restored)
             if cleanup_error is not None:
                 discard = True
             self.pool.release(vm, discard=discard or vm.broken)
             if cleanup_error is not None and cleanup_error is not True:
                 raise LuaSkillsError(cleanup_error)
 
-    def _collect(self, vm, state, outcome: GuardedResult, request, deadline, token):
-        """Render the returned values, still under the guard: a value's metamethods run Lua code
-        (the rest of the request's time, at least one second)."""
-        packed = outcome.values[0] if outcome.values else None
+    def _render_values(self, vm, state, counted, request, deadline, token) -> GuardedResult:
+        """Render the returned values (counted = (n, values...)).  Strings, numbers, booleans
+        and nil need no Lua; anything else is read through Lua (metamethods may run), so that is
+        done under the guard again, with the rest of the request's time (at least one second)."""
+        total = int(counted[0])
+        values = counted[1:1 + total]
+        values += (None,) * (total - len(values))
+        if all(value is None or isinstance(value, (bytes, bool, int, float)) for value in values):
+            return GuardedResult("ok", tuple(render_value(v, state.inline) for v in values), "", "")
 
         def render():
-            answer = state.control.collect(packed)
-            if not isinstance(answer, tuple):
-                answer = (answer,)
-            if answer[0] is not True:
-                raise lupa_engine.LuaError(answer[1] if len(answer) > 1 else "bad result")
-            values = answer[2:2 + int(answer[1])]
-            values += (None,) * (int(answer[1]) - len(values))
             return tuple(render_value(value, state.inline) for value in values)
 
         remaining_ms = max(int((deadline - time.monotonic()) * 1000), 1000)
@@ -417,21 +428,20 @@ class RunluaService:
             return rendered
         return GuardedResult("ok", rendered.values[0], "", "")
 
-    def _cleanup(self, vm, state: _RunluaVmState):
+    def _cleanup(self, vm, state: _RunluaVmState, restored=None):
         """Put the VM back the way the next request must find it.  Returns None when it can be
         reused, True when it must be discarded quietly, or the reference's cleanup error text."""
         try:
-            status, kib = state.restore()
+            status, kib, message = _padded(restored or state.restore(), 3)
             if state.managed_io and vm.managed_io.open_count:
                 vm.managed_io.close_all()
-            if kib > state.retain_limit_kib:
+            if status != 3 and kib > state.retain_limit_kib:
                 vm.runtime.gccollect()
-                status, kib = state.restore()
-            vm.reset_scope()
-        except LuaSkillsError as error:
-            return str(error)
+                status, kib, message = _padded(state.restore(), 3)
         except lupa_engine.LuaError:
             return True
+        if status == 3:
+            return f"request scope reset failed: {message.decode('utf-8', 'replace')}"
         if status == 2 or kib > state.retain_limit_kib:
             return True
         return None
