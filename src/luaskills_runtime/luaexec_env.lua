@@ -184,19 +184,30 @@ end
 had_ffi = rawget(loaded, "ffi") ~= nil
 
 -- ---- running a request ------------------------------------------------------------------
-local function needs_lua(value)
+-- Values JSON cannot show are rendered as their tostring() text; do that here for functions,
+-- coroutines and userdata (lupa would hand a coroutine to Python as a function).
+local function shown(value)
   local kind = type(value)
-  return kind == "table" or kind == "function" or kind == "userdata" or kind == "thread"
+  if kind == "function" or kind == "thread" or kind == "userdata" then
+    local ok, text = pcall(tostring, value)
+    return ok and text or kind
+  end
+  return value
 end
 
 local function answer(status, n, text, detail, ...)
-  -- Restore at once unless a returned value still has to be read through Lua (a table the
-  -- request changed must be rendered as the request left it); the host restores later then.
-  for i = 1, select("#", ...) do
-    if needs_lua((select(i, ...))) then return status, n, text, -1, 0, nil, detail, ... end
+  local count = select("#", ...)
+  local values = { ... }
+  local deferred = false
+  for i = 1, count do
+    local value = values[i]
+    if type(value) == "table" then deferred = true else values[i] = shown(value) end
   end
+  -- Restore at once unless a returned table still has to be read through Lua (a table the
+  -- request changed must be rendered as the request left it); the host restores later then.
+  if deferred then return status, n, text, -1, 0, nil, detail, unpack(values, 1, count) end
   local restored, kib, message = restore()
-  return status, n, text, restored, kib, message, detail, ...
+  return status, n, text, restored, kib, message, detail, unpack(values, 1, count)
 end
 
 -- Run one request's wrapped code with `args` (nil: an empty table) as the global the wrapper

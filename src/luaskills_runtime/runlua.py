@@ -164,9 +164,15 @@ _JSON_MESSAGES = {
 
 
 def _json_error_detail(error: json.JSONDecodeError, text: str) -> str:
+    """serde_json's wording for the common cases (Python's otherwise, lower-cased)."""
     message = error.msg
-    if message == "Expecting value":
-        message = "EOF while parsing a value" if error.pos >= len(text.rstrip()) else "expected value"
+    at_end = error.pos >= len(text.rstrip())
+    if at_end and message.startswith("Expecting property name"):
+        message = "EOF while parsing an object"
+    elif at_end and message in ("Expecting value", "Expecting ',' delimiter", "Expecting ':' delimiter"):
+        message = "EOF while parsing a value"
+    elif message == "Expecting value":
+        message = "expected value"
     else:
         message = _JSON_MESSAGES.get(message, message[:1].lower() + message[1:])
     return f"{message} at line {error.lineno} column {error.colno}"
