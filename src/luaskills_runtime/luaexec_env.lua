@@ -177,6 +177,10 @@ local function restore()
   if collectgarbage("setpause", gc_pause) ~= gc_pause then changed = true end
   if collectgarbage("setstepmul", gc_stepmul) ~= gc_stepmul then changed = true end
   local scope_ok, scope_err = pcall(scope_reset)
+  if not scope_ok and scope_err == "not enough memory" then
+    collectgarbage("collect") -- the request's garbage may still fill a capped heap
+    scope_ok, scope_err = pcall(scope_reset)
+  end
   if not scope_ok then return 3, collectgarbage("count"), message_of(scope_err) end
   return discard and 2 or (changed and 1 or 0), collectgarbage("count")
 end
@@ -224,6 +228,7 @@ local function run(code, chunkname, args, entry_file, entry_dir, caller)
   local fn, err = load(code, chunkname)
   if not fn then return answer("syntax", 0, "", message_of(err)) end
   local ok, result = xpcall(fn, message_of)
+  if not ok and result == "not enough memory" then collectgarbage("collect") end
   local n, text = printed()
   if not ok then return answer("error", n, text, result) end
   if type(result) ~= "table" or type(result.n) ~= "number" then

@@ -283,16 +283,19 @@ def _padded(answer, size: int) -> tuple:
 
 def new_runlua_vm(engine_state) -> LuaVM:
     options = engine_state.options
-    vm = LuaVM(engine_state, RUNLUA, max_memory=options.max_memory_bytes)
+    vm = None
     try:
+        vm = LuaVM(engine_state, RUNLUA, max_memory=options.max_memory_bytes)
         vm.runlua = _RunluaVmState(vm)
     except lupa_engine.LuaMemoryError:
-        vm.close()
+        if vm is not None:
+            vm.close()
         raise LuaSkillsError(
             f"luaexec memory limit of {options.max_memory_bytes} bytes is too small to set up "
             "a runlua VM") from None
     except BaseException:
-        vm.close()
+        if vm is not None:
+            vm.close()
         raise
     return vm
 
@@ -399,7 +402,7 @@ class RunluaService:
                 else:
                     outcome = runner_failure(vm, status, answer[6])
             else:
-                count, text = state.printed()
+                count, text = self._printed_after_stop(vm, state)
             printed = [text.decode("utf-8", "replace")] if count else []
             if outcome.ok:
                 values = outcome.values or NO_VALUES
@@ -413,6 +416,17 @@ class RunluaService:
             self.pool.release(vm, discard=discard or vm.broken)
             if cleanup_error is not None and cleanup_error is not True:
                 raise LuaSkillsError(cleanup_error)
+
+    @staticmethod
+    def _printed_after_stop(vm, state: "_RunluaVmState"):
+        """The print capture of a run the guard or the memory cap stopped (a full heap may need a
+        collection before the lines can be joined)."""
+        for attempt in range(2):
+            try:
+                return state.printed()
+            except lupa_engine.LuaError:
+                vm.runtime.gccollect()
+        return 0, b""
 
     def _render_values(self, vm, state, counted, request, deadline, token) -> GuardedResult:
         """Render the returned values (counted = (n, values...)).  Strings, numbers, booleans
@@ -447,7 +461,10 @@ class RunluaService:
         except lupa_engine.LuaError:
             return True
         if status == 3:
-            return f"request scope reset failed: {message.decode('utf-8', 'replace')}"
+            text = message.decode("utf-8", "replace")
+            if text == "not enough memory":  # a capped heap still full: drop the VM quietly
+                return True
+            return f"request scope reset failed: {text}"
         if status == 2 or kib > state.retain_limit_kib:
             return True
         return None
