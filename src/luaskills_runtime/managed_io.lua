@@ -8,7 +8,7 @@
 -- Primitives (all take and return Lua strings as bytes; failures as nil, message, errno):
 --   open(path, mode) -> id      read(id, max) -> bytes ("" at end of file)
 --   write(id, data, unread)     seek(id, whence, offset, unread) -> position
---   flush(id)   close(id)   release(id) (quiet close, from __gc)
+--   flush(id)   close(id)   release(id) (quiet close of a collected handle)
 --   popen(command, mode) -> id  tmpfile() -> id
 -- `unread` is how many bytes this side buffered ahead of the file position; the primitive moves
 -- the position back by that much first, so writes and seeks land where the Lua code expects.
@@ -21,6 +21,17 @@ local sub, find, match, concat = string.sub, string.find, string.match, table.co
 local CHUNK = 65536
 local handles = setmetatable({}, { __mode = "k" }) -- handle -> state
 local methods = {}
+
+-- Handles collected without close(): __gc only notes their ids (a finaliser must not call into
+-- the host, it may run while the VM is being torn down); the next open and the request-end reset
+-- release them.
+local pending, pending_n = {}, 0
+local function release_pending()
+  if pending_n == 0 then return end
+  local list, n = pending, pending_n
+  pending, pending_n = {}, 0
+  for i = 1, n do pcall(prim.release, list[i]) end
+end
 
 local function fail(fn, message)
   error("vulcan.io." .. fn .. ": " .. message, 0)
@@ -40,7 +51,8 @@ local function new_handle(id, kind)
   mt.__gc = function()
     if not st.closed and kind ~= "std" then
       st.closed = true
-      pcall(prim.release, id)
+      pending_n = pending_n + 1
+      pending[pending_n] = id
     end
   end
   return handle
@@ -299,24 +311,28 @@ local default_in, default_out = stdin, stdout
 local io = { stdin = stdin, stdout = stdout, stderr = stderr }
 
 local function open_or_raise(fn, path, mode)
+  release_pending()
   local id, message = prim.open(path, mode, fn)
   if not id then fail(fn, message) end
   return new_handle(id, "file")
 end
 
 function io.open(path, mode)
+  release_pending()
   local id, message, code = prim.open(path, mode == nil and "r" or mode)
   if not id then return nil, message, code end
   return new_handle(id, "file")
 end
 
 function io.popen(command, mode)
+  release_pending()
   local id, message, code = prim.popen(command, mode == nil and "r" or mode)
   if not id then return nil, message, code end
   return new_handle(id, "pipe")
 end
 
 function io.tmpfile()
+  release_pending()
   local id, message, code = prim.tmpfile()
   if not id then return nil, message, code end
   return new_handle(id, "file")
@@ -386,6 +402,7 @@ end
 -- Request end (runlua): every handle except the standard ones is closed by the host, so mark
 -- them closed here and go back to the standard default files.
 local function reset()
+  release_pending()
   for _, st in next, handles do
     if st.kind ~= "std" then
       st.closed = true
