@@ -35,6 +35,7 @@ typedef void (*lua_Hook)(lua_State *L, lua_Debug *ar);
 #define LSR_LUA_HOOKCOUNT 3
 #define LSR_LUA_MASKCOUNT (1 << LSR_LUA_HOOKCOUNT)
 #define LSR_LUA_TNIL 0
+#define LSR_LUA_TFUNCTION 6
 #define LSR_LUA_TUSERDATA 7
 
 /* X-macro: (return type, field name, parameter list); the exported symbol is "lua_" + name.
@@ -46,6 +47,8 @@ typedef void (*lua_Hook)(lua_State *L, lua_Debug *ar);
     X(int, gettop, (lua_State *L))                                                \
     X(void, settop, (lua_State *L, int idx))                                      \
     X(void, pushvalue, (lua_State *L, int idx))                                   \
+    X(void, insert, (lua_State *L, int idx))                                      \
+    X(void, call, (lua_State *L, int nargs, int nresults))                        \
     X(void, pushlstring, (lua_State *L, const char *s, size_t len))               \
     X(void, pushstring, (lua_State *L, const char *s))                            \
     X(void, pushboolean, (lua_State *L, int b))                                   \
@@ -61,7 +64,8 @@ typedef void (*lua_Hook)(lua_State *L, lua_Debug *ar);
     X(void *, touserdata, (lua_State *L, int idx))                                \
     X(size_t, objlen, (lua_State *L, int idx))                                    \
     X(int, type, (lua_State *L, int idx))                                         \
-    X(lua_Number, tonumber, (lua_State *L, int idx))
+    X(lua_Number, tonumber, (lua_State *L, int idx))                              \
+    X(lua_CFunction, tocfunction, (lua_State *L, int idx))
 
 #define LSR_LUAAPI_FIELD(ret, name, params) ret (*name) params;
 typedef struct lsr_luaapi {

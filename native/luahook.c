@@ -13,17 +13,20 @@
 /* Deadline heap                                                                            */
 /* ======================================================================================== */
 
+/* Heap order: earlier deadline first, then insertion order.  Never fails. */
 static int node_before(const lsr_heap_node *a, const lsr_heap_node *b)
 {
     return a->key < b->key || (a->key == b->key && a->seq < b->seq);
 }
 
+/* Store node at index i and record its position.  Never fails. */
 static void heap_place(lsr_heap *h, size_t i, lsr_heap_node *node)
 {
     h->items[i] = node;
     node->pos = i;
 }
 
+/* Move the node at i towards the root while it orders before its parent.  Never fails. */
 static void heap_sift_up(lsr_heap *h, size_t i)
 {
     lsr_heap_node *node = h->items[i];
@@ -37,6 +40,7 @@ static void heap_sift_up(lsr_heap *h, size_t i)
     heap_place(h, i, node);
 }
 
+/* Move the node at i towards the leaves while a child orders before it.  Never fails. */
 static void heap_sift_down(lsr_heap *h, size_t i)
 {
     lsr_heap_node *node = h->items[i];
@@ -54,6 +58,7 @@ static void heap_sift_down(lsr_heap *h, size_t i)
     heap_place(h, i, node);
 }
 
+/* Never fails (luahook.h). */
 void lsr_heap_init(lsr_heap *h)
 {
     h->items = NULL;
@@ -61,12 +66,14 @@ void lsr_heap_init(lsr_heap *h)
     h->next_seq = 0;
 }
 
+/* Never fails (luahook.h). */
 void lsr_heap_free(lsr_heap *h)
 {
     free(h->items);
     lsr_heap_init(h);
 }
 
+/* Returns 0 or ENOMEM from realloc (luahook.h). */
 int lsr_heap_push(lsr_heap *h, lsr_heap_node *node)
 {
     if (h->len == h->cap) {
@@ -84,6 +91,7 @@ int lsr_heap_push(lsr_heap *h, lsr_heap_node *node)
     return 0;
 }
 
+/* Never fails; a node not in this heap is ignored (luahook.h). */
 void lsr_heap_remove(lsr_heap *h, lsr_heap_node *node)
 {
     size_t pos = node->pos;
@@ -99,6 +107,7 @@ void lsr_heap_remove(lsr_heap *h, lsr_heap_node *node)
     heap_sift_down(h, moved->pos);
 }
 
+/* Never fails (luahook.h). */
 void lsr_heap_update(lsr_heap *h, lsr_heap_node *node)
 {
     if (node->pos == LSR_HEAP_NONE)
@@ -107,6 +116,7 @@ void lsr_heap_update(lsr_heap *h, lsr_heap_node *node)
     heap_sift_down(h, node->pos);
 }
 
+/* Never fails (luahook.h). */
 lsr_heap_node *lsr_heap_top(const lsr_heap *h)
 {
     return h->len ? h->items[0] : NULL;
@@ -129,6 +139,7 @@ struct lsr_hook_slot {
     uint64_t raised;           /* hook raises since the last arm */
     uint64_t raised_seen;      /* `raised` at the watchdog's last look (re-assert check) */
     int64_t fired_at;          /* when the hook was installed since the last arm, or -1 */
+    int64_t quiet_since;       /* firing without a raise since then, or -1 while it raises */
     lsr_hook_slot *next_pending;
     size_t msg_len;
     char msg[LSR_HOOK_MESSAGE_MAX];
@@ -152,29 +163,33 @@ static void on_count(lua_State *L, lua_Debug *ar);
 
 static const char CLOSED_TEXT[] = "the Lua state of this guard is closed";
 
+/* Copy text into the caller's error buffer.  Never fails. */
 static void set_error(char *err, size_t errlen, const char *text)
 {
     if (errlen)
         snprintf(err, errlen, "%s", text);
 }
 
-/* Install the raising hook.  Caller holds wd.mu; s->L is live.  lua_sethook only writes the
- * global state's hook fields and rewrites its dispatch table: LuaJIT documents it as callable
- * asynchronously ("e.g. during a signal"), and LuaJIT's own lua.c calls it from its SIGINT handler
- * while the VM runs.  It never touches the running thread's stack. */
+/* Install the raising hook.  Caller holds wd.mu; s->L is live.  Never fails.
+ * lua_sethook only writes the global state's hook fields and rewrites its dispatch table: LuaJIT
+ * documents it as callable asynchronously ("e.g. during a signal"), and LuaJIT's own lua.c calls
+ * it from its SIGINT handler while the VM runs.  It never touches the running thread's stack.  If
+ * the JIT is on and happens to be recording a trace, the call aborts that recording (as LuaJIT
+ * intends for this use); guarded code normally runs with the JIT off, where nothing records. */
 static void install_hook_locked(lsr_hook_slot *s)
 {
     lsr_lua.sethook(s->L, on_count, LSR_LUA_MASKCOUNT, 1);
 }
 
 /* Remove the hook if it is ours (user code may have set its own before the deadline).
- * Caller holds wd.mu. */
+ * Caller holds wd.mu.  Never fails. */
 static void clear_hook_locked(lsr_hook_slot *s)
 {
     if (s->L != NULL && lsr_lua.gethook(s->L) == on_count)
         lsr_lua.sethook(s->L, NULL, 0, 0);
 }
 
+/* Drop one reference; the last one frees the slot.  Caller holds wd.mu.  Never fails. */
 static void unref_locked(lsr_hook_slot *s)
 {
     if (--s->refs == 0)
@@ -182,17 +197,41 @@ static void unref_locked(lsr_hook_slot *s)
 }
 
 /* Mark s firing at `now`: install the hook and schedule the first re-assert look.
- * Caller holds wd.mu; s is in the heap and bound. */
+ * Caller holds wd.mu; s is in the heap and bound.  Never fails. */
 static void fire_locked(lsr_hook_slot *s, int64_t now)
 {
     s->state = SLOT_FIRING;
     s->fired_at = now;
     s->raised_seen = s->raised;
+    s->quiet_since = now;
     install_hook_locked(s);
-    s->node.key = now + LSR_HOOK_REASSERT_MS;
+    s->node.key = now + LSR_HOOK_REASSERT_FAST_MS;
     lsr_heap_update(&wd.heap, &s->node);
 }
 
+/* Look at a firing slot again (see LSR_HOOK_REASSERT_MS).  Caller holds wd.mu; s is in the heap
+ * and bound.  Never fails. */
+static void reassert_locked(lsr_hook_slot *s, int64_t now)
+{
+    int64_t next = LSR_HOOK_REASSERT_MS;
+    if (s->raised != s->raised_seen) {
+        s->quiet_since = -1; /* the hook works */
+    } else {
+        /* No raise: the VM is outside Lua (re-installing is harmless) or the hook was lost to a
+         * race with the VM's own dispatch-table rewrite (re-installing repairs it). */
+        install_hook_locked(s);
+        if (s->quiet_since < 0)
+            s->quiet_since = now;
+        if (now - s->quiet_since < LSR_HOOK_REASSERT_FAST_FOR_MS)
+            next = LSR_HOOK_REASSERT_FAST_MS;
+    }
+    s->raised_seen = s->raised;
+    s->node.key = now + next;
+    lsr_heap_update(&wd.heap, &s->node);
+}
+
+/* The watchdog thread: sleeps until the earliest deadline, fires or re-asserts, until
+ * lsr_watchdog_stop.  Holds wd.mu except while waiting.  Never fails. */
 static void watchdog_main(void *unused)
 {
     (void)unused;
@@ -209,18 +248,10 @@ static void watchdog_main(void *unused)
             continue;
         }
         lsr_hook_slot *s = (lsr_hook_slot *)top;
-        if (s->state == SLOT_ARMED) {
+        if (s->state == SLOT_ARMED)
             fire_locked(s, now);
-        } else {
-            /* Firing: no raise since the last look means the VM is outside Lua (a long C or
-             * Python call: harmless to re-install) or the hook was lost to a race with the VM's
-             * own dispatch-table rewrite (re-installing repairs it). */
-            if (s->raised == s->raised_seen)
-                install_hook_locked(s);
-            s->raised_seen = s->raised;
-            s->node.key = now + LSR_HOOK_REASSERT_MS;
-            lsr_heap_update(&wd.heap, &s->node);
-        }
+        else
+            reassert_locked(s, now);
     }
     lsr_mutex_unlock(&wd.mu);
 }
@@ -288,6 +319,7 @@ void lsr_watchdog_stop(void)
     lsr_mutex_unlock(&wd.mu);
 }
 
+/* Never fails (luahook.h). */
 int lsr_watchdog_running(void)
 {
     lsr_mutex_lock(&wd.mu);
@@ -296,11 +328,13 @@ int lsr_watchdog_running(void)
     return running;
 }
 
+/* Never fails: takes wd.mu until fork_parent / fork_child. */
 void lsr_watchdog_fork_prepare(void)
 {
     lsr_mutex_lock(&wd.mu);
 }
 
+/* Never fails. */
 void lsr_watchdog_fork_parent(void)
 {
     lsr_mutex_unlock(&wd.mu);
@@ -327,6 +361,7 @@ int lsr_watchdog_fork_child(char *err, size_t errlen)
 
 /* ---- slots ------------------------------------------------------------------------------- */
 
+/* Returns NULL when calloc fails (luahook.h). */
 lsr_hook_slot *lsr_hook_slot_new(double token)
 {
     lsr_hook_slot *s = calloc(1, sizeof *s);
@@ -345,6 +380,7 @@ lsr_hook_slot *lsr_hook_slot_new(double token)
     return s;
 }
 
+/* Take s off the pending list.  Caller holds wd.mu.  Never fails. */
 static void unlink_pending_locked(lsr_hook_slot *s)
 {
     for (lsr_hook_slot **link = &wd.pending; *link != NULL; link = &(*link)->next_pending) {
@@ -357,6 +393,7 @@ static void unlink_pending_locked(lsr_hook_slot *s)
     s->pending = 0;
 }
 
+/* Never fails (luahook.h). */
 void lsr_hook_slot_release(lsr_hook_slot *s)
 {
     lsr_mutex_lock(&wd.mu);
@@ -370,6 +407,7 @@ void lsr_hook_slot_release(lsr_hook_slot *s)
     lsr_mutex_unlock(&wd.mu);
 }
 
+/* Never fails (luahook.h). */
 int lsr_hook_slot_bound(lsr_hook_slot *s)
 {
     lsr_mutex_lock(&wd.mu);
@@ -423,6 +461,7 @@ int lsr_hook_arm(lsr_hook_slot *s, uint64_t timeout_ms, const char *msg, size_t 
     return 0;
 }
 
+/* Never fails (luahook.h). */
 void lsr_hook_disarm(lsr_hook_slot *s)
 {
     lsr_mutex_lock(&wd.mu);
@@ -459,6 +498,7 @@ int lsr_hook_cancel(lsr_hook_slot *s, const char *msg, size_t len, char *err, si
     return result;
 }
 
+/* Never fails (luahook.h). */
 uint64_t lsr_hook_raised(lsr_hook_slot *s)
 {
     lsr_mutex_lock(&wd.mu);
@@ -467,6 +507,7 @@ uint64_t lsr_hook_raised(lsr_hook_slot *s)
     return raised;
 }
 
+/* Never fails (luahook.h). */
 int lsr_hook_state(lsr_hook_slot *s)
 {
     lsr_mutex_lock(&wd.mu);
@@ -475,6 +516,7 @@ int lsr_hook_state(lsr_hook_slot *s)
     return state;
 }
 
+/* Never fails (luahook.h). */
 int64_t lsr_hook_fired_at(lsr_hook_slot *s)
 {
     lsr_mutex_lock(&wd.mu);
@@ -573,14 +615,44 @@ static int box_gc(lua_State *L)
     return 0;
 }
 
+/* Raise text as a plain Lua error; does not return. */
 static int raise_text(lua_State *L, const char *text)
 {
     lsr_lua.pushstring(L, text);
     return lsr_lua.error(L);
 }
 
-/* Error contract: see luahook.h.  Every Lua call that can raise (allocation) happens before the
- * slot is bound, so a failure leaves an unbound slot for the host to release. */
+/* Registry key of the state's original debug.sethook (kept out of upvalues, where
+ * debug.getupvalue would hand it to user code). */
+static char sethook_key;
+
+/* debug.sethook as user code sees it once a guard is installed: the original, then, if the guard
+ * is firing, our hook again.  Without this, code calling debug.sethook in a loop keeps erasing the
+ * hook the watchdog installs (its lua_sethook and the VM's race over the dispatch table, and the
+ * VM's call comes last most of the time).  Runs on the VM's own thread, so re-installing is
+ * synchronous.  Errors: those of the original (bad arguments), raised before any lock is held. */
+static int guarded_sethook(lua_State *L)
+{
+    int nargs = lsr_lua.gettop(L);
+    lsr_lua.pushlightuserdata(L, &sethook_key);
+    lsr_lua.rawget(L, LSR_LUA_REGISTRYINDEX);
+    if (lsr_lua.type(L, -1) != LSR_LUA_TFUNCTION)
+        return raise_text(L, "debug.sethook is not available");
+    lsr_lua.insert(L, 1);
+    lsr_lua.call(L, nargs, 0);
+    lsr_hook_slot *s = state_slot(L);
+    if (s != NULL) {
+        lsr_mutex_lock(&wd.mu);
+        if (s->state == SLOT_FIRING)
+            lsr_lua.sethook(L, on_count, LSR_LUA_MASKCOUNT, 1);
+        lsr_mutex_unlock(&wd.mu);
+    }
+    return 0;
+}
+
+/* Error contract: see luahook.h.  Every Lua call that can raise (allocation) before the slot is
+ * bound leaves an unbound slot for the host to release; a memory error after binding (while
+ * storing the debug.sethook wrapper) leaves a bound guard, which the host can also release. */
 LSR_HOOK_EXPORT int luaopen_luaskills_hook(lua_State *L)
 {
     if (!lsr_luaapi_ready)
@@ -625,5 +697,16 @@ LSR_HOOK_EXPORT int luaopen_luaskills_hook(lua_State *L)
     s->refs++;
     lsr_mutex_unlock(&wd.mu);
     box->slot = s;
-    return 1;
+
+    /* Optional argument 2: the state's debug.sethook, to be replaced by guarded_sethook.  A state
+     * that had a guard before already has the wrapper: keep the original it stored. */
+    if (lsr_lua.type(L, 2) != LSR_LUA_TFUNCTION)
+        return 1;
+    if (lsr_lua.tocfunction(L, 2) != guarded_sethook) {
+        lsr_lua.pushlightuserdata(L, &sethook_key);
+        lsr_lua.pushvalue(L, 2);
+        lsr_lua.rawset(L, LSR_LUA_REGISTRYINDEX);
+    }
+    lsr_lua.pushcclosure(L, guarded_sethook, 0);
+    return 2;
 }

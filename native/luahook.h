@@ -12,6 +12,10 @@
  * Compiled JIT traces never check hooks: guarded code must run with the JIT off (and its traces
  * flushed) to be interruptible.  The Python binding offers that per call.
  *
+ * The VM's own lua_sethook calls (debug.sethook) race with the watchdog's: while a guard fires,
+ * a debug.sethook wrapper re-installs the hook on the VM thread, and the watchdog re-installs it
+ * when it has not raised for a while (LSR_HOOK_REASSERT_*).
+ *
  * Objects:
  * - lsr_hook_slot: one guard.  Created by the host (refcount 1), bound to a lua_State when that
  *   state calls luaopen_luaskills_hook (the state then holds a second reference through a
@@ -41,10 +45,14 @@
  * raises outside the lock, so the size is fixed. */
 #define LSR_HOOK_MESSAGE_MAX 4096
 
-/* While a fired guard is not disarmed, the watchdog re-installs the hook this often if it has not
- * raised since the last look: a hook lost to a race with the VM's own lua_sethook/jit.* calls
- * (both rewrite the dispatch table) is put back. */
+/* While a fired guard is not disarmed, the watchdog looks at it again and re-installs the hook
+ * when it has not raised since the last look: a hook lost to a race with the VM's own
+ * lua_sethook/jit.* calls (both rewrite the dispatch table; most attempts can lose against code
+ * that sets hooks in a loop) is put back.  Looks come every FAST ms during the first FAST_FOR ms
+ * without a raise, then every REASSERT ms (the VM may simply be inside a long C or Python call). */
 #define LSR_HOOK_REASSERT_MS 50
+#define LSR_HOOK_REASSERT_FAST_MS 1
+#define LSR_HOOK_REASSERT_FAST_FOR_MS 250
 
 /* ---- deadline heap ---------------------------------------------------------------------- */
 
@@ -130,12 +138,14 @@ int lsr_hook_state(lsr_hook_slot *s);
 int64_t lsr_hook_fired_at(lsr_hook_slot *s);
 
 /* The Lua side of the binding, reached through package.loadlib(<this module's file>,
- * "luaopen_luaskills_hook") and called from the state's main thread with the slot's token.
+ * "luaopen_luaskills_hook") and called from the state's main thread as f(token [, sethook]).
  * Binds the slot to the state and returns the userdata that anchors it (no fields, no
- * metatable access).  Raises a Lua error when called from a coroutine, with an unknown token, or
- * when the state already has a live guard; returns nothing when the Lua C API is not resolved
- * yet.  The host should remove package.loadlib from user-visible globals afterwards if user code
- * must not load C modules. */
+ * metatable access).  When `sethook` (the state's debug.sethook) is given, also returns a
+ * replacement for it that re-installs the guard's hook whenever user code changes hooks while the
+ * guard fires; the host puts it in the debug table.  Raises a Lua error when called from a
+ * coroutine, with an unknown token, or when the state already has a live guard; returns nothing
+ * when the Lua C API is not resolved yet.  The host should remove package.loadlib from
+ * user-visible globals afterwards if user code must not load C modules. */
 LSR_HOOK_EXPORT int luaopen_luaskills_hook(lua_State *L);
 
 #endif /* LSR_LUAHOOK_H */

@@ -11,10 +11,18 @@ Compiled JIT traces do not look at hooks: run guarded code with the JIT off, e.g
 then turns it back on if it was on).
 
 Installing a guard loads this module into the Lua state with ``package.loadlib``; a host that
-keeps C modules away from user code removes ``package.loadlib`` after installing its guards.
-Once a guard fired, *any* Lua code of that VM raises until ``disarm``, including error handlers
-written in Lua (an ``xpcall`` handler then ends in "error in error handling"): after a failed run,
-check ``guard.fired`` and report the guard's message whatever the error text says.
+keeps C modules away from user code removes ``package.loadlib`` after installing its guards.  It
+also replaces ``debug.sethook`` with a wrapper that behaves the same but puts the guard's hook back
+when user code changes hooks while the guard fires (code setting hooks in a loop would otherwise
+keep erasing it).
+Once a guard fired, *any* Lua instruction of that VM raises until ``disarm``, so wrappers must do
+their post-processing after disarming.  After a run, ``guard.fired`` tells whether the guard
+stopped it; report the guard's message whatever the error text says.
+
+Limits (LuaJIT's, shared with PUC Lua and the reference's hook): an ``xpcall`` message handler
+called for the hook's error, and ``__gc`` finalizers, run with hooks disabled.  A handler runs to
+its end unguarded (and its return value becomes xpcall's result), so a handler that never returns
+cannot be stopped.
 """
 import atexit
 import operator
@@ -143,12 +151,26 @@ cdef class TimeoutGuard:
             if isinstance(detail, bytes):
                 detail = detail.decode("utf-8", "replace")
             raise LuaSkillsError(f"package.loadlib of the timeout guard failed: {detail}")
+        # debug.sethook is swapped for a wrapper that puts the guard's hook back whenever user
+        # code changes hooks while the guard fires (see guarded_sethook in luahook.c).
+        debug = runtime.globals()[b"debug"]
+        sethook = debug[b"sethook"] if lua_type(debug) == "table" else None
         try:
-            anchor = answer(token)
+            if lua_type(sethook) == "function":
+                anchor, wrapper = answer(token, sethook)
+            else:
+                anchor, wrapper = answer(token), None
         except _luajit.LuaError as error:
             raise LuaSkillsError(_lua_error_text(error)) from None
         if anchor is None or not lsr_hook_slot_bound(self.slot):
             raise LuaSkillsError("TimeoutGuard: the Lua state did not bind the guard")
+        if wrapper is not None:
+            debug[b"sethook"] = wrapper
+            loaded = package[b"loaded"]
+            if lua_type(loaded) == "table":
+                loaded_debug = loaded[b"debug"]
+                if lua_type(loaded_debug) == "table" and loaded_debug != debug:
+                    loaded_debug[b"sethook"] = wrapper
         return anchor
 
     cdef tuple _capture_jit(self, runtime):
