@@ -41,6 +41,9 @@ LOOPS = {
     "coroutine resume loop": "while true do coroutine.resume(coroutine.create("
                              "function() while true do end end)) end",
     "string allocation": "local s = '' while true do s = s .. 'x' if #s > 4096 then s = '' end end",
+    "user hook set first": "local n = 0 debug.sethook(function() n = n + 1 end, '', 100) "
+                           "while true do end",
+    "hook setter loop": "while true do debug.sethook(function() end, '', 10) debug.sethook() end",
     "table allocation": "local t = {} local i = 0 while true do i = i + 1 "
                         "t[i % 5000 + 1] = {i, tostring(i)} end",
 }

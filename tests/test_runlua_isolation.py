@@ -35,6 +35,7 @@ PROBE = """return {
   path_ok = package.path ~= "changed", gc = collectgarbage("isrunning"),
   io_out = io.output() == io.stdout, math_pi = math.pi, sub = string.sub("hello", 2, 3),
   coroutine = type(coroutine.wrap), string_meta_ok = getmetatable("").__index == string,
+  hook = debug.gethook() == nil,
 }"""
 
 CLEAN = {
@@ -42,7 +43,7 @@ CLEAN = {
     "upper": "X", "fs": "table", "read": "function", "context": "table", "extra": "nil",
     "json": "[1]", "nil_index": False, "number_index": False, "g_meta": True, "loaded": "nil",
     "path_ok": True, "gc": True, "io_out": True, "math_pi": 3.141592653589793, "sub": "el",
-    "coroutine": "function", "string_meta_ok": True,
+    "coroutine": "function", "string_meta_ok": True, "hook": True,
 }
 
 DISTURBANCES = {
@@ -69,6 +70,7 @@ DISTURBANCES = {
     "library table metatable": "setmetatable(coroutine, {__index = function() return 1 end}); "
                                "coroutine.wrap = nil",
     "globals through getfenv": "getfenv(0).leftover = true; getfenv(1).print = nil",
+    "debug hook": "debug.sethook(function() end, '', 1000)",
     "several at once": "leftover = 1; string.rep = nil; math.pi = 0; vulcan.fs = nil; print = 0",
 }
 

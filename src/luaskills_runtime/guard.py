@@ -3,8 +3,9 @@
 Shared by runlua requests and runtime-lease evals.  Public pieces:
 
 * ``prepare_guarded_vm(vm)``: once per VM.  Turns the JIT off and flushes its traces (compiled
-  traces never look at hooks), makes ``jit.on`` and ``debug.sethook`` raise (either would let code
-  escape the guard), and binds a native ``TimeoutGuard`` to the VM.
+  traces never look at hooks), makes ``jit.on`` raise (it would let code escape the guard), and
+  binds a native ``TimeoutGuard`` to the VM (which also wraps ``debug.sethook`` so user hooks
+  cannot remove the guard's).
 * ``guarded_run(vm, code, chunkname, timeout_ms=..., cancel=..., cwd=...)`` compiles and runs
   `code` and returns a :class:`GuardedResult` (status, returned values, error text).  It never
   raises for a failure of the Lua code itself.

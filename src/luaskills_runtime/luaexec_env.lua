@@ -7,8 +7,8 @@
 --
 -- Isolation (beyond the reference): after the VM is set up, `snapshot` records every table reachable
 -- from the globals (library tables, package.loaded, vulcan and its subtables, the string
--- metatable) with its entries and metatable, plus the metatables of the basic types and the GC
--- settings.  After each request `restore` compares the live state with that record and puts back
+-- metatable) with its entries and metatable, plus the metatables of the basic types, the GC
+-- settings and the debug hook.  After each request `restore` compares the live state with that record and puts back
 -- whatever the request changed: new globals, replaced or removed library functions, modules it
 -- required, metatables it set.  Comparing costs one pass over those tables; a full restore runs
 -- only for the tables that changed.  What cannot be put back (FFI declarations are VM-wide) makes
@@ -21,6 +21,8 @@ local next, type, rawget, rawset, select, tostring = next, type, rawget, rawset,
 local concat = table.concat
 local collectgarbage = collectgarbage
 local getmetatable, setmetatable = debug.getmetatable, debug.setmetatable
+-- debug.sethook here is the timeout guard's wrapper (the guard is installed before this file).
+local sethook, gethook = debug.sethook, debug.gethook
 local create_coroutine = coroutine.create
 
 -- ---- environment of a request -------------------------------------------------------------
@@ -172,6 +174,10 @@ local function restore()
       setmetatable(type_samples[i], type_metas[i])
       changed = true
     end
+  end
+  if gethook() ~= nil then
+    sethook() -- a hook the request set
+    changed = true
   end
   collectgarbage("restart")
   if collectgarbage("setpause", gc_pause) ~= gc_pause then changed = true end
