@@ -157,6 +157,20 @@ def test_jit_cannot_be_turned_back_on(engine):
     assert report.endswith("```json\nfalse\n```")
 
 
+def test_os_exit_does_not_end_the_host(engine):
+    assert error_text(engine.execute_runlua_request_inline({"code": "os.exit(3)"})) == (
+        'runtime error: [string "luaexec"]:4: os.exit is not available in luaexec: '
+        'return from the code instead')
+
+
+def test_huge_timeout_is_accepted(engine, tmp_path):
+    script = tmp_path / "s.lua"
+    script.write_text("return 'ok'")
+    for request in ({"code": "return 'ok'"}, {"file": str(script)}):
+        report = engine.execute_runlua_request_inline({**request, "timeout_ms": 2**64 - 1})
+        assert report.endswith("```text\nok\n```")
+
+
 def test_print_is_captured_not_written(engine, capfd):
     report = engine.execute_runlua_request_inline({"code": 'print("captured line") return 1'})
     assert "captured line" in report

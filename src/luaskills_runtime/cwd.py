@@ -29,7 +29,7 @@ def working_directory(path: Optional[str], timeout: Optional[float] = None) -> I
     if path is None:
         yield
         return
-    if timeout is None:
+    if timeout is None or timeout >= threading.TIMEOUT_MAX:
         _CWD_LOCK.acquire()
     elif not _CWD_LOCK.acquire(timeout=max(timeout, 0.0)):
         raise CwdLockTimeout(path)

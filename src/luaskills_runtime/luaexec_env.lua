@@ -3,7 +3,8 @@
 --
 -- Per request the VM gets: a print that is captured (values through tostring, joined by tabs, one
 -- line per call), no vulcan.runtime.log / vulcan.cache.put/get/delete / vulcan.runtime.lua.exec,
--- and Lua 5.2's table.pack/unpack, which the reference's wrapper calls.
+-- Lua 5.2's table.pack/unpack, which the reference's wrapper calls, and an os.exit that raises
+-- instead of ending the host process.
 --
 -- Isolation (beyond the reference): after the VM is set up, `snapshot` records every table reachable
 -- from the globals (library tables, package.loaded, vulcan and its subtables, the string
@@ -33,6 +34,13 @@ if type(runtime.lua) == "table" then runtime.lua.exec = nil end
 local cache = vulcan.cache
 if type(cache) == "table" then
   cache.put, cache.get, cache.delete = nil, nil, nil
+end
+
+-- A request must not end the host process.
+if type(G.os) == "table" then
+  G.os.exit = function()
+    error("os.exit is not available in luaexec: return from the code instead", 2)
+  end
 end
 
 local tbl = G.table
