@@ -87,7 +87,6 @@ class LuaEngine:
         `luaexec execution cancelled by the host`.  False when no such request is running."""
         return self.runlua_service.cancel(request_id)
 
-
     # ---- runtime leases (luaskills_runtime.leases) ----------------------------------------------
 
     # ---- lifetime ------------------------------------------------------------------------------

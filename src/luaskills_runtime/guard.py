@@ -20,7 +20,6 @@ reference also appends a stack traceback, which is left out here, as in run_lua)
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from importlib import resources
 from typing import Any, NamedTuple, Optional, Tuple
@@ -28,7 +27,6 @@ from typing import Any, NamedTuple, Optional, Tuple
 import lupa.luajit21 as lupa_engine
 
 from luaskills_runtime.cwd import CwdLockTimeout, working_directory
-from luaskills_runtime.errors import LuaSkillsError
 
 from luaskills_runtime._native.luahook import TimeoutGuard
 

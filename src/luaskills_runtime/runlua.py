@@ -33,7 +33,8 @@ from luaskills_runtime.vm import RUNLUA, LuaVM
 from luaskills_runtime.vulcan._bridge import validate_path_text
 from luaskills_runtime.vulcan.io_compat import install_managed_io
 
-__all__ = ["RunluaRequest", "RunluaReport", "RunluaService", "parse_request_json", "request_from_mapping",
+__all__ = ["RunluaRequest", "RunluaReport", "RunluaService", "parse_request_json",
+           "request_from_mapping",
            "CancelToken", "GuardedResult", "guarded_call", "guarded_run", "timeout_message",
            "memory_limit_message", "DEFAULT_TIMEOUT_MS"]
 
@@ -159,7 +160,8 @@ _JSON_MESSAGES = {
     "Expecting ':' delimiter": "expected `:`",
     "Expecting ',' delimiter": "expected `,` or `}`",
     "Unterminated string starting at": "EOF while parsing a string",
-    "Invalid control character at": "control character (\\u0000-\\u001F) found while parsing a string",
+    "Invalid control character at":
+        "control character (\\u0000-\\u001F) found while parsing a string",
 }
 
 
@@ -169,7 +171,8 @@ def _json_error_detail(error: json.JSONDecodeError, text: str) -> str:
     at_end = error.pos >= len(text.rstrip())
     if at_end and message.startswith("Expecting property name"):
         message = "EOF while parsing an object"
-    elif at_end and message in ("Expecting value", "Expecting ',' delimiter", "Expecting ':' delimiter"):
+    elif at_end and message in ("Expecting value", "Expecting ',' delimiter",
+                                "Expecting ':' delimiter"):
         message = "EOF while parsing a value"
     elif message == "Expecting value":
         message = "expected value"
@@ -421,7 +424,7 @@ class RunluaService:
     def _printed_after_stop(vm, state: "_RunluaVmState"):
         """The print capture of a run the guard or the memory cap stopped (a full heap may need a
         collection before the lines can be joined)."""
-        for attempt in range(2):
+        for _ in range(2):
             try:
                 return state.printed()
             except lupa_engine.LuaError:
