@@ -57,18 +57,26 @@ def render_error(task: str, printed: Sequence[str], error_text: str) -> str:
     return "\n".join(lines)
 
 
-NO_VALUES: Tuple[RenderedValue, ...] = (("json", "null"),)
+NULL_VALUE: RenderedValue = ("json", "null")
+NO_VALUES: Tuple[RenderedValue, ...] = (NULL_VALUE,)
 
 
 def render_value(value: Any, inline: Callable[[Any], str]) -> RenderedValue:
     """One returned Lua value: strings as text blocks (the reference shows a string that is not
     valid UTF-8 as an empty block), JSON-convertible values as pretty JSON, anything else (a
     function, a table holding one) as its inline text, which `inline` gives (Lua's tostring)."""
-    if isinstance(value, bytes):
+    kind = type(value)
+    if kind is bytes:
         try:
             return ("text", value.decode("utf-8"))
         except UnicodeDecodeError:
             return ("text", "")
+    if value is None:
+        return NULL_VALUE
+    if kind is bool:
+        return ("json", "true" if value else "false")
+    if kind is int:
+        return ("json", str(value))
     try:
         data = lua_to_json(value)
     except LuaSkillsError:

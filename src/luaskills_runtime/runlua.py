@@ -275,6 +275,10 @@ class _RunluaVmState:
         return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
 
 
+# Returned values that reach Python as these types are rendered without calling into Lua.
+_PLAIN_TYPES = frozenset((type(None), bytes, bool, int, float))
+
+
 def _lua_text(text: Optional[str]) -> Optional[bytes]:
     return None if text is None else text.encode("utf-8", "surrogateescape")
 
@@ -437,9 +441,11 @@ class RunluaService:
         done under the guard again, with the rest of the request's time (at least one second)."""
         total = int(counted[0])
         values = counted[1:1 + total]
-        values += (None,) * (total - len(values))
-        if all(value is None or isinstance(value, (bytes, bool, int, float)) for value in values):
-            return GuardedResult("ok", tuple(render_value(v, state.inline) for v in values), "", "")
+        if len(values) < total:
+            values += (None,) * (total - len(values))
+        if not any(type(value) not in _PLAIN_TYPES for value in values):
+            return GuardedResult("ok", tuple([render_value(v, state.inline) for v in values]),
+                                 "", "")
 
         def render():
             return tuple(render_value(value, state.inline) for value in values)
