@@ -157,6 +157,7 @@ static struct {
     lsr_thread thread;
     lsr_heap heap;
     lsr_hook_slot *pending;
+    int64_t wake_at;       /* when the sleeping watchdog wakes by itself (INT64_MIN: awake) */
 } wd;
 
 static void on_count(lua_State *L, lua_Debug *ar);
@@ -239,12 +240,16 @@ static void watchdog_main(void *unused)
     while (!wd.stopping) {
         lsr_heap_node *top = lsr_heap_top(&wd.heap);
         if (top == NULL) {
+            wd.wake_at = INT64_MAX;
             lsr_cond_wait_until(&wd.cv, &wd.mu, -1);
+            wd.wake_at = INT64_MIN;
             continue;
         }
         int64_t now = lsr_now_ms();
         if (top->key > now) {
+            wd.wake_at = top->key;
             lsr_cond_wait_until(&wd.cv, &wd.mu, top->key == INT64_MAX ? -1 : top->key);
+            wd.wake_at = INT64_MIN;
             continue;
         }
         lsr_hook_slot *s = (lsr_hook_slot *)top;
@@ -455,7 +460,7 @@ int lsr_hook_arm(lsr_hook_slot *s, uint64_t timeout_ms, const char *msg, size_t 
         lsr_mutex_unlock(&wd.mu);
         return -1;
     }
-    if (lsr_heap_top(&wd.heap) == &s->node)
+    if (lsr_heap_top(&wd.heap) == &s->node && s->node.key < wd.wake_at)
         lsr_cond_broadcast(&wd.cv); /* the watchdog sleeps until a later deadline */
     lsr_mutex_unlock(&wd.mu);
     return 0;

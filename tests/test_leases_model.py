@@ -207,7 +207,7 @@ class LeaseMachine(RuleBasedStateMachine):
         lease.refresh(self.clock.now)
         if fail:
             assert payload == {"ok": False, "error_code": "eval_failed",
-                               "message": "Runtime session eval error: runtime_lease:3: nope"}
+                               "message": "Runtime session eval error: runtime error: runtime_lease:3: nope"}
         else:
             lease.hits = getattr(lease, "hits", 0) + 1
             assert payload["ok"] is True and payload["result"] == lease.hits

@@ -146,7 +146,7 @@ def test_missing_cwd_fails_the_eval_with_the_os_error(env, tmp_path):
     missing = tmp_path / "missing"
     lease_id = create(leases, sid="a", cwd=str(missing))["lease_id"]
     assert failure_of(leases, lease_id, "return 1") == (
-        f"Runtime session eval error: runtime lease set cwd {missing}: No such file or directory (os error 2)")
+        f"Runtime session eval error: runtime error: runtime lease set cwd {missing}: No such file or directory (os error 2)")
 
 
 def test_cwd_lock_wait_honours_timeout_and_cancel(env, tmp_path):
@@ -161,7 +161,7 @@ def test_cwd_lock_wait_honours_timeout_and_cancel(env, tmp_path):
         time.sleep(0.1)  # let the holder take the cwd lock
         started = time.monotonic()
         assert failure_of(leases, waiter, "return 1", timeout_ms=300) == (
-            "Runtime session eval error: luaexec execution timed out after 300 ms")
+            "Runtime session eval error: runtime error: luaexec execution timed out after 300 ms")
         assert time.monotonic() - started < 5
         result = {}
         waiting = threading.Thread(target=lambda: result.update(evaluate(
@@ -170,7 +170,7 @@ def test_cwd_lock_wait_honours_timeout_and_cancel(env, tmp_path):
         assert wait_until(lambda: leases.manager._leases[waiter].busy.locked())
         assert leases.cancel({"lease_id": waiter}, PUBLIC, from_json=False)["cancelled"] is True
         waiting.join(5)
-        assert result["message"] == (f"Runtime session eval error: runtime session lease `{waiter}` "
+        assert result["message"] == (f"Runtime session eval error: runtime error: runtime session lease `{waiter}` "
                                      "eval was cancelled by the host")
     finally:
         leases.cancel({"lease_id": holder}, PUBLIC, from_json=False)
@@ -237,7 +237,7 @@ def test_memory_cap_ends_runaway_allocation_cleanly(tmp_path):
     try:
         lease_id = create(leases, sid="m")["lease_id"]
         message = failure_of(leases, lease_id, "local t = {} for i = 1, 1e9 do t[i] = {i} end")
-        assert message == "Runtime session eval error: not enough memory"
+        assert message == "Runtime session eval error: memory error: luaexec memory limit of 16777216 bytes exceeded"
         assert result_of(leases, lease_id, "collectgarbage() return 1 + 1") == 2
     finally:
         leases.shutdown()
@@ -251,7 +251,7 @@ def test_timeout_in_a_plain_loop(env):
     lease_id = create(leases, sid="a")["lease_id"]
     started = time.monotonic()
     assert failure_of(leases, lease_id, "while true do end", timeout_ms=200) == (
-        "Runtime session eval error: luaexec execution timed out after 200 ms")
+        "Runtime session eval error: runtime error: luaexec execution timed out after 200 ms")
     assert 0.15 < time.monotonic() - started < 5
     assert result_of(leases, lease_id, "return 'still usable'") == "still usable"
 
@@ -272,7 +272,7 @@ def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(env):
     assert traces >= 1  # the loop runs as a compiled trace now
     started = time.monotonic()
     assert failure_of(leases, lease_id, "return spin(1e15)", timeout_ms=300) == (
-        "Runtime session eval error: luaexec execution timed out after 300 ms")
+        "Runtime session eval error: runtime error: luaexec execution timed out after 300 ms")
     assert time.monotonic() - started < 5
     assert result_of(leases, lease_id, "return { spin(10), (jit.status()) }") == [
         sum(i % 7 for i in range(1, 11)), False]
@@ -282,11 +282,11 @@ def test_lease_code_cannot_turn_the_jit_on(env):
     leases, _ = env
     lease_id = create(leases, sid="a")["lease_id"]
     message = failure_of(leases, lease_id, "jit.on()")
-    assert message == ("Runtime session eval error: runtime_lease:3: jit.on: the JIT stays off in "
-                       "runtime leases so that timeouts and cancellation can stop any loop")
+    assert message == ("Runtime session eval error: runtime error: runtime_lease:3: jit.on is not "
+                       "available here: guarded Lua code runs with the JIT off")
     code = "pcall(jit.on) pcall(require('jit').on) local s = 0 while true do s = s + 1 end"
     assert failure_of(leases, lease_id, code, timeout_ms=300) == (
-        "Runtime session eval error: luaexec execution timed out after 300 ms")
+        "Runtime session eval error: runtime error: luaexec execution timed out after 300 ms")
 
 
 def test_timeout_cannot_be_swallowed_by_pcall(env):
@@ -294,7 +294,7 @@ def test_timeout_cannot_be_swallowed_by_pcall(env):
     lease_id = create(leases, sid="a")["lease_id"]
     code = "while true do pcall(function() while true do end end) end"
     assert failure_of(leases, lease_id, code, timeout_ms=200) == (
-        "Runtime session eval error: luaexec execution timed out after 200 ms")
+        "Runtime session eval error: runtime error: luaexec execution timed out after 200 ms")
 
 
 # ---- cancellation ----------------------------------------------------------------------------------
@@ -320,7 +320,7 @@ def test_cancel_a_running_eval(env):
     worker.join(10)
     assert time.monotonic() - started < 10
     assert outcome == {"ok": False, "error_code": "eval_failed",
-                       "message": f"Runtime session eval error: runtime session lease `{lease_id}` "
+                       "message": f"Runtime session eval error: runtime error: runtime session lease `{lease_id}` "
                                   "eval was cancelled by the host"}
     assert result_of(leases, lease_id, "return x > 0") is True  # globals survive a cancel
 
@@ -404,5 +404,5 @@ def test_engine_close_stops_a_running_eval(tmp_path):
     engine.close()
     worker.join(10)
     assert time.monotonic() - started < 10
-    assert outcome["message"] == "Runtime session eval error: LuaEngine is closing"
+    assert outcome["message"] == "Runtime session eval error: runtime error: LuaEngine is closing"
     assert not any(t.name == "luaskills-lease-sweeper" for t in threading.enumerate())

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+from typing import Any, Hashable, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.leases import PUBLIC, SYSTEM, RuntimeLeases, dump_payload
 from luaskills_runtime.options import HostOptions
 from luaskills_runtime.pool import VmPool
+from luaskills_runtime.runlua import RunluaService, parse_request_json, request_from_mapping
 from luaskills_runtime.text import default_mode, normalize_encoding
 from luaskills_runtime.vm import MAIN, RUN_LUA_WRAPPER, LuaVM
 from luaskills_runtime.luajson import json_to_lua, lua_to_json
@@ -35,6 +36,7 @@ class LuaEngine:
         self._closed = False
         self._close_lock = threading.Lock()
         self._main_pool = VmPool(self.options.main_pool, lambda: LuaVM(self._state, MAIN), "main")
+        self.runlua_service = RunluaService(self._state)
         self._runtime_leases = RuntimeLeases(self._state)
 
     # ---- run_lua -------------------------------------------------------------------------------
@@ -68,6 +70,24 @@ class LuaEngine:
         return result
 
     # ---- runlua (luaskills_runtime.runlua) ------------------------------------------------------
+    def execute_runlua_request_json_inline(self, request_json: str, *,
+                                           request_id: Optional[Hashable] = None) -> str:
+        """Run a runlua request given as JSON; returns the Markdown report (SPEC 8).
+
+        Request errors raise LuaSkillsError; pass `request_id` to be able to cancel_runlua()."""
+        self._check_open()
+        return self.runlua_service.execute(parse_request_json(request_json), request_id)
+
+    def execute_runlua_request_inline(self, request: dict, *,
+                                      request_id: Optional[Hashable] = None) -> str:
+        """Dict twin of execute_runlua_request_json_inline (same fields, same Markdown)."""
+        self._check_open()
+        return self.runlua_service.execute(request_from_mapping(request), request_id)
+
+    def cancel_runlua(self, request_id: Hashable) -> bool:
+        """Stop the runlua request started with `request_id`; it ends as FAILED with
+        `luaexec execution cancelled by the host`.  False when no such request is running."""
+        return self.runlua_service.cancel(request_id)
 
     # ---- runtime leases (luaskills_runtime.leases) ----------------------------------------------
     # Each *_json method takes and returns JSON text like the reference; its twin without the
@@ -173,6 +193,7 @@ class LuaEngine:
                 return
             self._closed = True
         self._runtime_leases.shutdown()
+        self.runlua_service.close()
         self._main_pool.close()
 
     def __enter__(self) -> "LuaEngine":

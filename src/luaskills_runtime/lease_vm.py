@@ -1,28 +1,39 @@
 """The Lua side of one runtime lease: a dedicated LuaVM, its module roots, and running an eval.
 
-An eval is guarded by the native TimeoutGuard (luaskills_runtime._native.luahook), which stops
-the code at its deadline or when the host cancels it, also inside loops the JIT has compiled.
+Evals run through the shared guard (luaskills_runtime.guard): the native TimeoutGuard stops the
+code at its deadline or when the host cancels it, and lease VMs run with the JIT off for good
+(compiled traces never look at hooks, so a compiled loop could not be stopped otherwise; the
+guard makes `jit.on` refuse for user code).
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from luaskills_runtime._native.luahook import TimeoutGuard, monotonic_ms
-from luaskills_runtime.cwd import CWD_LOCK, working_directory
+from luaskills_runtime.cwd import CwdLockTimeout, working_directory
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.guard import CancelToken, guarded_call, prepare_guarded_vm, runner_failure
 from luaskills_runtime.lease_requests import EvalRequest
 from luaskills_runtime.luajson import json_to_lua, lua_to_json
 from luaskills_runtime.vm import LEASE, RUN_LUA_WRAPPER, LuaVM
+from luaskills_runtime.vulcan.io_compat import install_managed_io
 
 LOGGER = logging.getLogger("luaskills_runtime")
 
 EVAL_CHUNKNAME = b"=runtime_lease"
+_CWD_WAIT_SLICE = 0.05  # how often an eval waiting for the cwd lock looks at its cancel token
+
+# The VM's own jit functions, taken before the guard hides jit.on: the host checks before each
+# eval that the JIT is still off (code that dug the real jit.on out of the registry could have
+# turned it on and compiled a loop the guard cannot stop).
+_JIT_FUNCTIONS = b"""
+local jit = jit
+if type(jit) ~= "table" then return nil end
+return jit.status, jit.off, jit.flush, jit.on
+"""
 
 # Prepends given as one Lua chunk so a lease VM is configured in a single call.
 _PREPEND_ROOTS = b"""
@@ -30,23 +41,6 @@ local path_prefix, cpath_prefix = ...
 if path_prefix ~= "" then package.path = path_prefix .. package.path end
 if cpath_prefix ~= "" then package.cpath = cpath_prefix .. package.cpath end
 """
-
-# Turns the JIT off for good (flushing traces compiled so far) and hides jit.on from user code;
-# returns the real jit.status, an off-and-flush function for the host's per-eval check, and the
-# real jit.on (held by the host only).
-_JIT_LOCKDOWN = b"""
-local jit = jit
-if type(jit) ~= "table" then
-  return function() return false end, function() end, function() end
-end
-local status, on, off, flush, error = jit.status, jit.on, jit.off, jit.flush, error
-off() flush()
-jit.on = function()
-  error("jit.on: the JIT stays off in runtime leases so that timeouts and cancellation can stop any loop", 2)
-end
-return function() return (status()) end, function() off() flush() end, on
-"""
-
 
 @dataclass
 class LeasePaths:
@@ -104,41 +98,37 @@ class EvalFailure(Exception):
     """An eval that failed; str() is the `message` of the eval_failed payload."""
 
 
+class _CwdFailure(Exception):
+    """The lease's cwd could not be entered or restored; str() is the reference's text."""
+
+
 class LeaseVM:
     """A dedicated LuaVM for one lease.  One eval at a time (the lease's busy lock ensures it);
-    cancel() may be called from any thread.
-
-    The JIT stays off in lease VMs: compiled traces never look at hooks, so a loop the JIT had
-    compiled could not be stopped by a timeout or a cancel.  User code gets a `jit.on` that
-    says so instead of silently defeating the guard."""
+    cancel() may be called from any thread."""
 
     def __init__(self, engine_state, paths: LeasePaths):
         options = engine_state.options
         self.paths = paths
         self.vm = LuaVM(engine_state, LEASE, max_memory=options.max_memory_bytes)
-        # The cap applies while the lease's Lua code runs.  Host-side work on the VM (scope reset,
-        # args and result conversion) runs uncapped: lupa makes those Lua API calls unprotected,
-        # and an allocation failure there aborts the process ("PANIC: unprotected error").
-        self._memory_cap = options.max_memory_bytes
-        if self._memory_cap:
-            self.vm.runtime.set_max_memory(0)
         try:
-            self._prepend_roots()
-            if options.enable_managed_io_compat:
-                from luaskills_runtime.vulcan.io_compat import install_managed_io
-                install_managed_io(self.vm)
-            self.guard = TimeoutGuard(self.vm.runtime)
+            jit_functions = self.vm.runtime.execute(_JIT_FUNCTIONS)
             # _jit_on: the real jit.on, out of Lua's reach (tests use it to compile a loop
-            # before an eval, to show the per-eval check flushes it).
-            self._jit_status, self._jit_off_and_flush, self._jit_on = \
-                self.vm.runtime.execute(_JIT_LOCKDOWN)
+            # outside an eval, to show the per-eval check flushes it).
+            self._jit_status, self._jit_off, self._jit_flush, self._jit_on = \
+                jit_functions if jit_functions else (None, None, None, None)
+            self.control = prepare_guarded_vm(self.vm)
+            # The cap applies while lease code runs.  Host-side work on the VM (scope reset, args
+            # and result conversion) runs uncapped: lupa makes those Lua API calls unprotected,
+            # and an allocation failure there aborts the process ("PANIC: unprotected error").
+            self._memory_cap = options.max_memory_bytes
+            if self._memory_cap:
+                self.vm.runtime.set_max_memory(0)
+            self._prepend_roots()
+            install_managed_io(self.vm)
         except BaseException:
             self.vm.close()
             raise
-        self._state_lock = threading.Lock()  # orders arm/disarm against cancel()
-        self._running = False
-        self._cancel_message: Optional[bytes] = None
-        self._cancel_accepted = False
+        self._token: Optional[CancelToken] = None
 
     def _prepend_roots(self) -> None:
         lua = _module_patterns(self.paths.lua_roots, _lua_suffixes())
@@ -168,10 +158,9 @@ class LeaseVM:
         except LuaSkillsError as error:
             raise EvalFailure(str(error)) from None
         code = RUN_LUA_WRAPPER.format(code=request.code)
-        timeout_text = f"luaexec execution timed out after {request.timeout_ms} ms".encode()
         try:
             try:
-                values = self._run_guarded(code, request.timeout_ms, timeout_text)
+                values = self._run_guarded(code, request.timeout_ms)
             except LuaSkillsError as error:
                 message = f"Runtime session eval error: {error}"
                 LOGGER.error("[LuaSkill:error] %s", message)
@@ -186,104 +175,83 @@ class LeaseVM:
             except Exception:
                 pass
 
-    def _run_guarded(self, code: str, timeout_ms: int, timeout_text: bytes):
-        """Run the wrapped code under the guard (and in the lease's cwd); a run the guard stopped
-        reports the guard's message whatever error text the code saw."""
-        if self._jit_status():  # only code that found the real jit.on can have turned it on
-            self._jit_off_and_flush()
-        deadline = time.monotonic() + timeout_ms / 1000.0
-        with self._state_lock:
-            if self._cancel_message is not None:
-                raise LuaSkillsError(self._cancel_message.decode("utf-8", "replace"))
-            armed_at = monotonic_ms()
-            self.guard.arm(timeout_ms, timeout_text)
-            self._running = True
-        failure: Optional[LuaSkillsError] = None
-        values = ()
+    def _run_guarded(self, code: str, timeout_ms: int) -> tuple:
+        """Run the wrapped code under the guard (in the lease's cwd, under the memory cap);
+        returns its values or raises LuaSkillsError with the reference's display text."""
+        if self._jit_status is not None:
+            state = self._jit_status()
+            if state[0] if isinstance(state, tuple) else state:
+                self._jit_off()
+                self._jit_flush()
+        token = self._token if self._token is not None else CancelToken()
         try:
-            values = self._run_in_cwd(code, deadline, timeout_text)
-        except LuaSkillsError as error:
-            failure = error
-        finally:
-            with self._state_lock:
-                self._running = False
-                self.guard.disarm()  # before any other Lua call: a fired guard raises on each
-        if failure is None:
-            return values
-        if self.guard.fired:
-            fired_at = self.guard.fired_at_ms
-            timed_out = fired_at is not None and fired_at >= armed_at + timeout_ms
-            if self._cancel_accepted and not timed_out:
-                raise LuaSkillsError(self._cancel_message.decode("utf-8", "replace"))
-            raise LuaSkillsError(timeout_text.decode())
-        if str(failure) == "not enough memory":
+            outcome = guarded_call(self.vm, self._run_in_cwd, code.encode("utf-8"),
+                                   timeout_ms=timeout_ms, cancel=token)
+        except _CwdFailure as error:
+            raise LuaSkillsError(f"runtime error: {error}") from None
+        if outcome.ok:
+            answer = outcome.values[0]
+            if not isinstance(answer, tuple):
+                answer = (answer,)
+            if answer[0] == b"ok":
+                return answer[1:]
+            outcome = runner_failure(self.vm, answer[0], answer[1] if len(answer) > 1 else None)
+        if outcome.status == "memory":
             # free what the failed code left behind, so the next eval starts with room
-            self.vm.run_chunk(b"collectgarbage()", b"=runtime_lease_gc")
-        raise failure
+            self.vm.runtime.gccollect()
+        raise LuaSkillsError(outcome.error)
 
-    def _run_in_cwd(self, code: str, deadline: float, timeout_text: bytes):
+    def _run_in_cwd(self, code: bytes):
         cwd = self.paths.cwd
         if cwd is None:
             return self._run_capped(code)
-        self._wait_for_cwd_lock(deadline, timeout_text)
-        try:
+        while True:  # wait for the process-wide cwd lock in slices, to notice a cancel
+            limits = self.control.limits
+            stop = limits.stop_reason() if limits is not None else None
+            if stop is not None:
+                return (b"error", stop.encode("utf-8"))
             try:
-                switcher = working_directory(cwd)
-                switcher.__enter__()
+                switch = working_directory(cwd, timeout=min(limits.remaining(), _CWD_WAIT_SLICE)
+                                           if limits is not None else None)
+                switch.__enter__()
+                break
+            except CwdLockTimeout:
+                continue
             except OSError as error:
-                raise LuaSkillsError(f"runtime lease set cwd {cwd}: {_os_error_text(error)}") from None
-            outcome = None
-            try:
-                return self._run_capped(code)
-            except BaseException as error:
-                outcome = error
-                raise
-            finally:
-                try:
-                    switcher.__exit__(None, None, None)
-                except OSError as error:
-                    if outcome is None or isinstance(outcome, LuaSkillsError):
-                        raise LuaSkillsError(f"runtime lease restore cwd: {_os_error_text(error)}") from None
+                raise _CwdFailure(f"runtime lease set cwd {cwd}: {_os_error_text(error)}") from None
+        failed = True
+        try:
+            answer = self._run_capped(code)
+            failed = False
+            return answer
         finally:
-            CWD_LOCK.release()
+            try:
+                switch.__exit__(None, None, None)
+            except OSError as error:
+                if not failed:
+                    raise _CwdFailure(f"runtime lease restore cwd: {_os_error_text(error)}") from None
 
-    def _run_capped(self, code: str):
+    def _run_capped(self, code: bytes):
+        runner = self.control.runner
         if not self._memory_cap:
-            return self.vm.run_chunk(code, EVAL_CHUNKNAME)
+            return runner(code, EVAL_CHUNKNAME)
         runtime = self.vm.runtime
         runtime.set_max_memory(self._memory_cap)
         try:
-            return self.vm.run_chunk(code, EVAL_CHUNKNAME)
+            return runner(code, EVAL_CHUNKNAME)
         finally:
             runtime.set_max_memory(0)
 
-    def _wait_for_cwd_lock(self, deadline: float, timeout_text: bytes) -> None:
-        """Take the process-wide cwd lock, giving up at the eval's deadline or on cancel (another
-        lease or runlua file run may hold it for as long as its own code runs)."""
-        while not CWD_LOCK.acquire(timeout=0.05):
-            with self._state_lock:
-                cancelled = self._cancel_message
-            if cancelled is not None:
-                raise LuaSkillsError(cancelled.decode("utf-8", "replace"))
-            if time.monotonic() >= deadline:
-                raise LuaSkillsError(timeout_text.decode())
-
     def begin(self) -> None:
-        """Called (under the lease's busy lock) before an eval: forget earlier cancellations."""
-        with self._state_lock:
-            self._cancel_message = None
-            self._cancel_accepted = False
+        """Called (under the manager lock, with the lease claimed) before an eval: a fresh
+        cancel token, so cancel() from now on reaches this eval."""
+        self._token = CancelToken()
 
-    def cancel(self, message: str) -> bool:
-        """Stop the running eval (or the one about to start) with `message`; True if one was
-        running or starting."""
-        text = message.encode("utf-8")
-        with self._state_lock:
-            self._cancel_message = text
-            if self._running and self.guard.cancel(text):
-                self._cancel_accepted = True
-                return True
-        return False
+    def cancel(self, message: str) -> None:
+        """Stop the eval in progress (or the one about to start) with `message`."""
+        token = self._token
+        if token is not None:
+            token.cancel(message)
 
     def close(self) -> None:
         self.vm.close()

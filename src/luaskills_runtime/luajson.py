@@ -14,6 +14,7 @@ from luaskills_runtime.errors import LuaSkillsError
 
 MAX_DEPTH = 256
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_THREAD_WRAPPERS = ("_LuaThread", "_LuaCoroutineFunction")
 
 
 def lua_type_name(value: Any) -> str:
@@ -26,8 +27,16 @@ def lua_type_name(value: Any) -> str:
         return "number"
     if isinstance(value, (bytes, str)):
         return "string"
+    return _lua_object_type(value)
+
+
+def _lua_object_type(value: Any) -> str:
     kind = lupa_engine.lua_type(value)
-    return kind if kind is not None else "userdata"
+    if kind is None:
+        return "userdata"  # a Python object: Lua sees it as userdata
+    if kind == "function" and type(value).__name__ in _THREAD_WRAPPERS:
+        return "thread"  # lupa hands Lua threads over as coroutine wrappers
+    return kind
 
 
 def _number_to_json(value: float | int):
@@ -67,13 +76,12 @@ def _to_json(value: Any, depth: int, path: set) -> Any:
         return value.decode("utf-8", "replace")
     if isinstance(value, str):
         return value
-    kind = lupa_engine.lua_type(value)
+    kind = _lua_object_type(value)
     if kind != "table":
-        raise LuaSkillsError(f"Cannot convert Lua {kind or 'userdata'} to JSON")
+        raise LuaSkillsError(f"Cannot convert Lua {kind} to JSON")
     if depth >= MAX_DEPTH:
         raise LuaSkillsError(f"Cannot convert Lua table to JSON: nested deeper than {MAX_DEPTH} levels")
-    ident = id(value)  # lupa returns distinct wrappers per access; compare Lua identity instead
-    ident = _table_identity(value)
+    ident = _table_identity(value)  # lupa makes a new wrapper per access: compare Lua identity
     if ident in path:
         raise LuaSkillsError("Cannot convert cyclic Lua table to JSON")
     path.add(ident)

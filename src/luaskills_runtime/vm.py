@@ -69,13 +69,18 @@ class LuaVM:
     def reset_scope(self, **fields: Any) -> None:
         """Set the request scope (SPEC 5); raises LuaSkillsError and marks the VM broken when the
         namespace was damaged by earlier code."""
-        unknown = set(fields) - set(ScopeFields.ORDER)
-        if unknown:
-            raise TypeError(f"unknown scope fields: {sorted(unknown)}")
-        self._internal = {key: fields.get(key) for key in
-                          ("tool_name", "skill_name", "entry_name", "root_name")}
-        values = [fields.get(key) for key in ScopeFields.ORDER]
-        values = [self.bridge.to_lua(v) if isinstance(v, (dict, list, str)) else v for v in values]
+        if fields:
+            unknown = set(fields) - set(ScopeFields.ORDER)
+            if unknown:
+                raise TypeError(f"unknown scope fields: {sorted(unknown)}")
+            self._internal = {key: fields.get(key) for key in
+                              ("tool_name", "skill_name", "entry_name", "root_name")}
+            values = [fields.get(key) for key in ScopeFields.ORDER]
+            values = [self.bridge.to_lua(v) if isinstance(v, (dict, list, str)) else v
+                      for v in values]
+        else:  # the common case: every field back to its default
+            self._internal = {}
+            values = ()
         try:
             self._reset(*values)
         except lupa_engine.LuaError as error:

@@ -1,0 +1,54 @@
+/* drain_posix.h - the POSIX drainer: ONE background thread for every managed process, which moves
+ * bytes from the children's stdout/stderr pipes into their rings and notices their exit (pidfd).
+ *
+ * Private to proc_posix.c / drain_posix.c.  Linux waits with epoll; other POSIX systems (or a
+ * build with -DLSR_DRAIN_POLL) with poll() and a self-pipe.  The thread starts when the first
+ * client attaches and exits (and is joined) when the last one detaches, so no thread outlives the
+ * sessions.  A client is looked up through a slot table with generation numbers, so an event that
+ * was fetched just before its client detached is recognised as stale and ignored.
+ */
+#ifndef LSR_DRAIN_POSIX_H
+#define LSR_DRAIN_POSIX_H
+
+#include <stdint.h>
+#include "notify.h"
+#include "ringbuf.h"
+#include "proc.h"
+
+#define LSR_DRAIN_OUT 0
+#define LSR_DRAIN_ERR 1
+#define LSR_DRAIN_PID 2
+
+typedef struct lsr_drain_client {
+    /* fd[OUT], fd[ERR]: read ends of the output pipes, non-blocking.  Owned by the drainer once
+     * attached: it closes each at EOF (and sets it to -1).  fd[PID]: a pidfd or -1; it stays owned
+     * by the caller, the drainer only watches it until it reports the exit. */
+    int fd[3];
+    lsr_ring *ring[2];
+    lsr_notify *notify;     /* signalled when the exit is seen (the rings signal it themselves) */
+    int exit_seen;          /* set to 1 (atomically) when the pidfd became readable */
+    int watching_pid;       /* the drainer still watches fd[PID]; guarded by the drainer lock */
+    uint32_t slot;          /* slot index + generation while attached; guarded by the drainer lock */
+    uint32_t gen;
+    int attached;
+} lsr_drain_client;
+
+/* Registers the client's fds (fd[PID] may be -1) with the drainer, starting its thread when needed.
+ * Returns 0, or -1 with *err ("epoll_ctl: ...", "pthread_create: ...", "malloc: ..."); then
+ * nothing was registered and the caller still owns every fd. */
+int lsr_drain_attach(lsr_drain_client *c, lsr_error *err);
+
+/* Stops watching fd[PID] (the caller may close it afterwards).  Idempotent.  Never fails. */
+void lsr_drain_forget_pid(lsr_drain_client *c);
+
+/* Stops watching everything; closes the output fds still open and gives their rings EOF.  Joins the
+ * drainer thread when this was the last client.  Idempotent.  Never fails. */
+void lsr_drain_detach(lsr_drain_client *c);
+
+/* Whether the drainer watches the client's pidfd (so lsr_drain_client.exit_seen will be set). */
+int lsr_drain_watches_pid(lsr_drain_client *c);
+
+/* Number of attached clients and whether the drainer thread runs (for tests).  Never fails. */
+void lsr_drain_stats(int *clients, int *thread_running);
+
+#endif /* LSR_DRAIN_POSIX_H */

@@ -1,0 +1,353 @@
+"""Managed interactive process sessions for Python hosts, without Lua (SPEC section 6).
+
+``ProcessSession.open("cat")`` starts a child in its own process tree with piped stdin; its stdout
+and stderr are drained in the background into bounded buffers that keep the newest
+``buffer_limit_bytes`` each.  Options, result fields and error texts are those of the reference's
+``vulcan.process.session`` (the Lua tables become dicts)::
+
+    with ProcessSession.open("sh", ["-c", "read x; echo got $x"]) as session:
+        session.write("hi\\n")
+        session.read(timeout_ms=1000, until_text="got")["stdout"]   # 'got hi\\n'
+
+Reads wake as soon as output arrives (no polling) and release the GIL while they wait.  The whole
+tree is killed by ``close()`` / ``kill()``, by leaving the ``with`` block, when the last reference
+is dropped, and at interpreter exit.
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import sys
+import weakref
+from decimal import Decimal
+from typing import Any, Dict, Iterable, Optional, Union
+
+from luaskills_runtime._native.process import NativeProcess
+from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.text import decode_text, default_mode, encode_text, normalize_encoding
+
+__all__ = ["ProcessSession", "lua_type_name"]
+
+DEFAULT_READ_TIMEOUT_MS = 100
+DEFAULT_CLOSE_TIMEOUT_MS = 1000
+DEFAULT_MAX_READ_BYTES = 64 * 1024
+DEFAULT_BUFFER_LIMIT_BYTES = 1024 * 1024
+
+OPEN = "process.session.open"
+WRITE = "process.session.write"
+READ = "process.session.read"
+STATUS = "process.session.status"
+CLOSE = "process.session.close"
+KILL = "process.session.kill"
+
+_WINDOWS = sys.platform == "win32"
+_U64_MAX = 2**64 - 1
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+# Rust's str::trim strips Unicode White_Space (str.strip would also strip U+001C..U+001F).
+_WHITE_SPACE = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_UTF8_LIKE = ("utf-8",) if _WINDOWS else ("utf-8", "system", "oem")
+
+
+def lua_type_name(value: Any) -> str:
+    """The Lua type name the reference reports for a value ("got number", "got table", ...)."""
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (str, bytes, bytearray)):
+        return "string"
+    if isinstance(value, (dict, list, tuple)):
+        return "table"
+    if callable(value):
+        return "function"
+    return "userdata"
+
+
+def _text(value: Any, fn: str, key: str, allow_blank: bool) -> str:
+    """A strict UTF-8 string option (str, or bytes as Lua strings arrive), reference wording."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            text = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise LuaSkillsError(f"{fn}: {key} must be valid UTF-8") from None
+    elif isinstance(value, str):
+        text = value
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:   # lone surrogates
+                raise LuaSkillsError(f"{fn}: {key} must be valid UTF-8") from None
+    else:
+        raise LuaSkillsError(f"{fn}: {key} must be a string, got {lua_type_name(value)}")
+    if not allow_blank and not text.strip(_WHITE_SPACE):
+        raise LuaSkillsError(f"{fn}: {key} must not be empty")
+    if "\0" in text:
+        raise LuaSkillsError(f"{fn}: {key} must not contain NUL bytes")
+    return text
+
+
+def _positive(value: Any, fn: str, key: str, default: int) -> int:
+    """A positive number option; like the reference, fractions truncate and huge values
+    saturate (so 0.5 becomes 0)."""
+    if value is None:
+        return default
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value > 0:
+            return min(value, _U64_MAX)
+    elif isinstance(value, float) and math.isfinite(value) and value > 0.0:
+        return min(int(value), _U64_MAX)
+    raise LuaSkillsError(f"{fn}: {key} must be a positive number, got {lua_type_name(value)}")
+
+
+def _encoding(value: Any, fn: str, key: str):
+    """An optional encoding label; None when absent.  A blank label is unsupported."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise LuaSkillsError(f"{fn}: {key} must be UTF-8") from None
+    elif not isinstance(value, str):
+        raise LuaSkillsError(f"{fn}: {key} must be a string, got {lua_type_name(value)}")
+    if not value.strip(_WHITE_SPACE):
+        raise LuaSkillsError(f"{fn}: unsupported text encoding `{value}`")
+    try:
+        return normalize_encoding(value)
+    except LuaSkillsError as error:
+        raise LuaSkillsError(f"{fn}: {error}") from None
+
+
+def _float_text(number: float) -> str:
+    """Rust's ``f64`` Display: shortest round-trip digits, never an exponent."""
+    if math.isnan(number):
+        return "NaN"
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    text = format(Decimal(repr(number)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def _session_text(value: Any) -> Union[str, bytes]:
+    """One write value as text: strings, numbers and booleans, as the reference converts them
+    (a number with an integral value that fits i64 is written as an integer)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise LuaSkillsError(f"{WRITE}: string must be valid UTF-8") from None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer() and _I64_MIN <= value <= _I64_MAX:
+            return str(int(value))
+        return _float_text(value)
+    raise LuaSkillsError(f"{WRITE}: unsupported value {lua_type_name(value)}")
+
+
+def _byte_marker(marker: str, mode) -> Optional[bytes]:
+    """The marker as bytes when a byte search in the raw stream is equivalent to the reference's
+    search in the decoded text; b"" when it can never match; None when only decoding can tell."""
+    if mode in _UTF8_LIKE:
+        # UTF-8 is self-synchronising, so a complete-character marker matches the bytes exactly
+        # where it matches the text -- unless it contains U+FFFD, which lossy decoding produces.
+        return None if "\ufffd" in marker else marker.encode("utf-8")
+    if mode == "latin1":
+        try:
+            return marker.encode("latin-1")
+        except UnicodeEncodeError:
+            return b""   # latin1 text never holds a character above U+00FF
+    return None
+
+
+class ProcessSession:
+    """An interactive child process (see the module docstring)."""
+
+    __slots__ = ("_native", "_modes", "_utf8", "__weakref__")
+
+    def __init__(
+        self,
+        program: Union[str, bytes],
+        args: Iterable[Union[str, bytes]] = (),
+        cwd: Optional[Union[str, bytes]] = None,
+        encoding: Optional[str] = None,
+        stdout_encoding: Optional[str] = None,
+        stderr_encoding: Optional[str] = None,
+        stdin_encoding: Optional[str] = None,
+        buffer_limit_bytes: Optional[Union[int, float]] = DEFAULT_BUFFER_LIMIT_BYTES,
+        *,
+        default_encoding=None,
+    ) -> None:
+        program = _text(program, OPEN, "program", False)
+        if args is None:
+            args = ()
+        elif isinstance(args, (str, bytes, bytearray)) or not isinstance(args, (list, tuple)):
+            raise LuaSkillsError(f"{OPEN}: args must be an array table, got {lua_type_name(args)}")
+        arg_list = [_text(a, OPEN, "args", True) for a in args]
+        cwd = None if cwd is None else _text(cwd, OPEN, "cwd", False)
+        base = _encoding(encoding, OPEN, "encoding")
+        if base is None:
+            base = normalize_encoding(default_encoding) if default_encoding else default_mode()
+        out_mode = _encoding(stdout_encoding, OPEN, "stdout_encoding") or base
+        err_mode = _encoding(stderr_encoding, OPEN, "stderr_encoding") or base
+        in_mode = _encoding(stdin_encoding, OPEN, "stdin_encoding") or base
+        limit = _positive(buffer_limit_bytes, OPEN, "buffer_limit_bytes", DEFAULT_BUFFER_LIMIT_BYTES)
+        self._modes = (out_mode, err_mode, in_mode)
+        self._utf8 = (out_mode in _UTF8_LIKE, err_mode in _UTF8_LIKE)
+        self._native = NativeProcess(
+            program.encode("utf-8"),
+            [a.encode("utf-8") for a in arg_list],
+            None if cwd is None else cwd.encode("utf-8"),
+            min(max(limit, 1), sys.maxsize),
+        )
+        _live.add(self)
+
+    @classmethod
+    def open(cls, program, args=(), cwd=None, encoding=None, stdout_encoding=None,
+             stderr_encoding=None, stdin_encoding=None,
+             buffer_limit_bytes=DEFAULT_BUFFER_LIMIT_BYTES, **kwargs) -> "ProcessSession":
+        """Start ``program`` with ``args`` (no shell) and return its session."""
+        return cls(program, args, cwd, encoding, stdout_encoding, stderr_encoding,
+                   stdin_encoding, buffer_limit_bytes, **kwargs)
+
+    @property
+    def pid(self) -> int:
+        return self._native.pid
+
+    def write(self, *values: Union[str, bytes, int, float, bool]) -> bool:
+        """Write strings, numbers and booleans to stdin, encoded with stdin_encoding; True."""
+        mode = self._modes[2]
+        chunks = []
+        try:
+            for value in values:
+                text = _session_text(value)
+                try:
+                    chunks.append(encode_text(text, mode))
+                except LuaSkillsError as error:
+                    raise LuaSkillsError(f"{WRITE}: {error}") from None
+        except LuaSkillsError:
+            # The values before the bad one are written first, as the reference does; a
+            # closed stdin is reported before anything else.
+            self._native.write(b"".join(chunks), WRITE)
+            raise
+        return self._native.write(chunks[0] if len(chunks) == 1 else b"".join(chunks), WRITE)
+
+    def read(self, timeout_ms: Optional[Union[int, float]] = DEFAULT_READ_TIMEOUT_MS,
+             max_bytes: Optional[Union[int, float]] = DEFAULT_MAX_READ_BYTES,
+             until_text: Optional[Union[str, bytes]] = None) -> Dict[str, Any]:
+        """Wait until there is output (or ``until_text`` was seen in stdout or stderr), both
+        streams ended, or ``timeout_ms`` passed; then take up to ``max_bytes`` per stream."""
+        timeout = _positive(timeout_ms, READ, "timeout_ms", DEFAULT_READ_TIMEOUT_MS)
+        limit = min(_positive(max_bytes, READ, "max_bytes", DEFAULT_MAX_READ_BYTES), sys.maxsize)
+        native = self._native
+        if until_text is None:
+            out, err, timed_out = native.read(timeout, limit)
+        else:
+            marker = _text(until_text, READ, "until_text", False)
+            out_marker = _byte_marker(marker, self._modes[0])
+            err_marker = _byte_marker(marker, self._modes[1])
+            if out_marker is not None and err_marker is not None:
+                out, err, timed_out = native.read(
+                    timeout, limit, out_marker or None, err_marker or None, True)
+            else:
+                timed_out = self._wait_decoded_marker(marker, timeout)
+                out, err = native.drain(limit)
+        return self._result(out, err, timed_out)
+
+    def _wait_decoded_marker(self, marker: str, timeout: int) -> bool:
+        """The reference's marker check, for encodings where a byte search is not equivalent:
+        decode everything buffered and search the text, again after each change.  Returns
+        whether the timeout passed first."""
+        native = self._native
+        deadline = native.deadline(timeout)
+        out_mode, err_mode = self._modes[0], self._modes[1]
+        while True:
+            seq, held_out, held_err, eof_out, eof_err = native.streams()
+            if held_out or held_err:
+                if (marker in decode_text(native.peek(1), out_mode).text
+                        or marker in decode_text(native.peek(2), err_mode).text):
+                    return False
+            if eof_out and eof_err:
+                return False
+            if deadline >= 0 and native.now_ms() >= deadline:
+                return True
+            native.wait_change(seq, deadline)
+
+    def _decode(self, data: bytes, index: int):
+        if self._utf8[index]:
+            try:
+                return data.decode("utf-8"), "utf-8", False, None
+            except UnicodeDecodeError:
+                pass
+        return tuple(decode_text(data, self._modes[index]))
+
+    def _result(self, out: bytes, err: bytes, timed_out: bool) -> Dict[str, Any]:
+        o_text, o_enc, o_lossy, o_b64 = self._decode(out, 0)
+        e_text, e_enc, e_lossy, e_b64 = self._decode(err, 1)
+        return {
+            "stdout": o_text,
+            "stderr": e_text,
+            "stdout_encoding": o_enc,
+            "stderr_encoding": e_enc,
+            "stdout_lossy": o_lossy,
+            "stderr_lossy": e_lossy,
+            "stdout_base64": o_b64,
+            "stderr_base64": e_b64,
+            "timed_out": timed_out,
+        }
+
+    def status(self) -> Dict[str, Any]:
+        """``{running, exited, success, code}`` without reaping the child (a signal death has
+        success False and code None)."""
+        return self._native.status(STATUS)
+
+    def close(self, timeout_ms: Optional[Union[int, float]] = DEFAULT_CLOSE_TIMEOUT_MS) -> Dict[str, Any]:
+        """Close stdin, give the child up to ``timeout_ms`` to exit, then kill the whole tree and
+        reap it; returns the final status.  Idempotent: later calls return the cached status.
+        Output buffered before stays readable."""
+        timeout = _positive(timeout_ms, CLOSE, "timeout_ms", DEFAULT_CLOSE_TIMEOUT_MS)
+        return self._native.close(timeout, CLOSE)
+
+    def kill(self) -> bool:
+        """Kill the whole tree now and reap it (idempotent); True."""
+        self._native.terminate(KILL)
+        return True
+
+    def __enter__(self) -> "ProcessSession":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "running" if self._native.status(STATUS)["running"] else "exited"
+        return f"<ProcessSession pid={self.pid} {state}>"
+
+
+# Sessions still alive at interpreter exit are killed with their trees (weak: a dropped session
+# is torn down by its own finaliser at once).
+_live: "weakref.WeakSet[ProcessSession]" = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_live_sessions() -> None:
+    for session in list(_live):
+        try:
+            session.kill()
+        except Exception:
+            pass
+
+
+# ---- one-shot execution (SPEC 7): lives in process_exec, offered here with the sessions --------
+from luaskills_runtime.process_exec import exec_command  # noqa: E402

@@ -1,0 +1,58 @@
+"""Helpers shared by the tests/test_process_*.py files (process trees, descriptors, threads)."""
+import os
+import time
+
+import psutil
+
+
+def gone(pid: int) -> bool:
+    """True when pid no longer runs (absent, or a zombie awaiting some other parent's reap)."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() == psutil.STATUS_ZOMBIE and proc.ppid() != os.getpid()
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gone(pid):
+            return True
+        time.sleep(0.01)
+    return gone(pid)
+
+
+def kill_if_alive(pid: int) -> None:
+    try:
+        psutil.Process(pid).kill()
+    except psutil.NoSuchProcess:
+        pass
+
+
+def open_fds() -> set:
+    return set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set(
+        str(fd) for fd in range(1024) if _fd_open(fd))
+
+
+def _fd_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def os_threads() -> int:
+    return psutil.Process().num_threads()
+
+
+def wait_threads_at_most(count: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while os_threads() > count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os_threads()
+
+
+def our_children():
+    return psutil.Process().children(recursive=False)
