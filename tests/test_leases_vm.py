@@ -406,3 +406,33 @@ def test_engine_close_stops_a_running_eval(tmp_path):
     assert time.monotonic() - started < 10
     assert outcome["message"] == "Runtime session eval error: runtime error: LuaEngine is closing"
     assert not any(t.name == "luaskills-lease-sweeper" for t in threading.enumerate())
+
+
+# ---- managed io ---------------------------------------------------------------------------------
+
+def test_managed_io_is_installed_and_files_persist_across_evals(env, tmp_path):
+    leases, _ = env
+    lease_id = create(leases, sid="a")["lease_id"]
+    target = tmp_path / "out.txt"
+    assert result_of(leases, lease_id, "return select(2, pcall(io.popen, 'true', 'w'))") == \
+        "vulcan.io.popen: write mode is not implemented yet"
+    assert result_of(leases, lease_id, "F = io.open(args.path, 'w') F:write('abc') return io.type(F)",
+                     args={"path": str(target)}) == "file"
+    assert result_of(leases, lease_id, "F:write('def') F:close() return io.type(F)") == "closed file"
+    assert target.read_text() == "abcdef"
+
+
+def test_native_io_when_the_host_disables_managed_io(tmp_path):
+    engine, leases, _ = make_leases(tmp_path, enable_managed_io_compat=False)
+    try:
+        lease_id = create(leases, sid="a")["lease_id"]
+        assert result_of(leases, lease_id, "return package.preload.io == nil and io.popen ~= nil") is True
+    finally:
+        leases.shutdown()
+        engine.close()
+
+
+def test_largest_timeout_is_accepted(env):
+    leases, _ = env
+    lease_id = create(leases, sid="a")["lease_id"]
+    assert result_of(leases, lease_id, "return 1", timeout_ms=2**64 - 1) == 1
