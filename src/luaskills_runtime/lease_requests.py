@@ -103,24 +103,29 @@ def _json_value(value: Any) -> Any:
     raise RequestShapeError(f"invalid type: {_unexpected(value)}, expected any valid JSON value")
 
 
+_MISSING = object()
+
+
 class _Fields:
     """Field access on one request object with serde's missing/duplicate rules."""
+
+    __slots__ = ("data", "duplicates")
 
     def __init__(self, data: Any, struct_name: str):
         if not isinstance(data, dict):
             raise _invalid_type(data, f"struct {struct_name}")
-        duplicates = getattr(data, "duplicate_keys", None)
         self.data = data
-        self.duplicates = duplicates or ()
+        self.duplicates = getattr(data, "duplicate_keys", None)
 
     def get(self, name: str, convert, default=None, required: bool = False):
-        if name in self.duplicates:
+        value = self.data.get(name, _MISSING)
+        if self.duplicates and name in self.duplicates:
             raise RequestShapeError(f"duplicate field `{name}`")
-        if name not in self.data:
+        if value is _MISSING:
             if required:
                 raise RequestShapeError(f"missing field `{name}`")
             return default() if callable(default) else default
-        return convert(self.data[name])
+        return convert(value)
 
 
 # ---- JSON text -> Python values -----------------------------------------------------------------
@@ -130,20 +135,24 @@ class _ObjectWithDuplicates(dict):
 
 
 def _object_pairs(pairs):
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj  # the common case stays a plain dict
     obj = _ObjectWithDuplicates(pairs)
-    if len(obj) != len(pairs):
-        seen, dups = set(), []
-        for key, _ in pairs:
-            if key in seen:
-                dups.append(key)
-            seen.add(key)
-        obj.duplicate_keys = tuple(dups)
+    seen, dups = set(), []
+    for key, _ in pairs:
+        if key in seen:
+            dups.append(key)
+        seen.add(key)
+    obj.duplicate_keys = tuple(dups)
     return obj
 
 
 def _reject_constant(name: str):
     raise ValueError(name)
 
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
 
 _SYNTAX_WORDING = {
     "Expecting value": "expected value",
@@ -167,7 +176,7 @@ def _load_json(text: Any) -> Any:
         lines = text.split("\n")
         raise RequestShapeError(f"EOF while parsing a value at line {len(lines)} column {len(lines[-1])}")
     try:
-        return json.loads(text, object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as error:
         wording = _SYNTAX_WORDING.get(error.msg, error.msg[:1].lower() + error.msg[1:])
         raise RequestShapeError(f"{wording} at line {error.lineno} column {error.colno}") from None

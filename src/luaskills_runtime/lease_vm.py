@@ -26,13 +26,48 @@ LOGGER = logging.getLogger("luaskills_runtime")
 EVAL_CHUNKNAME = b"=runtime_lease"
 _CWD_WAIT_SLICE = 0.05  # how often an eval waiting for the cwd lock looks at its cancel token
 
-# The VM's own jit functions, taken before the guard hides jit.on: the host checks before each
-# eval that the JIT is still off (code that dug the real jit.on out of the registry could have
-# turned it on and compiled a loop the guard cannot stop).
+# The VM's own jit functions, taken before the guard hides jit.on.
 _JIT_FUNCTIONS = b"""
 local jit = jit
 if type(jit) ~= "table" then return nil end
 return jit.status, jit.off, jit.flush, jit.on
+"""
+
+# One Lua call per eval: check the JIT is still off (code that dug the real jit.on out of the
+# registry could have turned it on and compiled a loop the guard cannot stop), reset the request
+# scope with the lease's fields (scope.lua's reset, passed in), set `__runlua_args`, compile and
+# run the code, clear the args.  Returns "ok", values... | "syntax"/"error", message |
+# "scope", message (the namespace was damaged).
+_LEASE_RUN = b"""
+local G, scope_reset, jit_status, jit_off, jit_flush = ...
+local load, xpcall, pcall, rawset, tostring, type = load, xpcall, pcall, rawset, tostring, type
+
+local function message_of(err)
+  if type(err) == "string" then return err end
+  if err == nil then return "nil" end
+  local ok, text = pcall(tostring, err)
+  return ok and text or ("(error object is a " .. type(err) .. " value)")
+end
+
+local function finish(ok, ...)
+  rawset(G, "__runlua_args", nil)
+  if ok then return "ok", ... end
+  return "error", (...)
+end
+
+return function(code, chunkname, args, request, client_info, caps, budget, tool_config)
+  if jit_status and jit_status() then jit_off() jit_flush() end
+  local ok, err = pcall(scope_reset, request, client_info, caps, budget, tool_config,
+                        nil, nil, nil, nil, nil, nil, nil, true, nil)
+  if not ok then return "scope", message_of(err) end
+  rawset(G, "__runlua_args", args or {})
+  local fn, compile_error = load(code, chunkname)
+  if not fn then
+    rawset(G, "__runlua_args", nil)
+    return "syntax", message_of(compile_error)
+  end
+  return finish(xpcall(fn, message_of))
+end
 """
 
 # Prepends given as one Lua chunk so a lease VM is configured in a single call.
@@ -87,6 +122,13 @@ def _lua_suffixes() -> List[str]:
     return ["?.lua", "?\\init.lua"] if sys.platform == "win32" else ["?.lua", "?/init.lua"]
 
 
+def _table_or_none(to_lua, value):
+    """A scope value for Lua; None where the scope's default ({} for these fields) applies."""
+    if value is None or value == {} or value == []:
+        return None
+    return to_lua(value)
+
+
 def _os_error_text(error: OSError) -> str:
     """An OS error the way the reference (Rust std::io::Error) prints it."""
     if error.errno is not None and error.strerror:
@@ -96,6 +138,10 @@ def _os_error_text(error: OSError) -> str:
 
 class EvalFailure(Exception):
     """An eval that failed; str() is the `message` of the eval_failed payload."""
+
+
+class _ScopeFailure(Exception):
+    """The request scope could not be reset (lease code damaged the vulcan namespace)."""
 
 
 class _CwdFailure(Exception):
@@ -125,6 +171,11 @@ class LeaseVM:
                 self.vm.runtime.set_max_memory(0)
             self._prepend_roots()
             install_managed_io(self.vm)
+            # vm._reset is the VM's scope.lua reset (what vm.reset_scope calls); handing it to
+            # the run function saves a call from Python per eval (runlua does the same).
+            self._run = self.vm.runtime.execute(
+                _LEASE_RUN, self.vm.runtime.globals(), self.vm._reset, self._jit_status,
+                self._jit_off, self._jit_flush)
         except BaseException:
             self.vm.close()
             raise
@@ -145,48 +196,38 @@ class LeaseVM:
         EvalFailure with the reference's message."""
         vm = self.vm
         context = request.request_context
+        to_lua = vm.bridge.to_lua
+        args = request.args
+        # Scope fields at their default ({} / nil) go over as nil: scope.lua fills them in.
+        scope = (None if context is None else to_lua(context),
+                 None if context is None or context.get("client_info") is None
+                 else to_lua(context["client_info"]),
+                 None if context is None else _table_or_none(to_lua, context.get("client_capabilities")),
+                 _table_or_none(to_lua, request.client_budget),
+                 _table_or_none(to_lua, request.tool_config))
+        lua_args = json_to_lua(vm.runtime, args) if isinstance(args, (dict, list)) and args else None
+        code = RUN_LUA_WRAPPER.format(code=request.code).encode("utf-8")
         try:
-            vm.reset_scope(
-                request=context if context is not None else {},
-                client_info=context.get("client_info") if context else None,
-                client_capabilities=context.get("client_capabilities") if context else {},
-                client_budget=request.client_budget,
-                tool_config=request.tool_config,
-                luaexec_active=True,
-            )
-            vm.set_global("__runlua_args", json_to_lua(vm.runtime, request.args, top_level_args=True))
+            values = self._run_guarded((code, EVAL_CHUNKNAME, lua_args) + scope, request.timeout_ms)
+        except _ScopeFailure as error:
+            vm.broken = True
+            raise EvalFailure(f"request scope reset failed: {error}") from None
+        except LuaSkillsError as error:
+            message = f"Runtime session eval error: {error}"
+            LOGGER.error("[LuaSkill:error] %s", message)
+            raise EvalFailure(message) from None
+        try:
+            return lua_to_json(values[0] if values else None)
         except LuaSkillsError as error:
             raise EvalFailure(str(error)) from None
-        code = RUN_LUA_WRAPPER.format(code=request.code)
-        try:
-            try:
-                values = self._run_guarded(code, request.timeout_ms)
-            except LuaSkillsError as error:
-                message = f"Runtime session eval error: {error}"
-                LOGGER.error("[LuaSkill:error] %s", message)
-                raise EvalFailure(message) from None
-            try:
-                return lua_to_json(values[0] if values else None)
-            except LuaSkillsError as error:
-                raise EvalFailure(str(error)) from None
-        finally:
-            try:
-                vm.set_global("__runlua_args", None)
-            except Exception:
-                pass
 
-    def _run_guarded(self, code: str, timeout_ms: int) -> tuple:
-        """Run the wrapped code under the guard (in the lease's cwd, under the memory cap);
-        returns its values or raises LuaSkillsError with the reference's display text."""
-        if self._jit_status is not None:
-            state = self._jit_status()
-            if state[0] if isinstance(state, tuple) else state:
-                self._jit_off()
-                self._jit_flush()
+    def _run_guarded(self, run_args: tuple, timeout_ms: int) -> tuple:
+        """Run the eval under the guard (in the lease's cwd, under the memory cap); returns the
+        code's values or raises LuaSkillsError with the reference's display text."""
         token = self._token if self._token is not None else CancelToken()
         try:
-            outcome = guarded_call(self.vm, self._run_in_cwd, code.encode("utf-8"),
-                                   timeout_ms=timeout_ms, cancel=token)
+            outcome = guarded_call(self.vm, self._run_in_cwd, run_args, timeout_ms=timeout_ms,
+                                   cancel=token)
         except _CwdFailure as error:
             raise LuaSkillsError(f"runtime error: {error}") from None
         if outcome.ok:
@@ -195,16 +236,20 @@ class LeaseVM:
                 answer = (answer,)
             if answer[0] == b"ok":
                 return answer[1:]
-            outcome = runner_failure(self.vm, answer[0], answer[1] if len(answer) > 1 else None)
+            message = answer[1] if len(answer) > 1 else None
+            if answer[0] == b"scope":
+                raise _ScopeFailure(message.decode("utf-8", "replace") if isinstance(message, bytes)
+                                    else str(message))
+            outcome = runner_failure(self.vm, answer[0], message)
         if outcome.status == "memory":
             # free what the failed code left behind, so the next eval starts with room
             self.vm.runtime.gccollect()
         raise LuaSkillsError(outcome.error)
 
-    def _run_in_cwd(self, code: bytes):
+    def _run_in_cwd(self, run_args: tuple):
         cwd = self.paths.cwd
         if cwd is None:
-            return self._run_capped(code)
+            return self._run_capped(run_args)
         while True:  # wait for the process-wide cwd lock in slices, to notice a cancel
             limits = self.control.limits
             stop = limits.stop_reason() if limits is not None else None
@@ -221,7 +266,7 @@ class LeaseVM:
                 raise _CwdFailure(f"runtime lease set cwd {cwd}: {_os_error_text(error)}") from None
         failed = True
         try:
-            answer = self._run_capped(code)
+            answer = self._run_capped(run_args)
             failed = False
             return answer
         finally:
@@ -231,14 +276,13 @@ class LeaseVM:
                 if not failed:
                     raise _CwdFailure(f"runtime lease restore cwd: {_os_error_text(error)}") from None
 
-    def _run_capped(self, code: bytes):
-        runner = self.control.runner
+    def _run_capped(self, run_args: tuple):
         if not self._memory_cap:
-            return runner(code, EVAL_CHUNKNAME)
+            return self._run(*run_args)
         runtime = self.vm.runtime
         runtime.set_max_memory(self._memory_cap)
         try:
-            return runner(code, EVAL_CHUNKNAME)
+            return self._run(*run_args)
         finally:
             runtime.set_max_memory(0)
 

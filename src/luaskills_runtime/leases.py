@@ -17,8 +17,7 @@ import os
 import threading
 import time
 import weakref
-from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lease_requests import (
@@ -119,7 +118,9 @@ class Lease:
         self.expires_at_unix_ms: Optional[int] = None
         self.terminal: Optional[str] = None  # set (under the manager lock) when retired
         self.closed = False
-        self.snapshot: dict = {}
+        # What list shows: expiry and expired flag as of creation or the end of the last eval
+        # (the reference lists a snapshot taken then, not live values).
+        self.snapshot = (None, False)
 
     def refresh(self, now: float, wall_ms: int) -> None:
         if self.ttl_sec is None:
@@ -153,6 +154,22 @@ class Lease:
             "expires_at_unix_ms": self.expires_at_unix_ms,
         }
 
+    def take_snapshot(self, now: float) -> None:
+        self.snapshot = (self.expires_at_unix_ms, self.is_expired(now))
+
+    def snapshot_payload(self) -> dict:
+        expires_at_unix_ms, expired = self.snapshot
+        payload = self.identity_fields()
+        payload.update(
+            ok=self.terminal is None and not self.closed and not expired,
+            workspace_root=host_visible_path(self.paths.workspace_root),
+            ttl_sec=self.ttl_sec,
+            expires_at_unix_ms=expires_at_unix_ms,
+            closed=self.closed,
+            expired=expired,
+        )
+        return payload
+
     def status_payload(self, now: float) -> dict:
         expired = self.is_expired(now)
         payload = self.identity_fields()
@@ -164,6 +181,39 @@ class Lease:
             expired=expired,
         )
         return payload
+
+
+class _Tables:
+    """Context manager of LeaseManager._tables (a class: cheaper than a generator on every
+    call)."""
+
+    __slots__ = ("manager", "retired")
+
+    def __init__(self, manager: "LeaseManager"):
+        self.manager = manager
+        self.retired: List[Lease] = []
+
+    def __enter__(self) -> List[Lease]:
+        manager = self.manager
+        manager._lock.acquire()
+        try:
+            if manager._closed:
+                raise LuaSkillsError("LuaEngine is closed")
+            manager._prune_locked(self.retired)
+        except BaseException:
+            manager._lock.release()
+            self._free_retired()
+            raise
+        return self.retired
+
+    def __exit__(self, *exc) -> bool:
+        self.manager._lock.release()
+        self._free_retired()
+        return False
+
+    def _free_retired(self) -> None:
+        for lease in self.retired:
+            LeaseManager._free(lease)
 
 
 def _list_order(payload: dict):
@@ -192,22 +242,16 @@ class LeaseManager:
         self._sweeper: Optional[threading.Thread] = None
         self._wake = threading.Condition(threading.Lock())
         self._wake_pending = False
+        # clock time the sleeping sweeper wakes at; +inf while it is awake (sweeping), so a poke
+        # then always registers and the next wait returns at once
+        self._planned_wake = float("inf")
 
     # ---- lock + deferred VM teardown -------------------------------------------------------
-    @contextmanager
-    def _tables(self) -> Iterator[List[Lease]]:
-        """Hold the manager lock with expired leases pruned; leases retired meanwhile have their
-        VMs closed after the lock is released (killing sessions can take a moment)."""
-        retired: List[Lease] = []
-        try:
-            with self._lock:
-                if self._closed:
-                    raise LuaSkillsError("LuaEngine is closed")
-                self._prune_locked(retired)
-                yield retired
-        finally:
-            for lease in retired:
-                self._free(lease)
+    def _tables(self) -> "_Tables":
+        """`with self._tables() as retired:` holds the manager lock with expired leases pruned;
+        leases retired meanwhile have their VMs closed after the lock is released (killing
+        sessions can take a moment)."""
+        return _Tables(self)
 
     @staticmethod
     def _free(lease: Lease) -> None:
@@ -221,18 +265,20 @@ class LeaseManager:
 
     def _prune_locked(self, retired: List[Lease]) -> None:
         now = self.clock()
-        for lease_id, lease in list(self._leases.items()):
-            if lease.expires_at is None or not lease.busy.acquire(False):
-                continue
-            if lease.is_expired(now):
+        expired = [lease for lease in self._leases.values()
+                   if lease.expires_at is not None and now >= lease.expires_at]
+        for lease in expired:
+            if lease.busy.acquire(False):  # a busy lease is refreshed when its eval ends
                 self._retire_locked(lease, LEASE_EXPIRED, now)
                 retired.append(lease)
-            else:
-                lease.busy.release()
+        # tombstones are kept in retirement order (the clock is monotonic): drop from the front
+        stones = self._tombstones
         horizon = now - self.tombstone_ttl
-        stale = [key for key, stone in self._tombstones.items() if stone.retired_at <= horizon]
-        for key in stale:
-            del self._tombstones[key]
+        while stones:
+            oldest = next(iter(stones))
+            if stones[oldest].retired_at > horizon:
+                break
+            del stones[oldest]
 
     def _retire_locked(self, lease: Lease, code: str, now: float) -> None:
         lease.terminal = code
@@ -274,12 +320,13 @@ class LeaseManager:
             lease_id = f"rt_{self.wall_ms()}_{self._sequence}"
             lease = Lease(sid, lease_id, generation, profile, ttl_sec, paths, lvm)
             lease.refresh(now, self.wall_ms())
-            lease.snapshot = lease.status_payload(now)
+            lease.take_snapshot(now)
             self._leases[lease_id] = lease
             self._sid_index[sid] = lease_id
             payload = lease.identity_fields()
-            payload.update(ok=True, workspace_root=lease.snapshot["workspace_root"], ttl_sec=ttl_sec)
-        self._poke_sweeper()
+            payload.update(ok=True, workspace_root=host_visible_path(paths.workspace_root),
+                           ttl_sec=ttl_sec)
+        self._poke_sweeper(lease.expires_at)
         return payload
 
     def _find_locked(self, lease_id: str, sid: Optional[str], generation: Optional[int],
@@ -330,10 +377,10 @@ class LeaseManager:
                 else:
                     payload = LeaseError("eval_failed", failure).payload()
                 if self._leases.get(lease.lease_id) is lease:
-                    lease.snapshot = lease.status_payload(now)
+                    lease.take_snapshot(now)
         finally:
             lease.busy.release()
-        self._poke_sweeper()
+        self._poke_sweeper(lease.expires_at)
         return payload
 
     def status(self, lease_id: str, sid: Optional[str], generation: Optional[int],
@@ -351,7 +398,7 @@ class LeaseManager:
 
     def list(self, sid: Optional[str], profile: Optional[str]) -> dict:
         with self._tables():
-            leases = [dict(lease.snapshot) for lease in self._leases.values()
+            leases = [lease.snapshot_payload() for lease in self._leases.values()
                       if (sid is None or lease.sid == sid)
                       and (profile is None or lease.profile == profile)]
         leases.sort(key=_list_order)
@@ -405,15 +452,22 @@ class LeaseManager:
             return SWEEPER_MAX_WAIT_SEC
         return min(max(min(deadlines) - now, 0.0), SWEEPER_MAX_WAIT_SEC)
 
-    def _poke_sweeper(self) -> None:
-        if not self._use_sweeper:
+    def _poke_sweeper(self, deadline: Optional[float]) -> None:
+        """A lease now expires at `deadline`: start the sweeper (first finite lease), or wake it
+        if it planned to sleep past that.  Most calls only push a deadline later: no wake-up,
+        no thread switch on the eval path."""
+        if not self._use_sweeper or deadline is None:
             return
         with self._wake:
-            if self._sweeper is None and not self._closed:
+            if self._closed:
+                return
+            if self._sweeper is None:
                 self._sweeper = threading.Thread(
                     target=_sweeper_loop, args=(weakref.ref(self), self._wake),
                     name="luaskills-lease-sweeper", daemon=True)
                 self._sweeper.start()
+            elif deadline >= self._planned_wake:
+                return
             self._wake_pending = True
             self._wake.notify()
 
@@ -468,12 +522,14 @@ def _sweeper_loop(manager_ref, wake: threading.Condition) -> None:
             timeout = manager.sweep()
         except LuaSkillsError:  # closed meanwhile
             return
-        del manager
         with wake:
+            manager._planned_wake = manager.clock() + timeout
+            del manager
             wake.wait_for(lambda: _pending(manager_ref), timeout)
             target = manager_ref()
             if target is not None:
                 target._wake_pending = False
+                target._planned_wake = float("inf")
             del target
 
 
@@ -487,9 +543,12 @@ def _pending(manager_ref) -> bool:
 CANCEL_MESSAGE = "runtime session lease `{lease_id}` eval was cancelled by the host"
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
 def dump_payload(payload: dict) -> str:
     """Compact JSON with sorted keys, as serde_json writes the reference's payloads."""
-    return json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return _ENCODER.encode(payload)
 
 
 def _os_error_text(error: OSError) -> str:
