@@ -436,3 +436,18 @@ def test_largest_timeout_is_accepted(env):
     leases, _ = env
     lease_id = create(leases, sid="a")["lease_id"]
     assert result_of(leases, lease_id, "return 1", timeout_ms=2**64 - 1) == 1
+
+
+def test_closing_a_lease_releases_its_lua_heap_at_once(tmp_path):
+    engine, leases, _ = make_leases(tmp_path, max_memory_bytes=256 * 1024 * 1024)
+    try:
+        lease_id = create(leases, sid="a")["lease_id"]
+        runtime = leases.manager._leases[lease_id].lvm.vm.runtime
+        assert result_of(leases, lease_id, "big = string.rep('x', 40 * 1024 * 1024) return #big") > 0
+        assert runtime.get_memory_used() > 40 * 1024 * 1024
+        leases.close({"lease_id": lease_id}, PUBLIC, from_json=False)
+        # the heap is emptied by the close itself, not by a later garbage collection
+        assert runtime.get_memory_used() < 4 * 1024 * 1024
+    finally:
+        leases.shutdown()
+        engine.close()

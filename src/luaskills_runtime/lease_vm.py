@@ -70,6 +70,25 @@ return function(code, chunkname, args, request, client_info, caps, budget, tool_
 end
 """
 
+# Drops the globals and loaded modules of a closed lease's VM and collects, so its Lua heap is
+# freed at once (anything the code kept is unreachable afterwards).
+_RELEASE_HEAP = b"""
+local G, loaded = ...
+local next, rawset, type, collectgarbage = next, rawset, type, collectgarbage
+local function clear(t)
+  if type(t) ~= "table" then return end
+  local key = next(t)
+  while key ~= nil do
+    rawset(t, key, nil)
+    key = next(t)
+  end
+end
+clear(loaded)
+clear(G)
+collectgarbage()
+collectgarbage()
+"""
+
 # Prepends given as one Lua chunk so a lease VM is configured in a single call.
 _PREPEND_ROOTS = b"""
 local path_prefix, cpath_prefix = ...
@@ -173,8 +192,10 @@ class LeaseVM:
             install_managed_io(self.vm)
             # vm._reset is the VM's scope.lua reset (what vm.reset_scope calls); handing it to
             # the run function saves a call from Python per eval (runlua does the same).
+            globals_table = self.vm.runtime.globals()
+            self._tables_to_release = (globals_table, globals_table[b"package"][b"loaded"])
             self._run = self.vm.runtime.execute(
-                _LEASE_RUN, self.vm.runtime.globals(), self.vm._reset, self._jit_status,
+                _LEASE_RUN, globals_table, self.vm._reset, self._jit_status,
                 self._jit_off, self._jit_flush)
         except BaseException:
             self.vm.close()
@@ -297,5 +318,16 @@ class LeaseVM:
         if token is not None:
             token.cancel(message)
 
-    def close(self) -> None:
+    def close(self, release_heap: bool = True) -> None:
+        """Kill what the lease's code opened (sessions, pipes, files) and, with release_heap,
+        drop everything its globals and modules hold so the Lua heap shrinks now: the LuaVM
+        object itself goes with Python's next cycle collection (the vulcan callbacks and the VM
+        refer to each other), which can be much later than the lease's end.  Only call with
+        release_heap while no eval runs on this VM."""
         self.vm.close()
+        if release_heap:
+            try:
+                self._run = None
+                self.vm.runtime.execute(_RELEASE_HEAP, *self._tables_to_release)
+            except Exception:  # best effort: the VM is going away in any case
+                pass

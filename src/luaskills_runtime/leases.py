@@ -501,7 +501,7 @@ class LeaseManager:
             got = lease.busy.acquire(timeout=CLOSE_WAIT_SEC)
             try:
                 if lease.lvm is not None:
-                    lease.lvm.close()
+                    lease.lvm.close(release_heap=got)  # an eval still running keeps its heap
                     if got:
                         lease.lvm = None
             finally:
