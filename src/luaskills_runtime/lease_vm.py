@@ -85,8 +85,8 @@ local function clear(t)
 end
 clear(loaded)
 clear(G)
-collectgarbage()
-collectgarbage()
+-- each full cycle also halves LuaJIT's string scratch buffer, which big string work leaves large
+for _ = 1, 6 do collectgarbage() end
 """
 
 # Prepends given as one Lua chunk so a lease VM is configured in a single call.
