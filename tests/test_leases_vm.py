@@ -1,6 +1,7 @@
 """Lease VMs: persistent globals, request scope, module roots, cwd, the system_lua_lib profile,
 memory cap, timeouts (also in JIT-compiled loops), cancellation, parallel evals, teardown."""
 import os
+import sys
 import threading
 import time
 
@@ -9,6 +10,23 @@ import pytest
 from _lease_support import KillRecorder, lease_vm, make_leases, wait_until
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
 from luaskills_runtime.leases import PUBLIC, SYSTEM
+
+
+SEP = "\\" if sys.platform == "win32" else "/"
+NATIVE = ".dll" if sys.platform == "win32" else ".dylib" if sys.platform == "darwin" else ".so"
+
+
+def lua_patterns(*roots):
+    return "".join(f"{root}{SEP}?.lua;{root}{SEP}?{SEP}init.lua;" for root in roots)
+
+
+def os_error_text(call, *args):
+    """How the reference prints the OSError `call(*args)` raises here (Rust's io::Error)."""
+    try:
+        call(*args)
+    except OSError as error:
+        return f"{error.strerror} (os error {error.errno})"
+    raise AssertionError("expected an OSError")
 
 
 @pytest.fixture
@@ -111,9 +129,8 @@ def test_lua_and_c_roots_are_prepended_in_order(env, tmp_path):
     got = result_of(leases, lease_id, """return { require('alpha').name, require('pkg').name,
         require('beta').name, package.path, package.cpath }""")
     assert got[:3] == ["alpha", "pkg", "beta"]
-    assert got[3].startswith(f"{r1}/?.lua;{r1}/?/init.lua;{r2}/?.lua;{r2}/?/init.lua;")
-    suffix = ".dylib" if os.uname().sysname == "Darwin" else ".so"
-    assert got[4].startswith(f"/c1/?{suffix};/c1/?/init{suffix};")
+    assert got[3].startswith(lua_patterns(r1, r2))
+    assert got[4].startswith(f"/c1{SEP}?{NATIVE};/c1{SEP}?{SEP}init{NATIVE};")
 
 
 def test_no_roots_leave_the_default_paths(env):
@@ -121,7 +138,7 @@ def test_no_roots_leave_the_default_paths(env):
     lease_id = create(leases, sid="a")["lease_id"]
     other = create(leases, sid="b", lua_roots=["/x"])["lease_id"]
     default = result_of(leases, lease_id, "return package.path")
-    assert result_of(leases, other, "return package.path") == "/x/?.lua;/x/?/init.lua;" + default
+    assert result_of(leases, other, "return package.path") == lua_patterns("/x") + default
 
 
 # ---- cwd -------------------------------------------------------------------------------------------
@@ -146,7 +163,8 @@ def test_missing_cwd_fails_the_eval_with_the_os_error(env, tmp_path):
     missing = tmp_path / "missing"
     lease_id = create(leases, sid="a", cwd=str(missing))["lease_id"]
     assert failure_of(leases, lease_id, "return 1") == (
-        f"Runtime session eval error: runtime error: runtime lease set cwd {missing}: No such file or directory (os error 2)")
+        f"Runtime session eval error: runtime error: runtime lease set cwd {missing}: "
+        f"{os_error_text(os.chdir, missing)}")
 
 
 def test_cwd_lock_wait_honours_timeout_and_cancel(env, tmp_path):
@@ -193,15 +211,15 @@ def test_system_profile_uses_its_dir_as_cwd_and_first_root(tmp_path):
         got = result_of(leases, lease["lease_id"],
                         "return { require('syslib'), vulcan.runtime.cwd(), package.path }", SYSTEM)
         assert got[0] == "from system" and got[1] == os.path.realpath(system_dir)
-        assert got[2].startswith(f"{system_dir}/?.lua;{system_dir}/?/init.lua;{tmp_path}/?.lua;")
+        assert got[2].startswith(lua_patterns(system_dir, tmp_path))
         # a host-given cwd wins; the system dir listed by the host is not added twice
         other = tmp_path / "other"
         other.mkdir()
         lease2 = create(leases, SYSTEM, sid="s2", cwd=str(other), lua_roots=[str(tmp_path), str(system_dir)])
         assert lease2["cwd"] == str(other) and lease2["system_lua_lib"] == str(system_dir)
         path = result_of(leases, lease2["lease_id"], "return package.path", SYSTEM)
-        assert path.startswith(f"{tmp_path}/?.lua;{tmp_path}/?/init.lua;{system_dir}/?.lua;")
-        assert path.count(f"{system_dir}/?.lua;") == 1
+        assert path.startswith(lua_patterns(tmp_path, system_dir))
+        assert path.count(f"{system_dir}{SEP}?.lua;") == 1
         # public leases never get the system dir
         public = create(leases, sid="p")
         assert public["system_lua_lib"] is None and public["cwd"] is None
@@ -217,7 +235,8 @@ def test_system_dir_that_cannot_be_created_is_raised(tmp_path):
     try:
         with pytest.raises(LuaSkillsError) as info:
             create(leases, SYSTEM, sid="s")
-        assert str(info.value) == f"failed to create system_lua_lib_dir {blocker / 'lib'}: Not a directory (os error 20)"
+        assert str(info.value) == (f"failed to create system_lua_lib_dir {blocker / 'lib'}: "
+                                   f"{os_error_text(os.makedirs, blocker / 'lib')}")
     finally:
         leases.shutdown()
         engine.close()
@@ -226,7 +245,7 @@ def test_system_dir_that_cannot_be_created_is_raised(tmp_path):
 def test_default_system_dir_is_documented_per_user_location(monkeypatch, tmp_path):
     from luaskills_runtime.lease_vm import default_system_lua_lib_dir
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    if os.name == "posix" and os.uname().sysname == "Linux":
+    if sys.platform.startswith("linux"):
         assert default_system_lua_lib_dir() == str(tmp_path / "xdg" / "luaskills-runtime" / "system_lua_lib")
 
 
