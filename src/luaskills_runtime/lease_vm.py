@@ -37,17 +37,10 @@ return jit.status, jit.off, jit.flush, jit.on
 # registry could have turned it on and compiled a loop the guard cannot stop), reset the request
 # scope with the lease's fields (scope.lua's reset, passed in), set `__runlua_args`, compile and
 # run the code, clear the args.  Returns "ok", values... | "syntax"/"error", message |
-# "scope", message (the namespace was damaged).
+# "scope", message (the namespace was damaged).  Errors are formatted by the VM's message_of.
 _LEASE_RUN = b"""
-local G, scope_reset, jit_status, jit_off, jit_flush = ...
-local load, xpcall, pcall, rawset, tostring, type = load, xpcall, pcall, rawset, tostring, type
-
-local function message_of(err)
-  if type(err) == "string" then return err end
-  if err == nil then return "nil" end
-  local ok, text = pcall(tostring, err)
-  return ok and text or ("(error object is a " .. type(err) .. " value)")
-end
+local G, scope_reset, message_of, jit_status, jit_off, jit_flush = ...
+local load, xpcall, pcall, rawset = load, xpcall, pcall, rawset
 
 local function finish(ok, ...)
   rawset(G, "__runlua_args", nil)
@@ -190,13 +183,13 @@ class LeaseVM:
                 self.vm.runtime.set_max_memory(0)
             self._prepend_roots()
             install_managed_io(self.vm)
-            # vm._reset is the VM's scope.lua reset (what vm.reset_scope calls); handing it to
-            # the run function saves a call from Python per eval (runlua does the same).
+            # The VM's scope reset (what vm.reset_scope calls) goes to the run function, which
+            # saves a call from Python per eval (runlua does the same).
             globals_table = self.vm.runtime.globals()
             self._tables_to_release = (globals_table, globals_table[b"package"][b"loaded"])
             self._run = self.vm.runtime.execute(
-                _LEASE_RUN, globals_table, self.vm._reset, self._jit_status,
-                self._jit_off, self._jit_flush)
+                _LEASE_RUN, globals_table, self.vm.scope_reset, self.vm.lua_message_of,
+                self._jit_status, self._jit_off, self._jit_flush)
         except BaseException:
             self.vm.close()
             raise
