@@ -107,11 +107,11 @@ def test_flooding_child_never_blocks_and_the_newest_bytes_are_kept():
     limit = 64 * 1024
     # ~8 MB of numbered lines, far beyond the buffer; the child must finish without a reader.
     with ProcessSession.open("seq", ["-w", "1", "1000000"], buffer_limit_bytes=limit) as session:
-        exited = session._native.wait_exit(20000)
+        exited = session._wait_exit(20000)
         assert exited["exited"] is True and exited["success"] is True
         # both streams reach EOF once the drainer has taken everything
         deadline = time.monotonic() + 10
-        while not all(session._native.streams()[3:]) and time.monotonic() < deadline:
+        while not all(session._streams()[3:]) and time.monotonic() < deadline:
             time.sleep(0.01)
         result = session.read(timeout_ms=1000, max_bytes=10 * limit)
         data = result["stdout"]
