@@ -293,7 +293,7 @@ static void mute_streams_locked(lsr_drain_client *c, int mute)
         ev.data.u64 = make_token(c->slot, c->gen, kind);
         epoll_ctl(G.waitfd, EPOLL_CTL_MOD, c->fd[kind], &ev);
     }
-    c->muted = mute;
+    __atomic_store_n(&c->muted, mute, __ATOMIC_RELAXED);
     if (mute) {
         if (__atomic_fetch_add(&muted_clients, 1, __ATOMIC_ACQ_REL) == 0)
             wake_drainer();   /* it sleeps without a timeout: make it start scanning */
@@ -307,8 +307,8 @@ static void unmute_idle_clients(void)
 {
     for (uint32_t i = 0; i < G.nslots; i++) {
         lsr_drain_client *c = G.slots[i].client;
-        if (c == NULL || !c->muted)
-            continue;
+        if (c == NULL || !__atomic_load_n(&c->muted, __ATOMIC_RELAXED))
+            continue;   /* unlocked peek; re-checked under io_mu */
         pthread_mutex_lock(&c->io_mu);
         if (!c->direct && !c->io_closed)
             mute_streams_locked(c, 0);
@@ -786,4 +786,16 @@ notifier:
     pthread_mutex_unlock(&c->io_mu);
 #endif
     lsr_notify_wait(c->notify, seen, deadline_ms);
+}
+
+void lsr_drain_unmute(lsr_drain_client *c)
+{
+#if LSR_USE_EPOLL
+    pthread_mutex_lock(&c->io_mu);
+    if (c->muted && !c->direct && !c->io_closed && c->attached)
+        mute_streams_locked(c, 0);
+    pthread_mutex_unlock(&c->io_mu);
+#else
+    (void)c;
+#endif
 }

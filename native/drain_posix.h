@@ -63,6 +63,10 @@ void lsr_drain_wait(lsr_drain_client *c, uint64_t seen, int64_t deadline_ms);
  * nothing was registered and the caller still owns every fd. */
 int lsr_drain_attach(lsr_drain_client *c, lsr_error *err);
 
+/* Hands a stdout fd that an earlier direct read left muted back to the drainer now (instead of at
+ * its next scan), e.g. before waiting for EOF.  Never fails. */
+void lsr_drain_unmute(lsr_drain_client *c);
+
 /* Stops watching fd[PID] (the caller may close it afterwards).  Idempotent.  Never fails. */
 void lsr_drain_forget_pid(lsr_drain_client *c);
 

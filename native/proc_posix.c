@@ -116,7 +116,8 @@ static void close_fd(int *fd)
 
 static int open_pidfd(pid_t pid)
 {
-#if defined(__linux__) && defined(SYS_pidfd_open)
+#if defined(__linux__) && defined(SYS_pidfd_open) && !defined(LSR_NO_PIDFD)
+    /* -DLSR_NO_PIDFD builds exercise the fallback (probing) path in tests. */
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);   /* always close-on-exec */
     return fd >= 0 ? fd : -1;                         /* ENOSYS, EPERM (seccomp): no pidfd */
 #else
@@ -624,6 +625,7 @@ int lsr_proc_terminate(lsr_proc *p, lsr_exit_status *final, lsr_error *err)
     /* The pidfd has nothing more to say; the pipes close as soon as the killed tree is gone,
      * unless a descendant escaped the group (setsid) and still holds them. */
     lsr_drain_forget_pid(&p->drain);
+    lsr_drain_unmute(&p->drain);
     if (!wait_streams_closed(p, lsr_now_ms() + DRAIN_WAIT_MS))
         lsr_drain_detach(&p->drain);
     return 0;
