@@ -15,12 +15,15 @@ DEBUG = os.environ.get("LUASKILLS_DEBUG") == "1"
 
 RING = ["native/notify.c", "native/ringbuf.c"]
 PROCESS = RING + [f"native/proc_{PLATFORM}.c", f"native/drain_{PLATFORM}.c"]
+if WINDOWS:  # the Windows core also has its tree-teardown strategies and error helpers
+    PROCESS += ["native/tree_windows.c", "native/winerr_windows.c"]
 LUAHOOK = ["native/luahook.c", f"native/luaapi_{PLATFORM}.c"]
 
 # module name (under luaskills_runtime._native) -> C sources it compiles besides its .pyx
 EXTENSIONS = {
     "ringbuf": RING,
-    "process": PROCESS,
+    "process": PROCESS + ["native/exec.c"],
+    "luahook": LUAHOOK,
 }
 
 
@@ -30,7 +33,7 @@ def extension(name, c_sources):
         compile_args, libraries = [], ["kernel32"]
     else:
         compile_args = ["-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Wno-unused-function"]
-        compile_args += ["-O0", "-g"] if DEBUG else ["-O2"]
+        compile_args += ["-O0", "-g"] if DEBUG else ["-O2", "-g0"]
         libraries = ["pthread"]
     return Extension(
         f"luaskills_runtime._native.{name}",

@@ -1,15 +1,17 @@
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ringbuf.h"
 
-int lsr_ring_init(lsr_ring *r, size_t capacity, lsr_notify *shared)
+int lsr_ring_init(lsr_ring *r, size_t limit, lsr_notify *shared)
 {
     int rc;
     memset(r, 0, sizeof(*r));
-    if (capacity == 0)
+    if (limit == 0)
         return EINVAL;
+    size_t capacity = limit < LSR_RING_INITIAL_BYTES ? limit : LSR_RING_INITIAL_BYTES;
     r->data = (uint8_t *)malloc(capacity);
     if (r->data == NULL)
         return ENOMEM;
@@ -20,6 +22,7 @@ int lsr_ring_init(lsr_ring *r, size_t capacity, lsr_notify *shared)
     if (rc != 0)
         goto fail_mutex;
     r->capacity = capacity;
+    r->limit = limit;
     r->notify = shared != NULL ? shared : &r->own_notify;
     return 0;
 fail_mutex:
@@ -51,11 +54,46 @@ static void ring_put(lsr_ring *r, size_t at, const uint8_t *src, size_t n)
     memcpy(r->data, src + first, n - first);
 }
 
+/* Enlarges the storage towards `need` bytes (doubling, at most limit).  Lock held.  Unwrapped
+ * contents (the usual case while nobody drains) keep their place, so realloc can extend the block
+ * without copying; wrapped ones are moved in order to index 0.  When the allocation fails the ring
+ * keeps its storage, and append drops bytes as a full ring does. */
+static void ring_grow(lsr_ring *r, size_t need)
+{
+    size_t target = r->capacity;
+    while (target < need && target < r->limit)
+        target = target > r->limit / 2 ? r->limit : target * 2;
+    if (target > r->limit)
+        target = r->limit;
+    if (target <= r->capacity)
+        return;
+    if (r->head + r->len <= r->capacity) {
+        uint8_t *bigger = (uint8_t *)realloc(r->data, target);
+        if (bigger == NULL)
+            return;
+        r->data = bigger;
+        r->capacity = target;
+        return;
+    }
+    uint8_t *bigger = (uint8_t *)malloc(target);
+    if (bigger == NULL)
+        return;
+    size_t first = r->capacity - r->head;
+    memcpy(bigger, r->data + r->head, first);
+    memcpy(bigger + first, r->data, r->len - first);
+    free(r->data);
+    r->data = bigger;
+    r->capacity = target;
+    r->head = 0;
+}
+
 void lsr_ring_append(lsr_ring *r, const uint8_t *src, size_t n)
 {
     if (n == 0)
         return;
     lsr_mutex_lock(&r->mu);
+    if (r->capacity < r->limit && n > r->capacity - r->len)
+        ring_grow(r, n > SIZE_MAX - r->len ? SIZE_MAX : r->len + n);
     r->total += n;
     if (n >= r->capacity) {
         /* Only the newest `capacity` bytes of this chunk survive. */

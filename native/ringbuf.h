@@ -1,4 +1,7 @@
-/* ringbuf.h - bounded byte ring buffer that keeps only the newest `capacity` bytes.
+/* ringbuf.h - bounded byte ring buffer that keeps only the newest `limit` bytes.
+ *
+ * The storage starts small and doubles on demand up to `limit`, so a generous limit costs memory
+ * only when the bytes really arrive (and a limit of SIZE_MAX makes a lossless, growing buffer).
  *
  * Producers (pipe drainers) append; readers drain from the oldest end.  Positions are absolute
  * stream offsets (bytes ever appended), so a marker search can resume where it stopped even after
@@ -12,10 +15,13 @@
 #include <stdint.h>
 #include "notify.h"
 
+#define LSR_RING_INITIAL_BYTES 16384
+
 typedef struct lsr_ring {
     lsr_mutex mu;
     uint8_t *data;
-    size_t capacity;
+    size_t capacity;      /* bytes allocated at `data` (grows up to limit) */
+    size_t limit;         /* most bytes kept: older ones are dropped beyond it */
     size_t head;          /* index of the oldest byte */
     size_t len;           /* bytes held */
     uint64_t total;       /* bytes ever appended: the absolute offset of the end */
@@ -25,13 +31,17 @@ typedef struct lsr_ring {
     lsr_notify *notify;   /* &own_notify, or a notifier shared with other rings */
 } lsr_ring;
 
-/* Allocates the storage.  `shared` may be NULL (the ring gets its own notifier) or a notifier that
- * outlives the ring.  Returns 0, EINVAL when capacity is 0, ENOMEM when malloc fails, or the errno
- * of the failing pthread_mutex_init / pthread_cond_init.  On failure nothing needs freeing. */
-int lsr_ring_init(lsr_ring *r, size_t capacity, lsr_notify *shared);
+/* Sets up a ring that keeps at most `limit` bytes, with initial storage of
+ * min(limit, LSR_RING_INITIAL_BYTES).  `shared` may be NULL (the ring gets its own notifier) or a
+ * notifier that outlives the ring.  Returns 0, EINVAL when limit is 0, ENOMEM when malloc fails,
+ * or the errno of the failing pthread_mutex_init / pthread_cond_init.  On failure nothing needs
+ * freeing. */
+int lsr_ring_init(lsr_ring *r, size_t limit, lsr_notify *shared);
 /* Frees the storage.  No other thread may use the ring any more.  Never fails. */
 void lsr_ring_destroy(lsr_ring *r);
-/* Appends n bytes, dropping the oldest bytes beyond capacity; wakes waiters.  Never fails. */
+/* Appends n bytes, growing the storage while it is below limit and dropping the oldest bytes
+ * beyond limit (or beyond the current storage when growing fails for lack of memory; `dropped`
+ * counts them either way); wakes waiters.  Never fails. */
 void lsr_ring_append(lsr_ring *r, const uint8_t *src, size_t n);
 /* Moves up to max bytes from the oldest end into out; returns how many.  Never fails. */
 size_t lsr_ring_drain(lsr_ring *r, uint8_t *out, size_t max);

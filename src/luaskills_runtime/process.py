@@ -325,3 +325,7 @@ def _kill_live_sessions() -> None:
             session.kill()
         except Exception:
             pass
+
+
+# ---- one-shot execution (SPEC 7): lives in process_exec, offered here with the sessions --------
+from luaskills_runtime.process_exec import exec_command  # noqa: E402

@@ -14,6 +14,7 @@ cdef extern from "luaskills.h" nogil:
 
     ctypedef struct lsr_ring:
         size_t capacity
+        size_t limit
     int lsr_ring_init(lsr_ring *r, size_t capacity, lsr_notify *shared)
     void lsr_ring_destroy(lsr_ring *r)
     void lsr_ring_append(lsr_ring *r, const uint8_t *src, size_t n)

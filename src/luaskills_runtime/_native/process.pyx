@@ -376,3 +376,6 @@ cdef class ProcessCore:
         """Kill the whole tree now and reap it (idempotent); True."""
         self._terminate(_KILL)
         return True
+
+
+include "exec.pxi"

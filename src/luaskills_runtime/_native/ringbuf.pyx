@@ -89,7 +89,7 @@ cdef class RingBuffer:
 
     @property
     def capacity(self):
-        return self.ring.capacity
+        return self.ring.limit
 
     def stats(self):
         """``(held, total_appended, dropped, eof)`` under one lock."""

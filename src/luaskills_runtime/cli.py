@@ -1,0 +1,95 @@
+"""The `luaskills-runtime` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional
+
+from luaskills_runtime.engine import LuaEngine
+from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.runlua import DEFAULT_TIMEOUT_MS, request_from_mapping
+
+
+def _parse_json_arg(text: str, what: str):
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise SystemExit(f"luaskills-runtime: {what} is not valid JSON: {error}")
+
+
+def cmd_eval(options) -> int:
+    """Evaluate a snippet with run_lua and print its JSON result."""
+    args = _parse_json_arg(options.args, "--args") if options.args else None
+    with LuaEngine() as engine:
+        try:
+            result = engine.run_lua(options.code, args)
+        except LuaSkillsError as error:
+            print(str(error), file=sys.stderr)
+            return 1
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+def cmd_run(options) -> int:
+    """Run a Lua file or snippet as a runlua request and print its Markdown report.
+
+    Exit status: 0 when the code succeeded, 1 when it failed (the report says why), 2 when the
+    request itself was rejected (message on stderr)."""
+    request = {"task": options.task or "", "timeout_ms": options.timeout_ms}
+    if options.code is not None:
+        request["code"] = options.code
+    else:
+        request["file"] = options.file
+    try:
+        request["args"] = json.loads(options.args) if options.args is not None else {}
+    except ValueError as error:
+        print(f"luaskills-runtime: --args is not valid JSON: {error}", file=sys.stderr)
+        return 2
+    with LuaEngine() as engine:
+        try:
+            report = engine.runlua_service.run(request_from_mapping(request))
+        except LuaSkillsError as error:
+            print(str(error), file=sys.stderr)
+            return 2
+    sys.stdout.write(report.markdown + "\n")
+    sys.stdout.flush()
+    return 0 if report.ok else 1
+
+
+def _timeout_ms(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="luaskills-runtime",
+                                     description="Run LuaSkills Lua code on LuaJIT.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_eval = sub.add_parser("eval", help="evaluate a Lua snippet (run_lua) and print the JSON result")
+    p_eval.add_argument("code", help="Lua code; `args` holds --args")
+    p_eval.add_argument("--args", help="JSON value passed as `args`")
+    p_eval.set_defaults(handler=cmd_eval)
+    p_run = sub.add_parser(
+        "run", help="run a Lua file or snippet as a runlua request and print the Markdown report",
+        description="Exit status: 0 success, 1 the Lua code failed, 2 the request was rejected.")
+    source = p_run.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", help="Lua file (its folder is the cwd while it runs)")
+    source.add_argument("-e", dest="code", metavar="CODE", help="Lua code to run instead of a file")
+    p_run.add_argument("--args", help="JSON value passed as `args`")
+    p_run.add_argument("--task", help="task text shown in the report")
+    p_run.add_argument("--timeout-ms", type=_timeout_ms, default=DEFAULT_TIMEOUT_MS,
+                       help=f"time limit in milliseconds (default {DEFAULT_TIMEOUT_MS})")
+    p_run.set_defaults(handler=cmd_run)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    options = build_parser().parse_args(argv)
+    return options.handler(options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""LuaEngine: the host-facing object that owns the VM pools, sessions and leases."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Hashable, Optional
+
+from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.options import HostOptions
+from luaskills_runtime.pool import VmPool
+from luaskills_runtime.runlua import RunluaService, parse_request_json, request_from_mapping
+from luaskills_runtime.text import default_mode, normalize_encoding
+from luaskills_runtime.vm import MAIN, RUN_LUA_WRAPPER, LuaVM
+from luaskills_runtime.luajson import json_to_lua, lua_to_json
+
+
+class EngineState:
+    """What every VM of one engine shares: options, default text mode, the engine itself."""
+
+    def __init__(self, engine: "LuaEngine", options: HostOptions):
+        self.engine = engine
+        self.options = options
+        label = options.default_text_encoding
+        if label is None or not str(label).strip():
+            self.default_text_mode = default_mode()
+        else:
+            self.default_text_mode = normalize_encoding(label)
+
+
+class LuaEngine:
+    """Runs Lua code for a host.  Thread-safe; use as a context manager or call close()."""
+
+    def __init__(self, options: Optional[HostOptions] = None):
+        self.options = options if options is not None else HostOptions()
+        self._state = EngineState(self, self.options)
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._main_pool = VmPool(self.options.main_pool, lambda: LuaVM(self._state, MAIN), "main")
+        self.runlua_service = RunluaService(self._state)
+
+    # ---- run_lua -------------------------------------------------------------------------------
+    def run_lua(self, code: str, args: Any = None) -> Any:
+        """Run code on a main VM with `args` as a local; returns its first value as JSON data."""
+        self._check_open()
+        if not isinstance(code, str):
+            raise LuaSkillsError(f"run_lua: code must be a string, got {type(code).__name__}")
+        vm = self._main_pool.acquire()
+        try:
+            vm.reset_scope()
+            run_error = result = None
+            try:
+                vm.set_global("__runlua_args", json_to_lua(vm.runtime, args if args is not None else {},
+                                                           top_level_args=True))
+                values = vm.run_chunk(RUN_LUA_WRAPPER.format(code=code), "=run_lua")
+                result = lua_to_json(values[0] if values else None)
+            except LuaSkillsError as error:
+                run_error = f"Lua run_lua error: {error}"
+            cleanup_error = None
+            try:
+                vm.reset_scope()
+            except LuaSkillsError as error:
+                cleanup_error = str(error)
+        finally:
+            self._main_pool.release(vm)
+        if run_error and cleanup_error:
+            raise LuaSkillsError(f"{run_error}; pooled Lua VM cleanup failed: {cleanup_error}")
+        if run_error or cleanup_error:
+            raise LuaSkillsError(run_error or cleanup_error)
+        return result
+
+    # ---- runlua (luaskills_runtime.runlua) ------------------------------------------------------
+    def execute_runlua_request_json_inline(self, request_json: str, *,
+                                           request_id: Optional[Hashable] = None) -> str:
+        """Run a runlua request given as JSON; returns the Markdown report (SPEC 8).
+
+        Request errors raise LuaSkillsError; pass `request_id` to be able to cancel_runlua()."""
+        self._check_open()
+        return self.runlua_service.execute(parse_request_json(request_json), request_id)
+
+    def execute_runlua_request_inline(self, request: dict, *,
+                                      request_id: Optional[Hashable] = None) -> str:
+        """Dict twin of execute_runlua_request_json_inline (same fields, same Markdown)."""
+        self._check_open()
+        return self.runlua_service.execute(request_from_mapping(request), request_id)
+
+    def cancel_runlua(self, request_id: Hashable) -> bool:
+        """Stop the runlua request started with `request_id`; it ends as FAILED with
+        `luaexec execution cancelled by the host`.  False when no such request is running."""
+        return self.runlua_service.cancel(request_id)
+
+    # ---- runtime leases (luaskills_runtime.leases) ----------------------------------------------
+
+    # ---- lifetime ------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LuaSkillsError("LuaEngine is closed")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close leases, kill every process session the engine's VMs opened, free the VMs."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.runlua_service.close()
+        self._main_pool.close()
+
+    def __enter__(self) -> "LuaEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -1,0 +1,56 @@
+-- Guarded-run support, loaded once per VM by luaskills_runtime.guard (the caller passes the VM's
+-- globals table).  Keeps what it needs in locals, so later changes to globals by user code cannot
+-- change how runs are started or reported.
+local G = ...
+local load, xpcall, pcall, tostring, type, select, unpack = load, xpcall, pcall, tostring, type,
+  select, unpack
+local error = error
+local jit = G.jit
+
+-- Compiled traces never look at hooks, so guarded VMs run interpreted; code that turned the JIT
+-- back on would escape its timeout.  (debug.sethook stays usable: the TimeoutGuard wraps it so
+-- the guard's hook comes back whenever user code replaces it while the guard fires.)
+if type(jit) == "table" then
+  jit.off()
+  jit.flush()
+  jit.on = function()
+    error("jit.on is not available here: guarded Lua code runs with the JIT off", 2)
+  end
+end
+
+local function message_of(err)
+  if type(err) == "string" then return err end
+  if err == nil then return "nil" end
+  local ok, text = pcall(tostring, err)
+  return ok and text or ("(error object is a " .. type(err) .. " value)")
+end
+
+local function finish(ok, ...)
+  if ok then return "ok", ... end
+  return "error", (...)
+end
+
+local function run(code, chunkname)
+  local fn, err = load(code, chunkname)
+  if not fn then return "syntax", message_of(err) end
+  return finish(xpcall(fn, message_of))
+end
+
+-- A table.pack() result as (true, n, values...) in one call from Python, or (false, message)
+-- when it cannot be read (code that replaced table.pack).
+local function unpack_packed(packed)
+  local n = packed.n
+  if type(n) ~= "number" then error("the result has no count n", 0) end
+  return true, n, unpack(packed, 1, n)
+end
+
+local function collect(packed)
+  if type(packed) ~= "table" then
+    return false, "the luaexec wrapper returned a " .. type(packed) .. " value, not a table"
+  end
+  local result = { pcall(unpack_packed, packed) }
+  if not result[1] then return false, message_of(result[2]) end
+  return unpack(result, 2, result[3] + 3)
+end
+
+return { run = run, collect = collect }

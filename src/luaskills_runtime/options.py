@@ -1,0 +1,49 @@
+"""Host options: everything a host can configure on a LuaEngine."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+PoolConfig = Tuple[int, int, int]
+
+
+def normalize_pool_config(config: PoolConfig) -> PoolConfig:
+    """SPEC 5: min >= 1, max >= min, idle ttl >= 1 second."""
+    try:
+        low, high, ttl = (int(v) for v in config)
+    except (TypeError, ValueError):
+        raise TypeError(f"pool config must be (min, max, idle_ttl_s), got {config!r}") from None
+    low = max(low, 1)
+    return (low, max(high, low), max(ttl, 1))
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    """Configuration of a :class:`~luaskills_runtime.LuaEngine`.
+
+    default_text_encoding: label used when a call names no encoding (blank = platform default).
+    enable_managed_io_compat: runlua and lease VMs get the managed ``io`` library.
+    system_lua_lib_dir: folder of the ``system_lua_lib`` lease profile (created when used).
+    main_pool / runlua_pool: ``(min, max, idle_ttl_s)`` of the VM pools, normalised per SPEC 5.
+    max_memory_bytes: per-VM memory cap for runlua and lease VMs (None = no cap).
+    temp_dir / resources_dir: what ``vulcan.runtime.temp_dir`` / ``resources_dir`` report.
+    """
+
+    default_text_encoding: Optional[str] = None
+    enable_managed_io_compat: bool = True
+    system_lua_lib_dir: Optional[str] = None
+    main_pool: PoolConfig = (1, 4, 60)
+    runlua_pool: PoolConfig = (1, 4, 60)
+    max_memory_bytes: Optional[int] = None
+    temp_dir: Optional[str] = None
+    resources_dir: Optional[str] = None
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "main_pool", normalize_pool_config(self.main_pool))
+        object.__setattr__(self, "runlua_pool", normalize_pool_config(self.runlua_pool))
+        if self.max_memory_bytes is not None:
+            if isinstance(self.max_memory_bytes, bool) or not isinstance(self.max_memory_bytes, int) \
+                    or self.max_memory_bytes <= 0:
+                raise ValueError(
+                    f"max_memory_bytes must be a positive integer, got {self.max_memory_bytes!r}")

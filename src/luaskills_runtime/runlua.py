@@ -1,0 +1,479 @@
+"""runlua (SPEC 8): one isolated Lua request on a pooled VM, answered with a Markdown report.
+
+A request ``{task?, code?, file?, args?={}, timeout_ms?=60000, caller_tool_name?}`` runs as the body
+of a function whose local ``args`` holds the arguments; every value it returns is kept.  Malformed
+requests raise LuaSkillsError with the reference's text; failures of the Lua code are rendered as a
+FAILED report.
+
+Reusable by runtime leases: ``guarded_call`` / ``guarded_run`` / ``CancelToken`` (re-exported
+from luaskills_runtime.guard) and ``luaskills_runtime.vulcan.io_compat.install_managed_io``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from importlib import resources
+from typing import Any, Dict, Hashable, NamedTuple, Optional, Tuple
+
+import lupa.luajit21 as lupa_engine
+
+from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.guard import (CANCEL_MESSAGE, CancelToken, GuardedResult, guarded_call,
+                                     guarded_run, memory_limit_message, prepare_guarded_vm,
+                                     runner_failure, timeout_message)
+from luaskills_runtime.luajson import json_to_lua
+from luaskills_runtime.markdown import (NO_VALUES, render_error, render_success, render_value,
+                                        rust_trim)
+from luaskills_runtime.pool import VmPool
+from luaskills_runtime.vm import RUNLUA, LuaVM
+from luaskills_runtime.vulcan._bridge import validate_path_text
+from luaskills_runtime.vulcan.io_compat import install_managed_io
+
+__all__ = ["RunluaRequest", "RunluaReport", "RunluaService", "parse_request_json",
+           "request_from_mapping",
+           "CancelToken", "GuardedResult", "guarded_call", "guarded_run", "timeout_message",
+           "memory_limit_message", "DEFAULT_TIMEOUT_MS"]
+
+DEFAULT_TIMEOUT_MS = 60_000
+_U64_MAX = 2**64 - 1
+_STRUCT = "struct RunLuaExecRequest"
+_FIELDS = ("task", "code", "file", "args", "timeout_ms", "caller_tool_name")
+
+# The reference's wrapper: user code starts on line 4, `args` is a local, all values are kept.
+WRAPPER = ("return (function()\n  local args = __runlua_args\n  return table.pack((function()\n"
+           "{code}\nend)())\nend)()")
+
+_ENV_SOURCE = resources.files("luaskills_runtime").joinpath("luaexec_env.lua").read_text("utf-8")
+
+# After a request the VM is dropped instead of reused when its heap stays above this (KiB), so a
+# request that filled memory does not keep it; with a memory cap, above half the cap.
+_MAX_RETAINED_KIB = 64 * 1024
+
+
+# ---- requests -------------------------------------------------------------------------------
+
+@dataclass
+class RunluaRequest:
+    task: str = ""
+    code: Optional[str] = None
+    file: Optional[str] = None
+    args: Any = field(default_factory=dict)
+    timeout_ms: int = DEFAULT_TIMEOUT_MS
+    caller_tool_name: Optional[str] = None
+
+
+def parse_request_json(text) -> RunluaRequest:
+    """Parse request JSON; errors read ``Invalid luaexec request JSON: <detail>``."""
+    prefix = "Invalid luaexec request JSON: "
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise LuaSkillsError(f"{prefix}invalid UTF-8 at byte {error.start}") from None
+    if not isinstance(text, str):
+        raise LuaSkillsError(f"{prefix}request must be a JSON string, got {type(text).__name__}")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise LuaSkillsError(prefix + _json_error_detail(error, text)) from None
+    except RecursionError:
+        raise LuaSkillsError(prefix + "recursion limit exceeded") from None
+    return request_from_mapping(data, prefix)
+
+
+def request_from_mapping(data: Any, prefix: str = "Invalid luaexec request: ") -> RunluaRequest:
+    """Build a request from decoded JSON data with serde's rules for the reference's struct:
+    missing fields take their defaults, unknown fields are ignored, an array fills the fields in
+    order, and a wrong type is an error ``<prefix><serde-style detail>``."""
+    if isinstance(data, list):
+        if len(data) > len(_FIELDS):
+            raise LuaSkillsError(f"{prefix}invalid length {len(data)}, expected {_STRUCT} "
+                                 f"with {len(_FIELDS)} elements")
+        data = dict(zip(_FIELDS, data))
+    elif not isinstance(data, dict):
+        raise LuaSkillsError(f"{prefix}invalid type: {_unexpected(data)}, expected {_STRUCT}")
+    request = RunluaRequest()
+    if "task" in data:
+        request.task = _string_field(data["task"], prefix, optional=False)
+    for name in ("code", "file", "caller_tool_name"):
+        if name in data:
+            setattr(request, name, _string_field(data[name], prefix, optional=True))
+    if "args" in data:
+        request.args = data["args"]
+    if "timeout_ms" in data:
+        request.timeout_ms = _u64_field(data["timeout_ms"], prefix)
+    return request
+
+
+def _string_field(value: Any, prefix: str, optional: bool) -> Optional[str]:
+    if isinstance(value, str):
+        return value
+    if value is None and optional:
+        return None
+    raise LuaSkillsError(f"{prefix}invalid type: {_unexpected(value)}, expected a string")
+
+
+def _u64_field(value: Any, prefix: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 0 <= value <= _U64_MAX:
+            return value
+        raise LuaSkillsError(f"{prefix}invalid value: integer `{value}`, expected u64")
+    raise LuaSkillsError(f"{prefix}invalid type: {_unexpected(value)}, expected u64")
+
+
+def _unexpected(value: Any) -> str:
+    """How serde names an unexpected JSON value."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean `{'true' if value else 'false'}`"
+    if isinstance(value, int):
+        return f"integer `{value}`"
+    if isinstance(value, float):
+        return f"floating point `{_rust_float(value)}`"
+    if isinstance(value, str):
+        return "string " + json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "sequence"
+    return "map"
+
+
+def _rust_float(number: float) -> str:
+    """Rust's Display of an f64 (no exponent, shortest digits)."""
+    if number != number:
+        return "NaN"
+    if number in (float("inf"), float("-inf")):
+        return "inf" if number > 0 else "-inf"
+    text = format(Decimal(repr(number)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+_JSON_MESSAGES = {
+    "Extra data": "trailing characters",
+    "Expecting property name enclosed in double quotes": "key must be a string",
+    "Expecting ':' delimiter": "expected `:`",
+    "Expecting ',' delimiter": "expected `,` or `}`",
+    "Unterminated string starting at": "EOF while parsing a string",
+    "Invalid control character at":
+        "control character (\\u0000-\\u001F) found while parsing a string",
+}
+
+
+def _json_error_detail(error: json.JSONDecodeError, text: str) -> str:
+    """serde_json's wording for the common cases (Python's otherwise, lower-cased)."""
+    message = error.msg
+    at_end = error.pos >= len(text.rstrip())
+    if at_end and message.startswith("Expecting property name"):
+        message = "EOF while parsing an object"
+    elif at_end and message in ("Expecting value", "Expecting ',' delimiter",
+                                "Expecting ':' delimiter"):
+        message = "EOF while parsing a value"
+    elif message == "Expecting value":
+        message = "expected value"
+    else:
+        message = _JSON_MESSAGES.get(message, message[:1].lower() + message[1:])
+    return f"{message} at line {error.lineno} column {error.colno}"
+
+
+def resolve_source(request: RunluaRequest) -> Tuple[str, Optional[str]]:
+    """(code, absolute file path or None) of a request; raises LuaSkillsError like the reference."""
+    code = rust_trim(request.code) if request.code is not None else ""
+    file_text = rust_trim(request.file) if request.file is not None else ""
+    if code and file_text:
+        raise LuaSkillsError("luaexec accepts either code or file, but not both")
+    if not code and not file_text:
+        raise LuaSkillsError("luaexec requires code or file")
+    if code:
+        return code, None
+    validate_path_text(file_text, "luaexec", "file")
+    path = file_text if os.path.isabs(file_text) else os.path.join(_current_dir(), file_text)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        detail = _io_error_text(error)
+        raise LuaSkillsError(f"Failed to read luaexec file {path}: {detail}: {detail}") from None
+    except ValueError:  # NUL in the path
+        detail = "file name contained an unexpected NUL byte"
+        raise LuaSkillsError(f"Failed to read luaexec file {path}: {detail}: {detail}") from None
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError:
+        detail = "stream did not contain valid UTF-8"
+        raise LuaSkillsError(f"Failed to read luaexec file {path}: {detail}: {detail}") from None
+    return _script_body(source), path
+
+
+def _current_dir() -> str:
+    try:
+        return os.getcwd()
+    except OSError as error:
+        raise LuaSkillsError(
+            f"Failed to resolve luaexec relative file path: {_io_error_text(error)}") from None
+
+
+def _io_error_text(error: OSError) -> str:
+    """An OS error as Rust's io::Error displays it: `<description> (os error <n>)`."""
+    if error.errno is None:
+        return str(error)
+    return f"{error.strerror or os.strerror(error.errno)} (os error {error.errno})"
+
+
+def _script_body(source: str) -> str:
+    """Beyond the reference: a script file may start with a BOM or a `#!` line (which Lua skips
+    only at the very start of a chunk, not inside the wrapper); the BOM is dropped and the `#`
+    line becomes a comment, so line numbers stay the same."""
+    if source.startswith("\ufeff"):
+        source = source[1:]
+    if source.startswith("#"):
+        source = "--" + source
+    return source
+
+
+# ---- running --------------------------------------------------------------------------------
+
+class RunluaReport(NamedTuple):
+    """A finished request: its Markdown and how the code ended ("ok" or a GuardedResult status:
+    "error", "syntax", "timeout", "cancelled", "memory")."""
+
+    markdown: str
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class _RunluaVmState:
+    """What a pooled runlua VM keeps besides the lead's LuaVM: its environment controls."""
+
+    def __init__(self, vm: LuaVM):
+        g = vm.runtime.globals()
+        self.managed_io = install_managed_io(vm)
+        self.control = prepare_guarded_vm(vm)
+        io_reset = vm.managed_io.lua_reset if self.managed_io else None
+        # vm._reset is the VM's scope.lua reset (what vm.reset_scope calls); handing it to the
+        # environment lets a request set and clear its scope without extra calls from Python.
+        env = vm.runtime.execute(_ENV_SOURCE, g, io_reset, vm._reset)
+        self.run = env[b"run"]
+        self.printed = env[b"printed"]
+        self.restore = env[b"restore"]
+        self.tostring = g[b"tostring"]
+        env[b"snapshot"]()
+        cap = vm.runtime.get_max_memory()
+        self.retain_limit_kib = min(_MAX_RETAINED_KIB, cap // 2048) if cap else _MAX_RETAINED_KIB
+
+    def inline(self, value) -> str:
+        """A value's one-line text (Lua's tostring) for values JSON cannot show."""
+        text = self.tostring(value)
+        return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+# Returned values that reach Python as these types are rendered without calling into Lua.
+_PLAIN_TYPES = frozenset((type(None), bytes, bool, int, float))
+
+
+def _lua_text(text: Optional[str]) -> Optional[bytes]:
+    return None if text is None else text.encode("utf-8", "surrogateescape")
+
+
+def _padded(answer, size: int) -> tuple:
+    answer = answer if isinstance(answer, tuple) else (answer,)
+    return answer + (None,) * (size - len(answer))
+
+
+def new_runlua_vm(engine_state) -> LuaVM:
+    options = engine_state.options
+    vm = None
+    try:
+        vm = LuaVM(engine_state, RUNLUA, max_memory=options.max_memory_bytes)
+        vm.runlua = _RunluaVmState(vm)
+    except lupa_engine.LuaMemoryError:
+        if vm is not None:
+            vm.close()
+        raise LuaSkillsError(
+            f"luaexec memory limit of {options.max_memory_bytes} bytes is too small to set up "
+            "a runlua VM") from None
+    except BaseException:
+        if vm is not None:
+            vm.close()
+        raise
+    return vm
+
+
+class RunluaService:
+    """The engine's runlua side: its VM pool and the requests in flight (for cancel)."""
+
+    def __init__(self, engine_state):
+        self._state = engine_state
+        self.pool = VmPool(engine_state.options.runlua_pool,
+                           lambda: new_runlua_vm(engine_state), "runlua")
+        self._lock = threading.Lock()
+        self._running: Dict[Hashable, CancelToken] = {}
+        self._anonymous: set = set()
+        self._closed = False
+
+    # -- public --------------------------------------------------------------------------------
+    def execute(self, request: RunluaRequest, request_id: Optional[Hashable] = None) -> str:
+        """The Markdown report of one request; request errors raise LuaSkillsError."""
+        return self.run(request, request_id).markdown
+
+    def run(self, request: RunluaRequest, request_id: Optional[Hashable] = None) -> "RunluaReport":
+        """Like execute, also telling whether the code succeeded (for the CLI's exit status)."""
+        if request.timeout_ms == 0:
+            raise LuaSkillsError("luaexec timeout_ms must be greater than 0")
+        code, entry_file = resolve_source(request)
+        token = self._register(request_id)
+        try:
+            return self._execute(request, code, entry_file, token)
+        finally:
+            self._unregister(request_id, token)
+
+    def cancel(self, request_id: Hashable, message: str = CANCEL_MESSAGE) -> bool:
+        """Stop the running request registered under request_id; False when there is none."""
+        with self._lock:
+            token = self._running.get(request_id)
+        if token is None:
+            return False
+        token.cancel(message)
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            tokens = list(self._running.values()) + list(self._anonymous)
+        for token in tokens:
+            token.cancel("luaexec execution cancelled: the engine is closing")
+        self.pool.close()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _register(self, request_id) -> CancelToken:
+        token = CancelToken()
+        with self._lock:
+            if self._closed:
+                raise LuaSkillsError("LuaEngine is closed")
+            if request_id is None:
+                self._anonymous.add(token)
+            elif request_id in self._running:
+                raise LuaSkillsError(f"luaexec request id `{request_id}` is already running")
+            else:
+                self._running[request_id] = token
+        return token
+
+    def _unregister(self, request_id, token) -> None:
+        with self._lock:
+            if request_id is None:
+                self._anonymous.discard(token)
+            elif self._running.get(request_id) is token:
+                del self._running[request_id]
+
+    def _execute(self, request: RunluaRequest, code: str, entry_file: Optional[str],
+                 token: CancelToken) -> "RunluaReport":
+        entry_dir = os.path.dirname(entry_file) if entry_file else None
+        vm = self.pool.acquire()
+        state: _RunluaVmState = vm.runlua
+        discard = False
+        restored = None  # the restore answer when the run already restored the VM
+        try:
+            args = None  # the environment makes an empty table itself (saves a call)
+            if not (isinstance(request.args, dict) and not request.args):
+                try:
+                    args = json_to_lua(vm.runtime, request.args, top_level_args=True)
+                except BaseException:
+                    discard = True
+                    raise
+            deadline = time.monotonic() + request.timeout_ms / 1000.0
+            chunkname = ("@" + entry_file) if entry_file else "luaexec"
+            wrapped = WRAPPER.format(code=code).encode("utf-8")
+            outcome = guarded_call(vm, state.run, wrapped, chunkname.encode("utf-8"), args,
+                                   _lua_text(entry_file), _lua_text(entry_dir),
+                                   _lua_text(request.caller_tool_name),
+                                   timeout_ms=request.timeout_ms, cancel=token, cwd=entry_dir)
+            if outcome.ok:
+                answer = outcome.values[0]
+                status, count, text = answer[0], answer[1], answer[2]
+                if status == b"scope":
+                    discard = True
+                    raise LuaSkillsError(
+                        f"request scope reset failed: {answer[6].decode('utf-8', 'replace')}")
+                if answer[3] != -1:
+                    restored = answer[3:6]
+                if status == b"ok":
+                    outcome = self._render_values(vm, state, answer[6:], request, deadline, token)
+                else:
+                    outcome = runner_failure(vm, status, answer[6])
+            else:
+                count, text = self._printed_after_stop(vm, state)
+            printed = [text.decode("utf-8", "replace")] if count else []
+            if outcome.ok:
+                values = outcome.values or NO_VALUES
+                return RunluaReport(render_success(request.task, printed, values), "ok")
+            return RunluaReport(render_error(request.task, printed, outcome.error),
+                                outcome.status)
+        finally:
+            cleanup_error = None if discard else self._cleanup(vm, state, restored)
+            if cleanup_error is not None:
+                discard = True
+            self.pool.release(vm, discard=discard or vm.broken)
+            if cleanup_error is not None and cleanup_error is not True:
+                raise LuaSkillsError(cleanup_error)
+
+    @staticmethod
+    def _printed_after_stop(vm, state: "_RunluaVmState"):
+        """The print capture of a run the guard or the memory cap stopped (a full heap may need a
+        collection before the lines can be joined)."""
+        for _ in range(2):
+            try:
+                return state.printed()
+            except lupa_engine.LuaError:
+                vm.runtime.gccollect()
+        return 0, b""
+
+    def _render_values(self, vm, state, counted, request, deadline, token) -> GuardedResult:
+        """Render the returned values (counted = (n, values...)).  Strings, numbers, booleans
+        and nil need no Lua; anything else is read through Lua (metamethods may run), so that is
+        done under the guard again, with the rest of the request's time (at least one second)."""
+        total = int(counted[0])
+        values = counted[1:1 + total]
+        if len(values) < total:
+            values += (None,) * (total - len(values))
+        if not any(type(value) not in _PLAIN_TYPES for value in values):
+            return GuardedResult("ok", tuple([render_value(v, state.inline) for v in values]),
+                                 "", "")
+
+        def render():
+            return tuple(render_value(value, state.inline) for value in values)
+
+        remaining_ms = max(int((deadline - time.monotonic()) * 1000), 1000)
+        rendered = guarded_call(vm, render, timeout_ms=remaining_ms,
+                                timeout_text=timeout_message(request.timeout_ms), cancel=token)
+        if not rendered.ok:
+            return rendered
+        return GuardedResult("ok", rendered.values[0], "", "")
+
+    def _cleanup(self, vm, state: _RunluaVmState, restored=None):
+        """Put the VM back the way the next request must find it.  Returns None when it can be
+        reused, True when it must be discarded quietly, or the reference's cleanup error text."""
+        try:
+            status, kib, message = _padded(restored or state.restore(), 3)
+            if state.managed_io and vm.managed_io.open_count:
+                vm.managed_io.close_all()
+            if status != 3 and kib > state.retain_limit_kib:
+                vm.runtime.gccollect()
+                status, kib, message = _padded(state.restore(), 3)
+        except lupa_engine.LuaError:
+            return True
+        if status == 3:
+            text = message.decode("utf-8", "replace")
+            if text == "not enough memory":  # a capped heap still full: drop the VM quietly
+                return True
+            return f"request scope reset failed: {text}"
+        if status == 2 or kib > state.retain_limit_kib:
+            return True
+        return None

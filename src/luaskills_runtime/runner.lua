@@ -1,0 +1,17 @@
+-- Private chunk runner: compiles and runs code with the library functions captured when the VM
+-- was built, so user code that replaces `load` or `xpcall` cannot change how requests run.
+-- Returns true, values... or false, message.  Non-string errors are turned into text.
+local load, xpcall, tostring, type, select = load, xpcall, tostring, type, select
+
+local function message_of(err)
+  if type(err) == "string" then return err end
+  if err == nil then return "nil" end
+  local ok, text = pcall(tostring, err)
+  return ok and text or ("(error object is a " .. type(err) .. " value)")
+end
+
+return function(code, chunkname)
+  local fn, err = load(code, chunkname)
+  if not fn then return false, message_of(err) end
+  return xpcall(fn, message_of)
+end

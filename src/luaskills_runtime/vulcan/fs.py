@@ -1,0 +1,123 @@
+"""`vulcan.path`, `vulcan.fs`, `vulcan.os` and `vulcan.io.read_text/write_text` (SPEC 4)."""
+from __future__ import annotations
+
+import os
+import platform
+import sys
+
+from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.luajson import lua_type_name
+from luaskills_runtime.text import decode_text, encode_text, normalize_encoding
+from luaskills_runtime.vulcan._bridge import require_path_arg, require_string_arg
+
+
+def os_info() -> dict:
+    """Names as Rust's std::env::consts reports them, which is what the reference returns."""
+    if sys.platform.startswith("linux"):
+        os_name = "linux"
+    elif sys.platform == "darwin":
+        os_name = "macos"
+    elif sys.platform == "win32":
+        os_name = "windows"
+    else:
+        os_name = sys.platform
+    machine = platform.machine().lower()
+    arch = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return {"os": os_name, "arch": arch}
+
+
+def install(vm, vulcan) -> None:
+    bridge = vm.bridge
+
+    def path_join(*parts):
+        if not parts:
+            raise LuaSkillsError("vulcan.path.join: at least one path segment is required")
+        texts = [require_string_arg(part, "vulcan.path.join", f"segment {index}", allow_blank=True)
+                 for index, part in enumerate(parts, 1)]
+        return os.path.join(*texts).encode()
+
+    def fs_list(path=None):
+        folder = require_path_arg(path, "vulcan.fs.list", "path")
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError as error:
+            raise LuaSkillsError(f"vulcan.fs.list: {error.strerror or error}: {folder}") from None
+        return bridge.to_lua(names)
+
+    def fs_read(path=None):
+        name = require_path_arg(path, "vulcan.fs.read", "path")
+        try:
+            with open(name, "rb") as handle:
+                return handle.read()
+        except OSError as error:
+            raise LuaSkillsError(f"vulcan.fs.read: {error.strerror or error}: {name}") from None
+
+    def fs_write(path=None, content=None):
+        name = require_path_arg(path, "vulcan.fs.write", "path")
+        if not isinstance(content, bytes):
+            raise LuaSkillsError(
+                f"vulcan.fs.write: content must be a string, got {lua_type_name(content)}")
+        try:
+            with open(name, "wb") as handle:
+                handle.write(content)
+        except OSError as error:
+            raise LuaSkillsError(f"vulcan.fs.write: {error.strerror or error}: {name}") from None
+        return True
+
+    def fs_exists(path=None):
+        return os.path.exists(require_path_arg(path, "vulcan.fs.exists", "path"))
+
+    def fs_is_dir(path=None):
+        return os.path.isdir(require_path_arg(path, "vulcan.fs.is_dir", "path"))
+
+    def encoding_arg(value, fn_name):
+        if value is None:
+            return vm.default_text_mode
+        label = require_string_arg(value, fn_name, "encoding", allow_blank=True)
+        if not label.strip():
+            return vm.default_text_mode
+        try:
+            return normalize_encoding(label)
+        except LuaSkillsError as error:
+            raise LuaSkillsError(f"{fn_name}: {error}") from None
+
+    def read_text(path=None, encoding=None):
+        name = require_path_arg(path, "vulcan.io.read_text", "path")
+        mode = encoding_arg(encoding, "vulcan.io.read_text")
+        try:
+            with open(name, "rb") as handle:
+                data = handle.read()
+        except OSError as error:
+            raise LuaSkillsError(f"vulcan.io.read_text: {error.strerror or error}: {name}") from None
+        return decode_text(data, mode).text.encode("utf-8", "surrogatepass")
+
+    def write_text(path=None, text=None, encoding=None):
+        name = require_path_arg(path, "vulcan.io.write_text", "path")
+        if not isinstance(text, bytes):
+            raise LuaSkillsError(
+                f"vulcan.io.write_text: text must be a string, got {lua_type_name(text)}")
+        mode = encoding_arg(encoding, "vulcan.io.write_text")
+        try:
+            data = encode_text(text, mode)
+        except LuaSkillsError as error:
+            raise LuaSkillsError(f"vulcan.io.write_text: {error}") from None
+        try:
+            with open(name, "wb") as handle:
+                handle.write(data)
+        except OSError as error:
+            raise LuaSkillsError(f"vulcan.io.write_text: {error.strerror or error}: {name}") from None
+        return True
+
+    vulcan[b"path"] = bridge.table(join=bridge.function("vulcan.path.join", path_join))
+    vulcan[b"fs"] = bridge.table(
+        list=bridge.function("vulcan.fs.list", fs_list),
+        read=bridge.function("vulcan.fs.read", fs_read),
+        write=bridge.function("vulcan.fs.write", fs_write),
+        exists=bridge.function("vulcan.fs.exists", fs_exists),
+        is_dir=bridge.function("vulcan.fs.is_dir", fs_is_dir),
+    )
+    vulcan[b"os"] = bridge.table(info=bridge.function("vulcan.os.info", lambda: bridge.to_lua(os_info())))
+    io_table = vulcan[b"io"]
+    io_table[b"read_text"] = bridge.function("vulcan.io.read_text", read_text)
+    io_table[b"write_text"] = bridge.function("vulcan.io.write_text", write_text)
+

@@ -1,0 +1,418 @@
+"""Managed `io` compatibility library (SPEC 4) for runlua and lease VMs.
+
+``install_managed_io(vm)`` replaces the VM's global ``io``, ``package.loaded.io`` and
+``package.preload.io`` with the managed library (luaskills_runtime/managed_io.lua) unless the host
+set ``enable_managed_io_compat=False``.  File handles and their buffering live in Lua; this module
+supplies the byte-level primitives over handle ids, and owns every file and child process the
+Lua code opened, so the VM's owner can close them all (``reset_managed_io`` at the end of a
+runlua request; ``vm.close()`` for any VM, through ``vm.track``).
+
+``io.popen(command)`` runs the command through the shell with its stdout piped to us, stdin from
+the null device (a child must not read the host's own stdin), in its own process group.  Reads
+and ``close()`` respect the deadline and cancel state of the guarded run in progress: when it
+passes, the whole group is killed and reaped and the read raises the run's timeout message.
+``close()`` closes our end, waits for the exit status (``true|nil, "exit"|"signal", code``, as
+Lua 5.2 reports it) and kills whatever the group left behind.
+"""
+from __future__ import annotations
+
+import errno as errno_codes
+import io as pyio
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from importlib import resources
+from typing import Dict, Optional
+
+from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.guard import current_limits
+from luaskills_runtime.luajson import lua_type_name
+from luaskills_runtime.vulcan._bridge import require_path_arg, require_string_arg
+
+_SOURCE = resources.files("luaskills_runtime").joinpath("managed_io.lua").read_text("utf-8")
+_WINDOWS = sys.platform == "win32"
+_MODE = re.compile(r"[rwa]\+?b*")
+_PY_MODES = {"r": "rb", "w": "wb", "a": "ab", "r+": "r+b", "w+": "w+b", "a+": "a+b"}
+_WHENCE = {b"set": os.SEEK_SET, b"cur": os.SEEK_CUR, b"end": os.SEEK_END}
+_POLL_SLICE = 0.05  # how often a blocked pipe read looks at the cancel flag
+
+
+def _os_failure(error: OSError, prefix: Optional[str] = None):
+    """(nil, message, errno) the way Lua's io library reports a failed call."""
+    code = error.errno if error.errno is not None else 0
+    text = error.strerror or str(error)
+    message = f"{prefix}: {text}" if prefix else text
+    return (None, message.encode("utf-8", "surrogateescape"), code)
+
+
+_BAD_FD = (None, os.strerror(errno_codes.EBADF).encode(), errno_codes.EBADF)
+
+
+def _mode_text(value, fn: str) -> str:
+    if not isinstance(value, bytes):
+        raise LuaSkillsError(f"vulcan.io.{fn}: mode must be a string, got {lua_type_name(value)}")
+    return value.decode("utf-8", "replace")
+
+
+class _StdStream:
+    """One of the host process's standard streams, looked up at each call (hosts and test
+    harnesses replace sys.stdout)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def _stream(self):
+        stream = getattr(sys, self.name, None)
+        if stream is None:
+            raise OSError(errno_codes.EBADF, os.strerror(errno_codes.EBADF))
+        return getattr(stream, "buffer", stream)
+
+    def read1(self, size: int) -> bytes:
+        stream = self._stream()
+        reader = getattr(stream, "read1", None) or stream.read
+        data = reader(size)
+        return data.encode("utf-8") if isinstance(data, str) else data
+
+    def write(self, data: bytes) -> None:
+        stream = self._stream()
+        if isinstance(stream, pyio.TextIOBase):
+            stream.write(data.decode("utf-8", "replace"))
+        else:
+            stream.write(data)
+
+    def flush(self) -> None:
+        self._stream().flush()
+
+    def seek(self, offset, whence):
+        raise OSError(errno_codes.ESPIPE, os.strerror(errno_codes.ESPIPE))
+
+
+class _Pipe:
+    """A shell command whose stdout we read (io.popen in read mode)."""
+
+    def __init__(self, command: str):
+        kwargs = dict(shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=0)
+        if _WINDOWS:
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        else:
+            kwargs["start_new_session"] = True  # own process group: close/kill reach the tree
+        self.proc = subprocess.Popen(command, **kwargs)
+        self._fd = self.proc.stdout.fileno()
+        self._closed = False
+        if _WINDOWS:  # no select() on Windows pipes: a thread drains them
+            self._chunks: deque = deque()
+            self._eof = False
+            self._cond = threading.Condition()
+            self._reader = threading.Thread(target=self._drain, daemon=True)
+            self._reader.start()
+
+    # -- reading -----------------------------------------------------------------------------
+    def read1(self, size: int, limits) -> bytes:
+        if _WINDOWS:
+            return self._read_windows(size, limits)
+        while True:
+            wait = None
+            if limits is not None:
+                reason = limits.stop_reason()
+                if reason is not None:
+                    self.kill()
+                    raise LuaSkillsError(reason)
+                wait = min(limits.remaining(), _POLL_SLICE)
+            ready, _, _ = select.select([self._fd], [], [], wait)
+            if ready:
+                try:
+                    return os.read(self._fd, size)
+                except InterruptedError:
+                    continue
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self._fd, 65536)
+            except OSError:
+                data = b""
+            with self._cond:
+                if data:
+                    self._chunks.append(data)
+                else:
+                    self._eof = True
+                self._cond.notify_all()
+            if not data:
+                return
+
+    def _read_windows(self, size: int, limits) -> bytes:
+        with self._cond:
+            while not self._chunks and not self._eof:
+                if limits is not None:
+                    reason = limits.stop_reason()
+                    if reason is not None:
+                        self.kill()
+                        raise LuaSkillsError(reason)
+                    self._cond.wait(min(limits.remaining(), _POLL_SLICE))
+                else:
+                    self._cond.wait()
+            if not self._chunks:
+                return b""
+            data = self._chunks.popleft()
+            if len(data) > size:
+                self._chunks.appendleft(data[size:])
+                data = data[:size]
+            return data
+
+    def write(self, data):
+        raise OSError(errno_codes.EBADF, os.strerror(errno_codes.EBADF))
+
+    def seek(self, offset, whence):
+        raise OSError(errno_codes.ESPIPE, os.strerror(errno_codes.ESPIPE))
+
+    def flush(self):
+        pass
+
+    # -- ending ------------------------------------------------------------------------------
+    def close(self, limits):
+        """Close our end, wait for the exit status, kill what the group left behind."""
+        if not _WINDOWS:
+            self._close_fd()
+        if limits is None:
+            self.proc.wait()
+        else:
+            while True:
+                reason = limits.stop_reason()
+                if reason is not None:
+                    self.kill()
+                    raise LuaSkillsError(reason)
+                try:
+                    self.proc.wait(timeout=min(limits.remaining(), _POLL_SLICE) or 0.001)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self._kill_group()
+        self._finish()
+        code = self.proc.returncode
+        if code < 0:
+            return (None, b"signal", -code)
+        return (True if code == 0 else None, b"exit", code)
+
+    def kill(self) -> None:
+        """Kill the whole group now and reap the shell (idempotent)."""
+        self._kill_group()
+        try:
+            self.proc.kill()
+        except OSError:
+            pass
+        self.proc.wait()
+        self._close_fd()
+        self._finish()
+
+    def _kill_group(self) -> None:
+        if _WINDOWS:
+            if self.proc.poll() is None:
+                subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.proc.pid)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _close_fd(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.proc.stdout.close()
+
+    def _finish(self) -> None:
+        if _WINDOWS:
+            self._reader.join()
+            self._close_fd()
+
+
+class ManagedIo:
+    """The files and pipes one VM's managed io has open, by handle id (0-2: standard streams)."""
+
+    def __init__(self, vm):
+        self._vm = vm
+        self._lock = threading.Lock()  # kill() may come from another thread (engine close)
+        self._handles: Dict[int, object] = {0: _StdStream("stdin"), 1: _StdStream("stdout"),
+                                            2: _StdStream("stderr")}
+        self._next_id = 3
+        self.lua_reset = None
+
+    def _add(self, handle) -> int:
+        with self._lock:
+            handle_id = self._next_id
+            self._next_id += 1
+            self._handles[handle_id] = handle
+            return handle_id
+
+    def _get(self, handle_id):
+        handle = self._handles.get(handle_id)
+        if handle is None:
+            raise LuaSkillsError("attempt to use a closed file")
+        return handle
+
+    @property
+    def open_count(self) -> int:
+        return len(self._handles) - 3
+
+    # -- primitives called from managed_io.lua -----------------------------------------------
+    def open(self, path=None, mode=None, fn=b"open"):
+        fn_name = fn.decode() if isinstance(fn, bytes) else "open"
+        name = require_path_arg(path, f"vulcan.io.{fn_name}", "path")
+        mode_text = _mode_text(mode, fn_name)
+        if not _MODE.fullmatch(mode_text):
+            raise LuaSkillsError(f"vulcan.io.{fn_name}: invalid mode `{mode_text}`")
+        try:
+            handle = open(name, _PY_MODES[mode_text.rstrip("b")])
+        except OSError as error:
+            return _os_failure(error, name)
+        return self._add(handle)
+
+    def tmpfile(self):
+        try:
+            return self._add(tempfile.TemporaryFile("w+b"))
+        except OSError as error:
+            return _os_failure(error)
+
+    def popen(self, command=None, mode=None):
+        text = require_string_arg(command, "vulcan.io.popen", "command")
+        mode_text = _mode_text(mode, "popen")
+        if mode_text.startswith("w"):
+            raise LuaSkillsError("vulcan.io.popen: write mode is not implemented yet")
+        if not re.fullmatch(r"rb?", mode_text):
+            raise LuaSkillsError(f"vulcan.io.popen: invalid mode `{mode_text}`")
+        try:
+            return self._add(_Pipe(text))
+        except OSError as error:
+            return _os_failure(error, text)
+
+    def read(self, handle_id, size):
+        handle = self._get(handle_id)
+        try:
+            if isinstance(handle, _Pipe):
+                return handle.read1(int(size), current_limits(self._vm))
+            return handle.read1(int(size))
+        except pyio.UnsupportedOperation:
+            return _BAD_FD
+        except OSError as error:
+            return _os_failure(error)
+
+    def write(self, handle_id, data, unread=0):
+        handle = self._get(handle_id)
+        try:
+            if unread:
+                handle.seek(-int(unread), os.SEEK_CUR)
+            handle.write(data)
+        except pyio.UnsupportedOperation:
+            return _BAD_FD
+        except OSError as error:
+            return _os_failure(error)
+        return True
+
+    def seek(self, handle_id, whence, offset, unread=0):
+        handle = self._get(handle_id)
+        how = _WHENCE[whence]
+        amount = int(offset) - (int(unread) if how == os.SEEK_CUR else 0)
+        try:
+            return handle.seek(amount, how)
+        except pyio.UnsupportedOperation:
+            return _os_failure(OSError(errno_codes.ESPIPE, os.strerror(errno_codes.ESPIPE)))
+        except (OSError, ValueError) as error:
+            if isinstance(error, ValueError):
+                error = OSError(errno_codes.EINVAL, os.strerror(errno_codes.EINVAL))
+            return _os_failure(error)
+
+    def flush(self, handle_id):
+        handle = self._get(handle_id)
+        try:
+            handle.flush()
+        except OSError as error:
+            return _os_failure(error)
+        return True
+
+    def close(self, handle_id):
+        with self._lock:
+            handle = self._handles.pop(handle_id, None)
+        if handle is None:
+            raise LuaSkillsError("attempt to use a closed file")
+        if isinstance(handle, _Pipe):
+            return handle.close(current_limits(self._vm))
+        try:
+            handle.close()
+        except OSError as error:
+            return _os_failure(error)
+        return True
+
+    def release(self, handle_id):
+        """A handle was garbage-collected without close(): drop it quietly."""
+        with self._lock:
+            handle = self._handles.pop(handle_id, None)
+        if handle is not None:
+            _discard(handle)
+
+    # -- owner side --------------------------------------------------------------------------
+    def close_all(self) -> None:
+        """Close every file and kill every pipe the Lua code opened (standard streams stay)."""
+        with self._lock:
+            opened = [handle for key, handle in self._handles.items() if key > 2]
+            for key in [key for key in self._handles if key > 2]:
+                del self._handles[key]
+        for handle in opened:
+            _discard(handle)
+
+    kill = close_all  # vm.track(...) calls kill() when the VM closes
+
+
+def _discard(handle) -> None:
+    try:
+        if isinstance(handle, _Pipe):
+            handle.kill()
+        else:
+            handle.close()
+    except Exception:  # teardown must reach every handle
+        pass
+
+
+_PRELOAD_FACTORY = "local io = ... return function() return io end"
+
+
+def install_managed_io(vm) -> bool:
+    """Give `vm` the managed io library; False (and native io kept) when the host disabled it.
+
+    Idempotent.  The VM keeps the library's state as `vm.managed_io`."""
+    if not vm.options.enable_managed_io_compat:
+        return False
+    if getattr(vm, "managed_io", None) is not None:
+        return True
+    state = ManagedIo(vm)
+    bridge = vm.bridge
+    primitives = bridge.table(**{
+        name: bridge.function(f"vulcan.io.{name}", getattr(state, name))
+        for name in ("open", "read", "write", "seek", "flush", "close", "release", "popen",
+                     "tmpfile")
+    })
+    io_table, lua_reset = vm.runtime.execute(_SOURCE, primitives)
+    state.lua_reset = lua_reset
+    g = vm.runtime.globals()
+    g[b"io"] = io_table
+    package = g[b"package"]
+    package[b"loaded"][b"io"] = io_table
+    package[b"preload"][b"io"] = vm.runtime.execute(_PRELOAD_FACTORY, io_table)
+    vm.managed_io = state
+    vm.track(state)
+    return True
+
+
+def reset_managed_io(vm) -> None:
+    """End of a request: close what the Lua code opened, back to the standard default files."""
+    state = getattr(vm, "managed_io", None)
+    if state is None:
+        return
+    state.lua_reset()
+    if state.open_count:
+        state.close_all()

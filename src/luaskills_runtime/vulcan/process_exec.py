@@ -1,0 +1,28 @@
+"""`vulcan.process.exec(spec)` and its alias `vulcan.exec` (SPEC 7): one-shot process execution.
+
+The request is checked with the reference's rules and texts (``process.exec: ...`` errors raised
+in Lua); the run itself happens without the GIL in the native process core and always yields a
+result table, also for spawn failures and timeouts.  While it runs the child tree is tracked by
+the VM, so closing the VM (or the engine) from another thread ends it.
+"""
+from __future__ import annotations
+
+from luaskills_runtime.exec_request import FN_NAME, parse_lua_exec_spec, result_to_lua
+from luaskills_runtime.process_exec import run_exec_request
+
+
+def install(vm, vulcan) -> None:
+    runtime = vm.runtime
+    default_mode = vm.default_text_mode
+
+    def process_exec(spec=None, *_ignored):
+        request = parse_lua_exec_spec(spec, default_mode)
+        return result_to_lua(runtime, run_exec_request(request, track=vm.track))
+
+    exec_fn = vm.bridge.function(FN_NAME, process_exec)
+    process = vulcan[b"process"]
+    if process is None:   # whichever process area installs first creates the table
+        process = vm.bridge.table()
+        vulcan[b"process"] = process
+    process[b"exec"] = exec_fn
+    vulcan[b"exec"] = exec_fn

@@ -1,0 +1,138 @@
+"""LuaEngine basics: the engine is LuaJIT, Lua gets no door into Python, run_lua semantics."""
+import threading
+
+import lupa.luajit21
+import pytest
+
+import luaskills_runtime
+from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
+
+
+def test_version_is_exposed():
+    assert luaskills_runtime.__version__.count(".") == 2
+
+
+def test_engine_is_luajit(engine):
+    version = engine.run_lua("return jit and jit.version")
+    assert version.startswith("LuaJIT 2.1")
+    assert engine.run_lua("return _VERSION") == "Lua 5.1"
+
+
+def test_args_are_a_local(engine):
+    assert engine.run_lua("return args.a + args.b", {"a": 2, "b": 40}) == 42
+    assert engine.run_lua("return args", None) == []
+    assert engine.run_lua("return args", 5) == []  # non-container args -> empty table
+
+
+def test_first_return_value_only(engine):
+    assert engine.run_lua("return 1, 2, 3") == 1
+    assert engine.run_lua("local x = 1") is None
+
+
+@pytest.mark.parametrize("code", [
+    "return python",
+    "return package.loaded.python",
+    "return type(python_eval)",
+])
+def test_no_python_module(engine, code):
+    assert engine.run_lua(code) in (None, "nil")
+
+
+def test_python_objects_have_no_attributes(engine):
+    # Every vulcan function is a Lua closure; even reaching the Python callback object through the
+    # debug library gives no attribute access.
+    code = """
+    local f = vulcan.json.encode
+    local name, up = debug.getupvalue(f, 1)
+    local ok, err = pcall(function() return up.__globals__ end)
+    return {ok = ok, has_up = up ~= nil}
+    """
+    result = engine.run_lua(code)
+    assert result["ok"] is False
+
+
+def test_runtime_error_message(engine):
+    with pytest.raises(LuaSkillsError, match=r"^Lua run_lua error: run_lua:3: boom$"):
+        engine.run_lua("error('boom')")
+    with pytest.raises(LuaSkillsError, match=r"^Lua run_lua error: run_lua:3: .*expected near"):
+        engine.run_lua("this is not lua")
+    with pytest.raises(LuaSkillsError, match="Cannot convert Lua function to JSON"):
+        engine.run_lua("return print")
+
+
+def test_error_objects_that_are_not_strings(engine):
+    with pytest.raises(LuaSkillsError, match=r"^Lua run_lua error: table: 0x"):
+        engine.run_lua("error({})")
+    with pytest.raises(LuaSkillsError, match=r"^Lua run_lua error: custom$"):
+        engine.run_lua("error(setmetatable({}, {__tostring = function() return 'custom' end}))")
+
+
+def test_request_scope_is_reset_between_requests(engine):
+    engine.run_lua("vulcan.context.request.x = 1; vulcan.runtime.internal.tool_name = 'x'; __runlua_args = 7")
+    assert engine.run_lua("return vulcan.context.request") == []
+    assert engine.run_lua("return vulcan.runtime.internal.tool_name") is None
+    assert engine.run_lua("return vulcan.runtime.internal.luaexec_active") is False
+    assert engine.run_lua("return vulcan.context.tool_config") == []
+
+
+def test_vm_with_broken_namespace_is_discarded():
+    with LuaEngine(HostOptions(main_pool=(1, 1, 60))) as engine:
+        engine.run_lua("MARK = 1")
+        assert engine.run_lua("return MARK") == 1  # same VM reused
+        with pytest.raises(LuaSkillsError, match="vulcan.context is not a table"):
+            engine.run_lua("vulcan.context = nil return 1")
+        assert engine.run_lua("return MARK") is None  # a fresh VM
+        assert engine.run_lua("return type(vulcan.context)") == "table"
+
+
+def test_main_vm_keeps_native_io(engine):
+    assert engine.run_lua("return io.type(io.stdout)") == "file"
+
+
+def test_concurrent_run_lua_uses_bounded_pool():
+    with LuaEngine(HostOptions(main_pool=(1, 2, 60))) as engine:
+        errors = []
+
+        def work(n):
+            try:
+                for i in range(20):
+                    assert engine.run_lua("return args.n * 2", {"n": n + i}) == 2 * (n + i)
+            except Exception as error:  # pragma: no cover - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        assert engine._main_pool.stats()["total"] <= 2
+
+
+def test_closed_engine_refuses_work():
+    engine = LuaEngine()
+    engine.close()
+    engine.close()  # idempotent
+    with pytest.raises(LuaSkillsError, match="closed"):
+        engine.run_lua("return 1")
+
+
+def test_invalid_default_encoding_fails_engine_creation():
+    with pytest.raises(LuaSkillsError, match="unsupported text encoding `klingon`"):
+        LuaEngine(HostOptions(default_text_encoding="klingon"))
+    LuaEngine(HostOptions(default_text_encoding="  ")).close()  # blank = platform default
+
+
+def test_code_must_be_a_string(engine):
+    with pytest.raises(LuaSkillsError, match="code must be a string"):
+        engine.run_lua(b"return 1")
+
+
+def test_pool_config_is_normalised():
+    options = HostOptions(main_pool=(0, -3, 0), runlua_pool=(5, 2, 9))
+    assert options.main_pool == (1, 1, 1)
+    assert options.runlua_pool == (5, 5, 9)
+
+
+def test_lupa_engine_module_is_explicit():
+    assert lupa.luajit21.LuaRuntime().lua_implementation.startswith("LuaJIT")
