@@ -63,9 +63,19 @@ def lua_type_name(value: Any) -> str:
         return "string"
     if isinstance(value, (dict, list, tuple)):
         return "table"
+    lua_kind = _lua_object_type(value)
+    if lua_kind is not None:   # a Lua table, function or thread handed over by lupa
+        return lua_kind
     if callable(value):
         return "function"
     return "userdata"
+
+
+def _lua_object_type(value: Any) -> Optional[str]:
+    if type(value).__module__.split(".")[0] != "lupa":
+        return None
+    from luaskills_runtime.luajson import lua_type_name as lua_value_type
+    return lua_value_type(value)
 
 
 def _text(value: Any, fn: str, key: str, allow_blank: bool) -> str:
