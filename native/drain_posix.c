@@ -20,6 +20,7 @@
 #  define LSR_USE_EPOLL 1
 #  include <sys/epoll.h>
 #  include <sys/eventfd.h>
+#  include <poll.h>
 #else
 #  define LSR_USE_EPOLL 0
 #  include <poll.h>
@@ -30,9 +31,20 @@
 #define STATE_EXITED 2    /* thread returned, not joined yet */
 
 #define WAKE_TOKEN UINT64_MAX
+/* A direct reader leaves the stdout fd muted when it returns, so a reader that comes back (the
+ * usual write/read loop) needs no epoll_ctl at all.  While any fd is muted the drainer wakes every
+ * MUTE_SCAN_MS and unmutes those no reader is polling: a child that writes while nobody reads is
+ * drained again within that time (it can fill the pipe, 64 KiB on Linux, meanwhile). */
+#define MUTE_SCAN_MS 25
 #define READ_CHUNK 65536
 #define READS_PER_EVENT 4          /* bounded per wake-up so one chatty child cannot starve others */
 #define DRAINER_STACK (256 * 1024)
+/* Which output fds a direct reader takes away from the drainer while it polls (bit 0 stdout,
+ * bit 1 stderr).  Muting costs two epoll_ctl calls per stream and wait; an unmuted stream is
+ * read by whoever comes first. */
+#ifndef DIRECT_MUTE_MASK
+#define DIRECT_MUTE_MASK 1
+#endif
 
 typedef struct drain_slot {
     lsr_drain_client *client;   /* NULL when free */
@@ -64,6 +76,7 @@ static struct {
 };
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int muted_clients;       /* clients whose stdout is muted; atomic */
 
 static void set_error(lsr_error *err, int code, const char *call)
 {
@@ -153,6 +166,42 @@ static void stop_watching_pid(lsr_drain_client *c)
 
 /* ---- the drainer thread ---------------------------------------------------------------------- */
 
+/* Reads what a non-blocking output fd holds (bounded, so one chatty child cannot starve the
+ * others) into its ring; closes the stream at EOF or on a read error.  c->io_mu held. */
+static void drain_fd_locked(lsr_drain_client *c, int kind, uint8_t *buf, size_t cap)
+{
+    int fd = c->fd[kind];
+    if (fd < 0)
+        return;
+    for (int i = 0; i < READS_PER_EVENT; i++) {
+        ssize_t n = read(fd, buf, cap);
+        if (n > 0) {
+            lsr_ring_append(c->ring[kind], buf, (size_t)n);
+            if ((size_t)n < cap)
+                return;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            i--;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        close_stream(c, kind);   /* EOF, or a read error that ends this stream */
+        return;
+    }
+}
+
+/* Interrupts a direct reader's poll (see lsr_drain_wait).  c->io_mu held. */
+static void wake_direct_locked(lsr_drain_client *c)
+{
+    if (c->direct && c->wake_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t rc = write(c->wake_fd, &one, sizeof one);
+        (void)rc;   /* EAGAIN: already pending */
+    }
+}
+
 static void handle_event(uint64_t token, uint8_t *buf)
 {
     uint32_t gen = (uint32_t)(token >> 32);
@@ -166,29 +215,24 @@ static void handle_event(uint64_t token, uint8_t *buf)
             stop_watching_pid(c);
             __atomic_store_n(&c->exit_seen, 1, __ATOMIC_RELEASE);
             lsr_notify_signal(c->notify);
+            pthread_mutex_lock(&c->io_mu);
+            wake_direct_locked(c);
+            pthread_mutex_unlock(&c->io_mu);
         }
         return;
     }
-    int fd = c->fd[kind];
-    if (fd < 0)
-        return;
-    for (int i = 0; i < READS_PER_EVENT; i++) {
-        ssize_t n = read(fd, buf, READ_CHUNK);
-        if (n > 0) {
-            lsr_ring_append(c->ring[kind], buf, (size_t)n);
-            if (n < READ_CHUNK)
-                return;
-            continue;
-        }
-        if (n < 0 && errno == EINTR) {
-            i--;
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        close_stream(c, kind);   /* EOF, or a read error that ends this stream */
-        return;
-    }
+    pthread_mutex_lock(&c->io_mu);
+    if (!c->direct) {
+        drain_fd_locked(c, kind, buf, READ_CHUNK);
+    } else if (!(DIRECT_MUTE_MASK & (1 << kind))) {
+        /* A direct reader polls this unmuted fd too; whoever reads first appends, and the
+         * reader's poll may not see data we took, so kick it. */
+        uint64_t seq = lsr_notify_seq(c->notify);
+        drain_fd_locked(c, kind, buf, READ_CHUNK);
+        if (lsr_notify_seq(c->notify) != seq)
+            wake_direct_locked(c);
+    }   /* else: an event fetched just before the reader muted this fd; the reader takes it */
+    pthread_mutex_unlock(&c->io_mu);
 }
 
 #if !LSR_USE_EPOLL
@@ -233,18 +277,60 @@ static int rebuild_poll_set(void)
 }
 #endif
 
+#if LSR_USE_EPOLL
+/* Tells the drainer to ignore (mute = 1) or watch again (mute = 0) the client's muted-by-readers
+ * output fds.  c->io_mu held; the client is attached (so G.waitfd and its slot are valid). */
+static void mute_streams_locked(lsr_drain_client *c, int mute)
+{
+    if (c->muted == mute)
+        return;
+    for (int kind = 0; kind < 2; kind++) {
+        if (c->fd[kind] < 0 || !(DIRECT_MUTE_MASK & (1 << kind)))
+            continue;
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof ev);
+        ev.events = mute ? 0 : EPOLLIN;
+        ev.data.u64 = make_token(c->slot, c->gen, kind);
+        epoll_ctl(G.waitfd, EPOLL_CTL_MOD, c->fd[kind], &ev);
+    }
+    __atomic_store_n(&c->muted, mute, __ATOMIC_RELAXED);
+    if (mute) {
+        if (__atomic_fetch_add(&muted_clients, 1, __ATOMIC_ACQ_REL) == 0)
+            wake_drainer();   /* it sleeps without a timeout: make it start scanning */
+    } else {
+        __atomic_fetch_sub(&muted_clients, 1, __ATOMIC_ACQ_REL);
+    }
+}
+
+/* Gives muted fds that no reader polls back to the drainer (G.mu held). */
+static void unmute_idle_clients(void)
+{
+    for (uint32_t i = 0; i < G.nslots; i++) {
+        lsr_drain_client *c = G.slots[i].client;
+        if (c == NULL || !__atomic_load_n(&c->muted, __ATOMIC_RELAXED))
+            continue;   /* unlocked peek; re-checked under io_mu */
+        pthread_mutex_lock(&c->io_mu);
+        if (!c->direct && !c->io_closed)
+            mute_streams_locked(c, 0);
+        pthread_mutex_unlock(&c->io_mu);
+    }
+}
+#endif
+
 static void *drainer_main(void *arg)
 {
     (void)arg;
     uint8_t *buf = malloc(READ_CHUNK);
 #if LSR_USE_EPOLL
     struct epoll_event events[128];
+    int64_t next_scan_ms = lsr_now_ms() + MUTE_SCAN_MS;
 #endif
     pthread_mutex_lock(&G.mu);
     while (G.clients > 0 && buf != NULL) {
 #if LSR_USE_EPOLL
+        int timeout = __atomic_load_n(&muted_clients, __ATOMIC_ACQUIRE) > 0 ? MUTE_SCAN_MS : -1;
         pthread_mutex_unlock(&G.mu);
-        int n = epoll_wait(G.waitfd, events, 128, -1);
+        int n = epoll_wait(G.waitfd, events, 128, timeout);
         int wait_errno = errno;
         pthread_mutex_lock(&G.mu);
         if (n < 0) {
@@ -257,6 +343,13 @@ static void *drainer_main(void *arg)
                 clear_wake();
             else
                 handle_event(events[i].data.u64, buf);
+        }
+        if (__atomic_load_n(&muted_clients, __ATOMIC_ACQUIRE) > 0) {
+            int64_t now = lsr_now_ms();
+            if (now >= next_scan_ms) {
+                unmute_idle_clients();
+                next_scan_ms = now + MUTE_SCAN_MS;
+            }
         }
 #else
         if (G.dirty && rebuild_poll_set() != 0) {
@@ -415,6 +508,7 @@ static void atfork_child(void)
     G.waitfd = G.wake_r = G.wake_w = -1;
     G.state = STATE_IDLE;
     G.clients = 0;
+    muted_clients = 0;
     G.free_head = NO_SLOT;
     for (uint32_t i = G.nslots; i-- > 0;) {
         G.slots[i].client = NULL;
@@ -544,6 +638,17 @@ void lsr_drain_forget_pid(lsr_drain_client *c)
 void lsr_drain_detach(lsr_drain_client *c)
 {
     pthread_mutex_lock(&G.mu);
+    pthread_mutex_lock(&c->io_mu);
+    while (c->direct) {   /* a reader polls these fds: interrupt it and let it finish */
+        wake_direct_locked(c);
+        pthread_cond_wait(&c->io_cv, &c->io_mu);
+    }
+    c->io_closed = 1;
+    if (c->muted) {
+        if (still_attached(c))   /* a fork()ed copy's count started again from 0 */
+            __atomic_fetch_sub(&muted_clients, 1, __ATOMIC_ACQ_REL);
+        c->muted = 0;
+    }
     if (!still_attached(c)) {
         /* Never attached, already detached, or inherited through fork(): just release fds. */
         for (int kind = 0; kind < 2; kind++) {
@@ -555,11 +660,13 @@ void lsr_drain_detach(lsr_drain_client *c)
         }
         c->attached = 0;
         __atomic_store_n(&c->watching_pid, 0, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&c->io_mu);
         pthread_mutex_unlock(&G.mu);
         return;
     }
     close_stream(c, LSR_DRAIN_OUT);
     close_stream(c, LSR_DRAIN_ERR);
+    pthread_mutex_unlock(&c->io_mu);
     stop_watching_pid(c);
     release_slot(c->slot);
     c->attached = 0;
@@ -584,4 +691,111 @@ void lsr_drain_stats(int *clients, int *thread_running)
     if (thread_running)
         *thread_running = G.state == STATE_RUNNING;
     pthread_mutex_unlock(&G.mu);
+}
+
+int lsr_drain_client_init(lsr_drain_client *c)
+{
+    int rc = pthread_mutex_init(&c->io_mu, NULL);
+    if (rc != 0)
+        return rc;
+    rc = pthread_cond_init(&c->io_cv, NULL);
+    if (rc != 0) {
+        pthread_mutex_destroy(&c->io_mu);
+        return rc;
+    }
+    c->direct = 0;
+    c->io_closed = 0;
+    c->muted = 0;
+    c->wake_fd = -1;
+    return 0;
+}
+
+void lsr_drain_client_destroy(lsr_drain_client *c)
+{
+    if (c->wake_fd >= 0) {
+        close(c->wake_fd);
+        c->wake_fd = -1;
+    }
+    pthread_cond_destroy(&c->io_cv);
+    pthread_mutex_destroy(&c->io_mu);
+}
+
+#define DIRECT_CHUNK 16384   /* on the reader's own stack */
+
+void lsr_drain_wait(lsr_drain_client *c, uint64_t seen, int64_t deadline_ms)
+{
+#if LSR_USE_EPOLL
+    pthread_mutex_lock(&c->io_mu);
+    if (c->direct || c->io_closed || !c->attached
+        || (c->fd[LSR_DRAIN_OUT] < 0 && c->fd[LSR_DRAIN_ERR] < 0))
+        goto notifier;   /* another reader polls, or nothing left to poll */
+    if (c->wake_fd < 0) {
+        c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (c->wake_fd < 0)
+            goto notifier;
+    }
+    c->direct = 1;
+    mute_streams_locked(c, 1);
+    struct pollfd pfd[3];
+    int kinds[3];
+    nfds_t n = 0;
+    for (int kind = 0; kind < 2; kind++) {
+        if (c->fd[kind] >= 0) {
+            pfd[n] = (struct pollfd){ c->fd[kind], POLLIN, 0 };
+            kinds[n++] = kind;
+        }
+    }
+    pfd[n] = (struct pollfd){ c->wake_fd, POLLIN, 0 };
+    kinds[n++] = -1;
+    pthread_mutex_unlock(&c->io_mu);
+
+    /* Whatever the drainer appended before the mute took effect has moved the sequence. */
+    if (lsr_notify_seq(c->notify) == seen) {
+        int timeout = -1;
+        if (deadline_ms >= 0) {
+            int64_t left = deadline_ms - lsr_now_ms();
+            timeout = left <= 0 ? 0 : left > 0x7fffffff ? 0x7fffffff : (int)left;
+        }
+        if (poll(pfd, n, timeout) < 0)
+            for (nfds_t i = 0; i < n; i++)
+                pfd[i].revents = 0;   /* EINTR: the caller's loop re-checks */
+    } else {
+        for (nfds_t i = 0; i < n; i++)
+            pfd[i].revents = 0;
+    }
+
+    uint8_t buf[DIRECT_CHUNK];
+    pthread_mutex_lock(&c->io_mu);
+    for (nfds_t i = 0; i < n; i++) {
+        if (pfd[i].revents == 0)
+            continue;
+        if (kinds[i] < 0) {
+            uint64_t count;
+            ssize_t rc = read(c->wake_fd, &count, sizeof count);
+            (void)rc;
+        } else {
+            drain_fd_locked(c, kinds[i], buf, sizeof buf);
+        }
+    }
+    /* stdout stays muted for the next read; the drainer's scan takes it back if none comes. */
+    c->direct = 0;
+    pthread_cond_broadcast(&c->io_cv);
+    pthread_mutex_unlock(&c->io_mu);
+    return;
+notifier:
+    pthread_mutex_unlock(&c->io_mu);
+#endif
+    lsr_notify_wait(c->notify, seen, deadline_ms);
+}
+
+void lsr_drain_unmute(lsr_drain_client *c)
+{
+#if LSR_USE_EPOLL
+    pthread_mutex_lock(&c->io_mu);
+    if (c->muted && !c->direct && !c->io_closed && c->attached)
+        mute_streams_locked(c, 0);
+    pthread_mutex_unlock(&c->io_mu);
+#else
+    (void)c;
+#endif
 }

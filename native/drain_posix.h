@@ -10,6 +10,7 @@
 #ifndef LSR_DRAIN_POSIX_H
 #define LSR_DRAIN_POSIX_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include "notify.h"
 #include "ringbuf.h"
@@ -31,12 +32,40 @@ typedef struct lsr_drain_client {
     uint32_t slot;          /* slot index + generation while attached; guarded by the drainer lock */
     uint32_t gen;
     int attached;
+    /* Direct reads (lsr_drain_wait): a reader thread may poll and read fd[OUT]/fd[ERR] itself.
+     * io_mu serialises every read and close of those fds and guards the fields below; lock order
+     * is drainer lock, then io_mu. */
+    pthread_mutex_t io_mu;
+    pthread_cond_t io_cv;   /* broadcast when `direct` drops to 0 */
+    int direct;             /* a reader is polling the fds; the drainer leaves them alone */
+    int io_closed;          /* detached: no more direct reads */
+    int muted;              /* stdout is taken away from the drainer (see MUTE_SCAN_MS) */
+    int wake_fd;            /* eventfd that interrupts the direct reader's poll; -1 until needed */
 } lsr_drain_client;
+
+/* Prepares the client's locks; fd[] and the ring/notify pointers are set by the caller.
+ * Returns 0 or the errno of pthread_mutex_init / pthread_cond_init. */
+int lsr_drain_client_init(lsr_drain_client *c);
+
+/* Releases what lsr_drain_client_init and lsr_drain_wait created.  The client must be detached
+ * (or never attached).  Never fails. */
+void lsr_drain_client_destroy(lsr_drain_client *c);
+
+/* Blocks until the client's notifier moves past `seen` or the monotonic deadline passes (it may
+ * also return early).  On Linux the calling thread, if no other reader is doing so, polls the
+ * output pipes itself and drains what arrives into the rings, with the drainer told to keep off
+ * those fds meanwhile: a child's reply then wakes the reader directly instead of via the drainer
+ * thread (one thread wake-up instead of two).  Otherwise it waits on the notifier.  Never fails. */
+void lsr_drain_wait(lsr_drain_client *c, uint64_t seen, int64_t deadline_ms);
 
 /* Registers the client's fds (fd[PID] may be -1) with the drainer, starting its thread when needed.
  * Returns 0, or -1 with *err ("epoll_ctl: ...", "pthread_create: ...", "malloc: ..."); then
  * nothing was registered and the caller still owns every fd. */
 int lsr_drain_attach(lsr_drain_client *c, lsr_error *err);
+
+/* Hands a stdout fd that an earlier direct read left muted back to the drainer now (instead of at
+ * its next scan), e.g. before waiting for EOF.  Never fails. */
+void lsr_drain_unmute(lsr_drain_client *c);
 
 /* Stops watching fd[PID] (the caller may close it afterwards).  Idempotent.  Never fails. */
 void lsr_drain_forget_pid(lsr_drain_client *c);

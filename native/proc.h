@@ -108,6 +108,21 @@ lsr_ring *lsr_proc_stream(lsr_proc *p, int which);
  * Valid until lsr_proc_free.  Never fails. */
 lsr_notify *lsr_proc_notify(lsr_proc *p);
 
+/* Blocks until the notifier's sequence differs from `seen` (output, EOF or exit) or the monotonic
+ * deadline (negative = none) passes; it may also return early, so callers loop on their predicate
+ * (lsr_proc_wait_output does).  Readers use it instead of lsr_notify_wait so a platform can wake
+ * them faster: on Linux one waiting reader polls the pipes itself and drains what arrives, so a
+ * child's reply wakes it directly rather than through the drainer thread.  Call without the GIL.
+ * Never fails. */
+#ifdef _WIN32
+static inline void lsr_proc_wait_event(lsr_proc *p, uint64_t seen, int64_t deadline_ms)
+{
+    lsr_notify_wait(lsr_proc_notify(p), seen, deadline_ms);
+}
+#else
+void lsr_proc_wait_event(lsr_proc *p, uint64_t seen, int64_t deadline_ms);
+#endif
+
 /* Non-reaping status probe (POSIX: waitid WEXITED|WNOHANG|WNOWAIT).  After lsr_proc_terminate it
  * returns the cached final status without a system call.  When the status was lost because
  * something else reaped the child (ECHILD) it reports exited = 1, success = LSR_UNKNOWN,

@@ -25,8 +25,9 @@ typedef struct lsr_marker {
  * byte; with markers (an array of two: stdout, stderr) as soon as a stream's marker is found in its
  * ring.  Also returns when both rings reached EOF, or when the monotonic deadline (ms from
  * lsr_now_ms; negative = none) passes.  Readiness is checked before EOF and before the deadline,
- * so a ready stream never reports a timeout.  One wait covers both streams: it sleeps on the shared
- * notifier and wakes at once on output, EOF or exit.  Call without the GIL.  Never fails. */
+ * so a ready stream never reports a timeout.  One wait covers both streams: it sleeps in
+ * lsr_proc_wait_event and wakes at once on output, EOF or exit.  Call without the GIL.
+ * Never fails. */
 static inline int lsr_proc_wait_output(lsr_proc *p, lsr_marker *markers, int64_t deadline_ms)
 {
     lsr_ring *rings[2] = { lsr_proc_stream(p, LSR_STDOUT), lsr_proc_stream(p, LSR_STDERR) };
@@ -51,7 +52,7 @@ static inline int lsr_proc_wait_output(lsr_proc *p, lsr_marker *markers, int64_t
             return LSR_WAIT_EOF;
         if (deadline_ms >= 0 && lsr_now_ms() >= deadline_ms)
             return LSR_WAIT_TIMEOUT;
-        lsr_notify_wait(notify, seen, deadline_ms);
+        lsr_proc_wait_event(p, seen, deadline_ms);
     }
 }
 

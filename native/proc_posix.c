@@ -116,7 +116,8 @@ static void close_fd(int *fd)
 
 static int open_pidfd(pid_t pid)
 {
-#if defined(__linux__) && defined(SYS_pidfd_open)
+#if defined(__linux__) && defined(SYS_pidfd_open) && !defined(LSR_NO_PIDFD)
+    /* -DLSR_NO_PIDFD builds exercise the fallback (probing) path in tests. */
     int fd = (int)syscall(SYS_pidfd_open, pid, 0);   /* always close-on-exec */
     return fd >= 0 ? fd : -1;                         /* ENOSYS, EPERM (seccomp): no pidfd */
 #else
@@ -276,6 +277,12 @@ int lsr_proc_spawn(const lsr_proc_spec *spec, lsr_proc **out, lsr_error *err)
         set_error(err, rc, "pthread_mutex_init");
         goto fail_err;
     }
+    rc = lsr_drain_client_init(&p->drain);
+    if (rc != 0) {
+        set_error(err, rc, "pthread_mutex_init");
+        lsr_mutex_destroy(&p->mu);
+        goto fail_err;
+    }
     if ((spec->stdin_mode == LSR_STDIN_PIPE && (rc = make_pipe(in_pipe)) != 0)
         || (rc = make_pipe(out_pipe)) != 0 || (rc = make_pipe(err_pipe)) != 0) {
         set_error(err, rc, "pipe");
@@ -318,6 +325,7 @@ int lsr_proc_spawn(const lsr_proc_spec *spec, lsr_proc **out, lsr_error *err)
         close_fd(&in_pipe[1]);
         close_fd(&out_pipe[0]);
         close_fd(&err_pipe[0]);
+        lsr_drain_client_destroy(&p->drain);
         lsr_mutex_destroy(&p->mu);
         goto fail_err;
     }
@@ -330,6 +338,7 @@ fail_pipes:
         close_fd(&out_pipe[i]);
         close_fd(&err_pipe[i]);
     }
+    lsr_drain_client_destroy(&p->drain);
     lsr_mutex_destroy(&p->mu);
 fail_err:
     lsr_ring_destroy(&p->err);
@@ -356,6 +365,11 @@ lsr_notify *lsr_proc_notify(lsr_proc *p)
     return &p->notify;
 }
 
+void lsr_proc_wait_event(lsr_proc *p, uint64_t seen, int64_t deadline_ms)
+{
+    lsr_drain_wait(&p->drain, seen, deadline_ms);
+}
+
 /* ---- stdin ----------------------------------------------------------------------------------- */
 
 /* Writes everything with SIGPIPE blocked in this thread, so a dead reader gives EPIPE instead of
@@ -363,6 +377,22 @@ lsr_notify *lsr_proc_notify(lsr_proc *p)
  * errno. */
 static int write_all(int fd, const uint8_t *data, size_t n)
 {
+    /* Python hosts ignore SIGPIPE already: then one query replaces the mask dance. */
+    struct sigaction current;
+    if (sigaction(SIGPIPE, NULL, &current) == 0 && current.sa_handler == SIG_IGN
+        && !(current.sa_flags & SA_SIGINFO)) {
+        while (n > 0) {
+            ssize_t w = write(fd, data, n);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                return errno;
+            }
+            data += w;
+            n -= (size_t)w;
+        }
+        return 0;
+    }
     sigset_t pipe_set, old;
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
@@ -595,6 +625,7 @@ int lsr_proc_terminate(lsr_proc *p, lsr_exit_status *final, lsr_error *err)
     /* The pidfd has nothing more to say; the pipes close as soon as the killed tree is gone,
      * unless a descendant escaped the group (setsid) and still holds them. */
     lsr_drain_forget_pid(&p->drain);
+    lsr_drain_unmute(&p->drain);
     if (!wait_streams_closed(p, lsr_now_ms() + DRAIN_WAIT_MS))
         lsr_drain_detach(&p->drain);
     return 0;
@@ -608,6 +639,7 @@ void lsr_proc_free(lsr_proc *p)
     if (p->owner == getpid())
         lsr_proc_terminate(p, &ignored, NULL);
     lsr_drain_detach(&p->drain);
+    lsr_drain_client_destroy(&p->drain);
     close_fd(&p->stdin_fd);
     close_fd(&p->pidfd);
     lsr_mutex_destroy(&p->mu);

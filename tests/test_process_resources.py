@@ -107,11 +107,11 @@ def test_flooding_child_never_blocks_and_the_newest_bytes_are_kept():
     limit = 64 * 1024
     # ~8 MB of numbered lines, far beyond the buffer; the child must finish without a reader.
     with ProcessSession.open("seq", ["-w", "1", "1000000"], buffer_limit_bytes=limit) as session:
-        exited = session._native.wait_exit(20000)
+        exited = session._wait_exit(20000)
         assert exited["exited"] is True and exited["success"] is True
         # both streams reach EOF once the drainer has taken everything
         deadline = time.monotonic() + 10
-        while not all(session._native.streams()[3:]) and time.monotonic() < deadline:
+        while not all(session._streams()[3:]) and time.monotonic() < deadline:
             time.sleep(0.01)
         result = session.read(timeout_ms=1000, max_bytes=10 * limit)
         data = result["stdout"]
@@ -144,3 +144,18 @@ def test_concurrent_readers_and_writers_on_one_session():
             thread.join()
         # chunks taken by different readers may land in `got` out of order: compare contents
         assert sorted("".join(got)) == sorted("".join(f"<{i}>" for i in range(200)))
+
+
+def test_output_after_a_read_is_still_drained_without_a_reader():
+    # A read leaves stdout with the reader's fast path; with no reader coming back, the drainer
+    # must take it over again, so a child that then floods the pipe still finishes.
+    with ProcessSession.open("sh", ["-c", "echo ready; read _; seq 1 300000; echo END"],
+                             buffer_limit_bytes=4096) as session:
+        assert session.read(timeout_ms=5000, until_text="ready")["stdout"] == "ready\n"
+        session.write("go\n")
+        exited = session._wait_exit(20000)
+        assert exited["exited"] is True and exited["success"] is True
+        deadline = time.monotonic() + 10
+        while not all(session._streams()[3:]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert session.read(timeout_ms=1000, max_bytes=1 << 20)["stdout"].endswith("300000\nEND\n")

@@ -91,7 +91,7 @@ def test_max_bytes_limits_each_stream_and_keeps_the_rest():
     with sh("printf 0123456789; printf abcdefghij >&2; read _") as session:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:   # both streams buffered
-            seq, held_out, held_err, _, _ = session._native.streams()
+            seq, held_out, held_err, _, _ = session._streams()
             if held_out == 10 and held_err == 10:
                 break
             time.sleep(0.01)
@@ -107,7 +107,7 @@ def test_output_buffered_before_close_stays_readable():
     # ... they were drained by that read; now leave some unread across the close
     session = sh("echo kept; echo also >&2; read _")
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and session._native.streams()[1:3] != (5, 5):
+    while time.monotonic() < deadline and session._streams()[1:3] != (5, 5):
         time.sleep(0.01)
     final = session.close(timeout_ms=5000)   # stdin EOF ends `read _`, which then fails
     assert final == {"running": False, "exited": True, "success": False, "code": 1}
@@ -288,7 +288,7 @@ def test_fractional_numbers_truncate_like_the_reference():
     with sh("printf abc; read _", buffer_limit_bytes=0.5) as session:
         assert session.read(timeout_ms=5000, max_bytes=0.5)["stdout"] == ""
         deadline = time.monotonic() + 5
-        while session._native.streams()[1] == 0 and time.monotonic() < deadline:
+        while session._streams()[1] == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.05)
         assert session.read(timeout_ms=1000)["stdout"] == "c"   # newest byte only

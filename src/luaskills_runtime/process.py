@@ -22,7 +22,7 @@ import weakref
 from decimal import Decimal
 from typing import Any, Dict, Iterable, Optional, Union
 
-from luaskills_runtime._native.process import NativeProcess
+from luaskills_runtime._native.process import ProcessCore
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.text import decode_text, default_mode, encode_text, normalize_encoding
 
@@ -63,9 +63,19 @@ def lua_type_name(value: Any) -> str:
         return "string"
     if isinstance(value, (dict, list, tuple)):
         return "table"
+    lua_kind = _lua_object_type(value)
+    if lua_kind is not None:   # a Lua table, function or thread handed over by lupa
+        return lua_kind
     if callable(value):
         return "function"
     return "userdata"
+
+
+def _lua_object_type(value: Any) -> Optional[str]:
+    if type(value).__module__.split(".")[0] != "lupa":
+        return None
+    from luaskills_runtime.luajson import lua_type_name as lua_value_type
+    return lua_value_type(value)
 
 
 def _text(value: Any, fn: str, key: str, allow_blank: bool) -> str:
@@ -171,10 +181,13 @@ def _byte_marker(marker: str, mode) -> Optional[bytes]:
     return None
 
 
-class ProcessSession:
-    """An interactive child process (see the module docstring)."""
+class ProcessSession(ProcessCore):
+    """An interactive child process (see the module docstring).
 
-    __slots__ = ("_native", "_modes", "_utf8", "__weakref__")
+    The native base class answers the common calls directly; the methods here carry the
+    reference's validation, conversion and text-encoding rules for everything else."""
+
+    __slots__ = ("_modes",)
 
     def __init__(
         self,
@@ -192,7 +205,7 @@ class ProcessSession:
         program = _text(program, OPEN, "program", False)
         if args is None:
             args = ()
-        elif isinstance(args, (str, bytes, bytearray)) or not isinstance(args, (list, tuple)):
+        elif not isinstance(args, (list, tuple)):
             raise LuaSkillsError(f"{OPEN}: args must be an array table, got {lua_type_name(args)}")
         arg_list = [_text(a, OPEN, "args", True) for a in args]
         cwd = None if cwd is None else _text(cwd, OPEN, "cwd", False)
@@ -203,13 +216,14 @@ class ProcessSession:
         err_mode = _encoding(stderr_encoding, OPEN, "stderr_encoding") or base
         in_mode = _encoding(stdin_encoding, OPEN, "stdin_encoding") or base
         limit = _positive(buffer_limit_bytes, OPEN, "buffer_limit_bytes", DEFAULT_BUFFER_LIMIT_BYTES)
-        self._modes = (out_mode, err_mode, in_mode)
-        self._utf8 = (out_mode in _UTF8_LIKE, err_mode in _UTF8_LIKE)
-        self._native = NativeProcess(
+        modes = self._modes = (out_mode, err_mode, in_mode)
+        self._set_text(out_mode in _UTF8_LIKE, err_mode in _UTF8_LIKE, in_mode in _UTF8_LIKE,
+                       lambda data, index: decode_text(data, modes[index]))
+        self._spawn(
             program.encode("utf-8"),
             [a.encode("utf-8") for a in arg_list],
             None if cwd is None else cwd.encode("utf-8"),
-            min(max(limit, 1), sys.maxsize),
+            min(max(limit, 1), sys.maxsize),   # like the reference, a 0.5 limit keeps 1 byte
         )
         _live.add(self)
 
@@ -221,12 +235,8 @@ class ProcessSession:
         return cls(program, args, cwd, encoding, stdout_encoding, stderr_encoding,
                    stdin_encoding, buffer_limit_bytes, **kwargs)
 
-    @property
-    def pid(self) -> int:
-        return self._native.pid
-
-    def write(self, *values: Union[str, bytes, int, float, bool]) -> bool:
-        """Write strings, numbers and booleans to stdin, encoded with stdin_encoding; True."""
+    # write(*values) -> True is native; this is its general path.
+    def _write_values(self, values) -> bool:
         mode = self._modes[2]
         chunks = []
         try:
@@ -239,90 +249,68 @@ class ProcessSession:
         except LuaSkillsError:
             # The values before the bad one are written first, as the reference does; a
             # closed stdin is reported before anything else.
-            self._native.write(b"".join(chunks), WRITE)
+            self._write_bytes(b"".join(chunks), WRITE)
             raise
-        return self._native.write(chunks[0] if len(chunks) == 1 else b"".join(chunks), WRITE)
+        return self._write_bytes(b"".join(chunks), WRITE)
 
-    def read(self, timeout_ms: Optional[Union[int, float]] = DEFAULT_READ_TIMEOUT_MS,
-             max_bytes: Optional[Union[int, float]] = DEFAULT_MAX_READ_BYTES,
-             until_text: Optional[Union[str, bytes]] = None) -> Dict[str, Any]:
-        """Wait until there is output (or ``until_text`` was seen in stdout or stderr), both
-        streams ended, or ``timeout_ms`` passed; then take up to ``max_bytes`` per stream."""
+    # read(timeout_ms=100, max_bytes=65536, until_text=None) -> dict is native; this is its
+    # general path (other number types, validation errors, a new or a text-only marker).
+    def _read_slow(self, timeout_ms, max_bytes, until_text) -> Dict[str, Any]:
         timeout = _positive(timeout_ms, READ, "timeout_ms", DEFAULT_READ_TIMEOUT_MS)
         limit = min(_positive(max_bytes, READ, "max_bytes", DEFAULT_MAX_READ_BYTES), sys.maxsize)
-        native = self._native
         if until_text is None:
-            out, err, timed_out = native.read(timeout, limit)
+            return self._read_text(timeout, limit)
+        plan = self._marker_plan(until_text)
+        if plan[0]:
+            return self._read_text(timeout, limit, plan[1], plan[2], True)
+        return self._drain_text(limit, self._wait_decoded_marker(plan[1], timeout))
+
+    def _marker_plan(self, until_text) -> tuple:
+        """``(True, stdout_marker, stderr_marker)`` for a byte search (None: that stream never
+        matches), or ``(False, marker_text)`` when the buffered text must be decoded."""
+        plans = self.marker_plans
+        plan = plans.get(until_text) if type(until_text) is str else None
+        if plan is not None:
+            return plan
+        marker = _text(until_text, READ, "until_text", False)
+        out_marker = _byte_marker(marker, self._modes[0])
+        err_marker = _byte_marker(marker, self._modes[1])
+        if out_marker is not None and err_marker is not None:
+            plan = (True, out_marker or None, err_marker or None)
         else:
-            marker = _text(until_text, READ, "until_text", False)
-            out_marker = _byte_marker(marker, self._modes[0])
-            err_marker = _byte_marker(marker, self._modes[1])
-            if out_marker is not None and err_marker is not None:
-                out, err, timed_out = native.read(
-                    timeout, limit, out_marker or None, err_marker or None, True)
-            else:
-                timed_out = self._wait_decoded_marker(marker, timeout)
-                out, err = native.drain(limit)
-        return self._result(out, err, timed_out)
+            plan = (False, marker)
+        if type(until_text) is str:
+            if len(plans) >= 32:
+                plans.clear()
+            plans[until_text] = plan
+        return plan
 
     def _wait_decoded_marker(self, marker: str, timeout: int) -> bool:
         """The reference's marker check, for encodings where a byte search is not equivalent:
         decode everything buffered and search the text, again after each change.  Returns
         whether the timeout passed first."""
-        native = self._native
-        deadline = native.deadline(timeout)
+        deadline = self._deadline(timeout)
         out_mode, err_mode = self._modes[0], self._modes[1]
         while True:
-            seq, held_out, held_err, eof_out, eof_err = native.streams()
+            seq, held_out, held_err, eof_out, eof_err = self._streams()
             if held_out or held_err:
-                if (marker in decode_text(native.peek(1), out_mode).text
-                        or marker in decode_text(native.peek(2), err_mode).text):
+                if (marker in decode_text(self._peek(1), out_mode).text
+                        or marker in decode_text(self._peek(2), err_mode).text):
                     return False
             if eof_out and eof_err:
                 return False
-            if deadline >= 0 and native.now_ms() >= deadline:
+            if deadline >= 0 and self._now_ms() >= deadline:
                 return True
-            native.wait_change(seq, deadline)
+            self._wait_change(seq, deadline)
 
-    def _decode(self, data: bytes, index: int):
-        if self._utf8[index]:
-            try:
-                return data.decode("utf-8"), "utf-8", False, None
-            except UnicodeDecodeError:
-                pass
-        return tuple(decode_text(data, self._modes[index]))
-
-    def _result(self, out: bytes, err: bytes, timed_out: bool) -> Dict[str, Any]:
-        o_text, o_enc, o_lossy, o_b64 = self._decode(out, 0)
-        e_text, e_enc, e_lossy, e_b64 = self._decode(err, 1)
-        return {
-            "stdout": o_text,
-            "stderr": e_text,
-            "stdout_encoding": o_enc,
-            "stderr_encoding": e_enc,
-            "stdout_lossy": o_lossy,
-            "stderr_lossy": e_lossy,
-            "stdout_base64": o_b64,
-            "stderr_base64": e_b64,
-            "timed_out": timed_out,
-        }
-
-    def status(self) -> Dict[str, Any]:
-        """``{running, exited, success, code}`` without reaping the child (a signal death has
-        success False and code None)."""
-        return self._native.status(STATUS)
+    # status() -> dict and kill() -> True are native.
 
     def close(self, timeout_ms: Optional[Union[int, float]] = DEFAULT_CLOSE_TIMEOUT_MS) -> Dict[str, Any]:
         """Close stdin, give the child up to ``timeout_ms`` to exit, then kill the whole tree and
         reap it; returns the final status.  Idempotent: later calls return the cached status.
         Output buffered before stays readable."""
         timeout = _positive(timeout_ms, CLOSE, "timeout_ms", DEFAULT_CLOSE_TIMEOUT_MS)
-        return self._native.close(timeout, CLOSE)
-
-    def kill(self) -> bool:
-        """Kill the whole tree now and reap it (idempotent); True."""
-        self._native.terminate(KILL)
-        return True
+        return self._close(timeout, CLOSE)
 
     def __enter__(self) -> "ProcessSession":
         return self
@@ -331,7 +319,7 @@ class ProcessSession:
         self.close()
 
     def __repr__(self) -> str:
-        state = "running" if self._native.status(STATUS)["running"] else "exited"
+        state = "running" if self.status()["running"] else "exited"
         return f"<ProcessSession pid={self.pid} {state}>"
 
 

@@ -40,6 +40,7 @@ cdef extern from "proc_io.h" nogil:
     void lsr_proc_close_stdin(lsr_proc *p)
     lsr_ring *lsr_proc_stream(lsr_proc *p, int which)
     lsr_notify *lsr_proc_notify(lsr_proc *p)
+    void lsr_proc_wait_event(lsr_proc *p, uint64_t seen, int64_t deadline_ms)
     int lsr_proc_status(lsr_proc *p, lsr_exit_status *st, lsr_error *err)
     int lsr_proc_wait_exit(lsr_proc *p, int64_t deadline_ms, lsr_exit_status *st, lsr_error *err)
     int lsr_proc_terminate(lsr_proc *p, lsr_exit_status *final, lsr_error *err)

@@ -1,26 +1,40 @@
 # cython: language_level=3
-"""Managed child process (native/proc.h) for Python: the thin layer under
-``luaskills_runtime.process``.  Every blocking call releases the GIL; errors are raised as
-``LuaSkillsError("<op>: <syscall>: <reason>")`` with the caller's operation name."""
+"""Managed child process (native/proc.h) for Python: the core under
+``luaskills_runtime.process.ProcessSession``.
+
+``ProcessCore`` owns one ``lsr_proc``.  Its ``write``/``read``/``status``/``kill`` handle the
+common calls (a UTF-8 string, plain positive ints, a marker already planned) without a Python
+frame; everything else goes to hooks the Python subclass implements (``_write_values``,
+``_read_slow``), where the reference's validation and text-encoding rules live.  Every blocking
+call releases the GIL; errors are ``LuaSkillsError("<op>: <syscall>: <reason>")``.
+"""
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_AsUTF8String
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, free
 
 from luaskills_runtime._native.c_ringbuf cimport (
-    lsr_ring, lsr_now_ms, lsr_ring_stats, lsr_ring_drain, lsr_notify_seq, lsr_notify_wait,
+    lsr_ring, lsr_now_ms, lsr_ring_stats, lsr_ring_drain, lsr_notify_seq,
 )
 from luaskills_runtime._native.c_process cimport (
     lsr_error, lsr_proc, lsr_proc_spec, lsr_exit_status, lsr_marker,
     LSR_STDOUT, LSR_STDERR, LSR_STDIN_PIPE, LSR_STDIN_NULL, LSR_UNKNOWN, LSR_WAIT_TIMEOUT,
     lsr_proc_spawn, lsr_proc_pid, lsr_proc_write, lsr_proc_close_stdin, lsr_proc_stream,
     lsr_proc_notify, lsr_proc_status, lsr_proc_wait_exit, lsr_proc_terminate, lsr_proc_free,
-    lsr_proc_wait_output, lsr_ring_peek,
+    lsr_proc_wait_output, lsr_proc_wait_event, lsr_ring_peek,
 )
 
 from luaskills_runtime.errors import LuaSkillsError
 
 # Timeouts beyond this many ms wait without a deadline (the monotonic clock cannot overflow).
 cdef int64_t _FOREVER_MS = 1 << 52
+cdef Py_ssize_t _SSIZE_MAX = <Py_ssize_t>(<size_t>-1 >> 1)
+
+cdef str _OPEN = "process.session.open"
+cdef str _WRITE = "process.session.write"
+cdef str _STATUS = "process.session.status"
+cdef str _CLOSE = "process.session.close"
+cdef str _KILL = "process.session.kill"
 
 
 cdef inline int64_t _deadline(object timeout_ms) except? -2:
@@ -60,7 +74,7 @@ cdef bytes _take(lsr_ring *ring, Py_ssize_t max_bytes):
     return out if got == want else out[:got]
 
 
-cdef inline void _set_marker(lsr_marker *m, bytes marker):
+cdef inline void _set_marker(lsr_marker *m, object marker):
     m.scan_from = 0
     if marker is None:
         m.bytes = NULL
@@ -70,15 +84,49 @@ cdef inline void _set_marker(lsr_marker *m, bytes marker):
         m.len = <size_t>PyBytes_GET_SIZE(marker)
 
 
-cdef class NativeProcess:
-    """One child process in its own process tree; stdout/stderr drained into bounded rings."""
+cdef tuple _decode(bytes data, bint utf8, object decoder, int index):
+    """``(text, encoding, lossy, base64)``: strict UTF-8 inline when the stream's mode is UTF-8
+    (the common case), else -- or when that fails -- the Python ``decoder(data, index)``."""
+    if utf8:
+        try:
+            return (PyUnicode_DecodeUTF8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL),
+                    "utf-8", False, None)
+        except UnicodeDecodeError:
+            pass
+    return tuple(decoder(data, index))
+
+
+cdef class ProcessCore:
+    """One child process in its own process tree; stdout/stderr drained into bounded rings.
+
+    Created empty; ``_spawn`` starts the child.  The last reference going away ends the tree.
+    """
     cdef lsr_proc *proc
     cdef readonly long long pid
     cdef object __weakref__
+    cdef bint utf8_out, utf8_err, utf8_in
+    cdef object decoder
+    # until_text -> (True, stdout_marker, stderr_marker) | (False, marker_text); filled by the
+    # subclass's planning so repeated markers skip it
+    cdef readonly dict marker_plans
 
-    def __cinit__(self, bytes program not None, args=(), bytes cwd=None,
-                  Py_ssize_t buffer_limit=1048576, bint stdin_null=False, env=None,
-                  str op="process.session.open"):
+    def __cinit__(self, *args, **kwargs):
+        self.proc = NULL
+        self.marker_plans = {}
+
+    def __dealloc__(self):
+        # Last reference gone: end the tree (if close/kill did not) and release everything.
+        if self.proc != NULL:
+            with nogil:
+                lsr_proc_free(self.proc)
+            self.proc = NULL
+
+    def _spawn(self, bytes program not None, args=(), bytes cwd=None,
+               Py_ssize_t buffer_limit=1048576, bint stdin_null=False, env=None,
+               str op=_OPEN):
+        """Start the child: program and args are UTF-8 bytes, env a list of b"K=V" or None."""
+        if self.proc != NULL:
+            raise LuaSkillsError(f"{op}: session already started")
         cdef list arg_list = [bytes(a) for a in args]
         cdef list env_list = None if env is None else [bytes(e) for e in env]
         cdef Py_ssize_t nargs = len(arg_list)
@@ -87,6 +135,7 @@ cdef class NativeProcess:
         cdef lsr_proc_spec spec
         cdef lsr_error err
         cdef int rc
+        cdef lsr_proc *proc = NULL
         cdef const char **argv = NULL
         cdef const char **envp = NULL
         if buffer_limit <= 0:
@@ -114,61 +163,124 @@ cdef class NativeProcess:
             spec.buffer_limit = <size_t>buffer_limit
             spec.stdin_mode = LSR_STDIN_NULL if stdin_null else LSR_STDIN_PIPE
             with nogil:
-                rc = lsr_proc_spawn(&spec, &self.proc, &err)
+                rc = lsr_proc_spawn(&spec, &proc, &err)
         finally:
             free(argv)
             free(envp)
         if rc != 0:
             _fail(op, &err)
-        self.pid = lsr_proc_pid(self.proc)
+        self.proc = proc
+        self.pid = lsr_proc_pid(proc)
 
-    def __dealloc__(self):
-        # Last reference gone: end the tree (if close/kill did not) and release everything.
-        if self.proc != NULL:
-            with nogil:
-                lsr_proc_free(self.proc)
-            self.proc = NULL
+    cdef inline int _check(self) except -1:
+        if self.proc == NULL:
+            raise LuaSkillsError("process session was never started")
+        return 0
 
-    def write(self, bytes data not None, str op="process.session.write"):
+    def _set_text(self, bint utf8_out, bint utf8_err, bint utf8_in, decoder):
+        """How reads decode and writes encode: per stream whether its mode is UTF-8, and the
+        fallback ``decoder(data, index) -> (text, encoding, lossy, base64)`` (0 stdout, 1 stderr)."""
+        self.utf8_out = utf8_out
+        self.utf8_err = utf8_err
+        self.utf8_in = utf8_in
+        self.decoder = decoder
+
+    # ---- stdin ----------------------------------------------------------------------------
+
+    def write(self, *values):
+        """Write values to stdin; True.  A single UTF-8 string goes straight through."""
+        cdef object data
+        self._check()
+        if len(values) == 1 and type(values[0]) is str and self.utf8_in:
+            try:
+                data = PyUnicode_AsUTF8String(values[0])
+            except UnicodeEncodeError:
+                pass   # lone surrogates: the general path words the error
+            else:
+                return self._write_bytes(data, _WRITE)
+        return self._write_values(values)
+
+    def _write_values(self, values):
+        raise NotImplementedError
+
+    def _write_bytes(self, bytes data not None, str op=_WRITE):
         """Write all bytes to stdin (blocks while the pipe is full, GIL released)."""
         cdef lsr_error err
         cdef int rc
         cdef const char *src = PyBytes_AS_STRING(data)
         cdef size_t n = <size_t>PyBytes_GET_SIZE(data)
+        self._check()
         with nogil:
             rc = lsr_proc_write(self.proc, src, n, &err)
         if rc != 0:
             _fail(op, &err)
         return True
 
-    def close_stdin(self):
+    def _close_stdin(self):
+        self._check()
         lsr_proc_close_stdin(self.proc)
 
-    def read(self, timeout_ms, Py_ssize_t max_bytes, bytes out_marker=None,
-             bytes err_marker=None, bint use_markers=False):
-        """Wait for output (or a marker per stream, or EOF of both, or the timeout), then drain up
-        to max_bytes per stream.  Returns ``(stdout_bytes, stderr_bytes, timed_out)``."""
+    # ---- output ---------------------------------------------------------------------------
+
+    def read(self, timeout_ms=100, max_bytes=65536, until_text=None):
+        """Wait until there is output (or ``until_text`` was seen in stdout or stderr), both
+        streams ended, or ``timeout_ms`` passed; then take up to ``max_bytes`` per stream.
+        Returns the reference's read dict."""
+        cdef tuple plan
+        self._check()
+        if (type(timeout_ms) is int and timeout_ms > 0 and type(max_bytes) is int
+                and 0 < max_bytes <= _SSIZE_MAX):
+            if until_text is None:
+                return self._read_text(timeout_ms, max_bytes, None, None, False)
+            if type(until_text) is str:
+                plan = self.marker_plans.get(until_text)
+                if plan is not None and plan[0]:
+                    return self._read_text(timeout_ms, max_bytes, plan[1], plan[2], True)
+        return self._read_slow(timeout_ms, max_bytes, until_text)
+
+    def _read_slow(self, timeout_ms, max_bytes, until_text):
+        raise NotImplementedError
+
+    def _read_text(self, timeout_ms, Py_ssize_t max_bytes, object out_marker=None,
+                   object err_marker=None, bint use_markers=False):
+        """Wait (GIL released) for output, a byte marker per stream (None: that stream never
+        matches), EOF of both, or the timeout; drain and decode into the read dict."""
         cdef int64_t deadline = _deadline(timeout_ms)
         cdef lsr_marker markers[2]
         cdef lsr_marker *mp = NULL
         cdef int rc
+        self._check()
         if use_markers:
-            _set_marker(&markers[0], out_marker)
-            _set_marker(&markers[1], err_marker)
+            _set_marker(&markers[0], <bytes?>out_marker if out_marker is not None else None)
+            _set_marker(&markers[1], <bytes?>err_marker if err_marker is not None else None)
             mp = markers
         with nogil:
             rc = lsr_proc_wait_output(self.proc, mp, deadline)
-        return (_take(lsr_proc_stream(self.proc, LSR_STDOUT), max_bytes),
-                _take(lsr_proc_stream(self.proc, LSR_STDERR), max_bytes),
-                rc == LSR_WAIT_TIMEOUT)
+        return self._result(_take(lsr_proc_stream(self.proc, LSR_STDOUT), max_bytes),
+                            _take(lsr_proc_stream(self.proc, LSR_STDERR), max_bytes),
+                            rc == LSR_WAIT_TIMEOUT)
 
-    def drain(self, Py_ssize_t max_bytes):
-        """Drain up to max_bytes per stream without waiting: ``(stdout_bytes, stderr_bytes)``."""
-        return (_take(lsr_proc_stream(self.proc, LSR_STDOUT), max_bytes),
-                _take(lsr_proc_stream(self.proc, LSR_STDERR), max_bytes))
+    def _drain_text(self, Py_ssize_t max_bytes, bint timed_out):
+        """Drain without waiting into the read dict."""
+        self._check()
+        return self._result(_take(lsr_proc_stream(self.proc, LSR_STDOUT), max_bytes),
+                            _take(lsr_proc_stream(self.proc, LSR_STDERR), max_bytes),
+                            timed_out)
 
-    def peek(self, int which):
+    cdef dict _result(self, bytes out, bytes err, bint timed_out):
+        cdef tuple o = _decode(out, self.utf8_out, self.decoder, 0)
+        cdef tuple e = _decode(err, self.utf8_err, self.decoder, 1)
+        return {
+            "stdout": o[0], "stderr": e[0],
+            "stdout_encoding": o[1], "stderr_encoding": e[1],
+            "stdout_lossy": o[2], "stderr_lossy": e[2],
+            "stdout_base64": o[3], "stderr_base64": e[3],
+            "timed_out": timed_out,
+        }
+
+    def _peek(self, int which):
         """Copy of the bytes held for stream 1 (stdout) or 2 (stderr), left in place."""
+        self._check()
         cdef lsr_ring *ring = lsr_proc_stream(self.proc, which)
         if ring == NULL:
             raise ValueError("stream must be 1 (stdout) or 2 (stderr)")
@@ -178,9 +290,10 @@ cdef class NativeProcess:
         cdef size_t got = lsr_ring_peek(ring, <uint8_t *>PyBytes_AS_STRING(out), held)
         return out if got == held else out[:got]
 
-    def streams(self):
-        """``(notify_seq, stdout_held, stderr_held, stdout_eof, stderr_eof)``; take the sequence
-        first so a later ``wait_change`` cannot miss what happened after this snapshot."""
+    def _streams(self):
+        """``(notify_seq, stdout_held, stderr_held, stdout_eof, stderr_eof)``; the sequence is
+        taken first so a later ``_wait_change`` cannot miss what happened after this snapshot."""
+        self._check()
         cdef uint64_t seq = lsr_notify_seq(lsr_proc_notify(self.proc))
         cdef size_t held_out, held_err
         cdef int eof_out, eof_err
@@ -188,48 +301,54 @@ cdef class NativeProcess:
         lsr_ring_stats(lsr_proc_stream(self.proc, LSR_STDERR), &held_err, NULL, NULL, &eof_err)
         return seq, held_out, held_err, bool(eof_out), bool(eof_err)
 
-    def wait_change(self, uint64_t seen, int64_t deadline_ms):
-        """Block (GIL released) until output, EOF or exit moved the sequence past ``seen`` or the
-        monotonic deadline (``now_ms()`` based; negative = none) passed."""
-        cdef uint64_t seq
+    def _wait_change(self, uint64_t seen, int64_t deadline_ms):
+        """Block (GIL released) until output, EOF or exit moved the sequence past ``seen`` or
+        the monotonic deadline (``_deadline()`` based; negative = none) passed."""
+        self._check()
         with nogil:
-            seq = lsr_notify_wait(lsr_proc_notify(self.proc), seen, deadline_ms)
-        return seq
+            lsr_proc_wait_event(self.proc, seen, deadline_ms)
+        return lsr_notify_seq(lsr_proc_notify(self.proc))
 
     @staticmethod
-    def now_ms():
+    def _now_ms():
         return lsr_now_ms()
 
     @staticmethod
-    def deadline(timeout_ms):
+    def _deadline(timeout_ms):
         return _deadline(timeout_ms)
 
-    def status(self, str op="process.session.status"):
-        """Non-reaping status dict ``{running, exited, success, code}``."""
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def status(self):
+        """``{running, exited, success, code}`` without reaping the child (a signal death has
+        success False and code None)."""
         cdef lsr_exit_status st
         cdef lsr_error err
+        self._check()
         if lsr_proc_status(self.proc, &st, &err) != 0:
-            _fail(op, &err)
+            _fail(_STATUS, &err)
         return _status_dict(&st)
 
-    def wait_exit(self, timeout_ms, str op="process.session.status"):
-        """Wait (GIL released, not reaping) until exit or timeout; returns the status dict."""
+    def _wait_exit(self, timeout_ms, str op=_STATUS):
+        """Wait (GIL released, not reaping) until exit or timeout; the status dict."""
         cdef int64_t deadline = _deadline(timeout_ms)
         cdef lsr_exit_status st
         cdef lsr_error err
         cdef int rc
+        self._check()
         with nogil:
             rc = lsr_proc_wait_exit(self.proc, deadline, &st, &err)
         if rc != 0:
             _fail(op, &err)
         return _status_dict(&st)
 
-    def close(self, timeout_ms, str op="process.session.close"):
+    def _close(self, timeout_ms, str op=_CLOSE):
         """Close stdin, wait up to timeout_ms for exit, then end the tree; final status dict."""
         cdef int64_t deadline = _deadline(timeout_ms)
         cdef lsr_exit_status st
         cdef lsr_error err
         cdef int rc
+        self._check()
         lsr_proc_close_stdin(self.proc)
         with nogil:
             rc = lsr_proc_wait_exit(self.proc, deadline, &st, &err)
@@ -241,15 +360,22 @@ cdef class NativeProcess:
             _fail(op, &err)
         return _status_dict(&st)
 
-    def terminate(self, str op="process.session.kill"):
+    def _terminate(self, str op=_KILL):
         """End the whole tree and reap once (idempotent); final status dict."""
         cdef lsr_exit_status st
         cdef lsr_error err
         cdef int rc
+        self._check()
         with nogil:
             rc = lsr_proc_terminate(self.proc, &st, &err)
         if rc != 0:
             _fail(op, &err)
         return _status_dict(&st)
+
+    def kill(self):
+        """Kill the whole tree now and reap it (idempotent); True."""
+        self._terminate(_KILL)
+        return True
+
 
 include "exec.pxi"

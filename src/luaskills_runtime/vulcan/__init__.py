@@ -1,12 +1,13 @@
 """The `vulcan` namespace given to Lua code: one module per area, installed by install_vulcan."""
 from __future__ import annotations
 
-from luaskills_runtime.vulcan import cache, fs, jsonlib, luaexec, process_exec, runtime
+from luaskills_runtime.vulcan import (cache, fs, jsonlib, luaexec, process_exec, process_session,
+                                      runtime)
 
 # Installers run in this order; each adds its tables to `vulcan`.  Modules of later areas
 # (process, managed io, runlua bridge) add themselves here.
 INSTALLERS = (runtime.install, jsonlib.install, cache.install, fs.install, process_exec.install,
-              luaexec.install)
+              process_session.install, luaexec.install)
 
 
 def install_vulcan(vm) -> None:

@@ -1,0 +1,160 @@
+"""`vulcan.process.session.open(spec)` (SPEC 6): interactive managed process sessions for Lua.
+
+The spec and option tables are checked with the reference's rules and texts
+(``process.session.open: spec must be a table, got number``, ...); the session itself is a
+:class:`luaskills_runtime.process.ProcessSession`, so Lua and Python hosts share one
+implementation.  Lua gets a userdata (as the reference's) whose methods are called with ``:``::
+
+    local s = vulcan.process.session.open{program = "cat"}
+    s:write("hi\\n")
+    local out = s:read{timeout_ms = 1000, until_text = "hi"}
+    s:close()
+
+The session is tracked by the VM (closing the VM or the engine kills its tree) and is torn down
+when Lua collects the last reference to it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import lupa.luajit21 as lupa_engine
+
+from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.luajson import lua_type_name
+from luaskills_runtime.process import ProcessSession
+
+OPEN = "process.session.open"
+READ = "process.session.read"
+CLOSE = "process.session.close"
+
+# Builds the userdata of one session from its five method functions (bridge wrappers).  A method
+# called without `:` (or on another value) fails instead of treating its first argument as self.
+_SESSION_FACTORY = """
+local newproxy, getmetatable, error = newproxy, getmetatable, error
+return function(write, read, status, close, kill)
+  local session = newproxy(true)
+  local function method(name, fn)
+    return function(self, ...)
+      if self ~= session then
+        error("process.session." .. name .. ": expected a session, call it as session:"
+              .. name .. "(...)", 0)
+      end
+      return fn(...)
+    end
+  end
+  local meta = getmetatable(session)
+  meta.__index = {
+    write = method("write", write),
+    read = method("read", read),
+    status = method("status", status),
+    close = method("close", close),
+    kill = method("kill", kill),
+  }
+  meta.__tostring = function() return "ProcessSession" end
+  meta.__metatable = "ProcessSession"
+  return session
+end
+"""
+
+
+def _lua_sequence(table) -> list:
+    """t[1], t[2], ... up to the first nil, read raw, as the reference's sequence_values."""
+    numbered = {key: value for key, value in table.items()
+                if isinstance(key, int) and not isinstance(key, bool)}
+    values = []
+    while len(values) + 1 in numbered:
+        values.append(numbered[len(values) + 1])
+    return values
+
+
+def _fields(table, fn_name: str, *names: str) -> list:
+    """The named fields (honouring an __index metamethod, as the reference's table.get)."""
+    try:
+        return [table[name.encode()] for name in names]
+    except lupa_engine.LuaError as error:   # an __index metamethod raised
+        raise LuaSkillsError(f"{fn_name}: {error}") from None
+
+
+def _open_session(spec: Any, default_mode) -> ProcessSession:
+    if lua_type_name(spec) != "table":
+        raise LuaSkillsError(f"{OPEN}: spec must be a table, got {lua_type_name(spec)}")
+    (program, args, cwd, encoding, stdout_encoding, stderr_encoding, stdin_encoding,
+     buffer_limit_bytes) = _fields(spec, OPEN, "program", "args", "cwd", "encoding",
+                                   "stdout_encoding", "stderr_encoding", "stdin_encoding",
+                                   "buffer_limit_bytes")
+    if lua_type_name(args) == "table":
+        args = _lua_sequence(args)
+    return ProcessSession(program, args, cwd, encoding, stdout_encoding, stderr_encoding,
+                          stdin_encoding, buffer_limit_bytes, default_encoding=default_mode)
+
+
+def _to_lua_table(runtime, result: dict):
+    """A result dict as a Lua table: strings as bytes, None fields absent (nil)."""
+    table = runtime.table()
+    for key, value in result.items():
+        if value is None:
+            continue
+        table[key.encode()] = value.encode("utf-8") if isinstance(value, str) else value
+    return table
+
+
+def install(vm, vulcan) -> None:
+    bridge = vm.bridge
+    runtime = vm.runtime
+    default_mode = vm.default_text_mode
+    make_session = runtime.execute(_SESSION_FACTORY)
+
+    def open_session(spec=None, *_ignored):
+        session = _open_session(spec, default_mode)
+        vm.track(session)
+
+        def write(*values):
+            return session.write(*values)
+
+        def read(options=None, *_ignored):
+            if options is None:
+                result = session.read()
+            elif lua_type_name(options) == "table":
+                timeout_ms, max_bytes, until_text = _fields(
+                    options, READ, "timeout_ms", "max_bytes", "until_text")
+                if isinstance(until_text, bytes):
+                    try:   # text markers are remembered per session; bytes are not
+                        until_text = until_text.decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass   # read() words the error
+                result = session.read(timeout_ms, max_bytes, until_text)
+            else:
+                raise LuaSkillsError(
+                    f"{READ}: options must be a table, got {lua_type_name(options)}")
+            return _to_lua_table(runtime, result)
+
+        def status(*_ignored):
+            return _to_lua_table(runtime, session.status())
+
+        def close(options=None, *_ignored):
+            if options is None:
+                final = session.close()
+            elif lua_type_name(options) == "table":
+                (timeout_ms,) = _fields(options, CLOSE, "timeout_ms")
+                final = session.close(timeout_ms)
+            else:
+                raise LuaSkillsError(
+                    f"{CLOSE}: options must be a table, got {lua_type_name(options)}")
+            return _to_lua_table(runtime, final)
+
+        def kill(*_ignored):
+            return session.kill()
+
+        return make_session(
+            bridge.function("process.session.write", write),
+            bridge.function(READ, read),
+            bridge.function("process.session.status", status),
+            bridge.function(CLOSE, close),
+            bridge.function("process.session.kill", kill),
+        )
+
+    process = vulcan[b"process"]
+    if process is None:   # whichever process area installs first creates the table
+        process = bridge.table()
+        vulcan[b"process"] = process
+    process[b"session"] = bridge.table(open=bridge.function(OPEN, open_session))
