@@ -144,3 +144,29 @@ def test_process_session_kept_across_evals_and_killed_with_the_lease(env):
         assert status["result"] is True
     leases.close({"lease_id": lease_id}, PUBLIC, from_json=False)
     assert wait_until(lambda: all_gone(procs), 5)
+
+
+@pytest.mark.skipif(not _has_process_sessions(), reason="vulcan.process.session is not installed yet")
+def test_process_sessions_die_on_replace_expiry_and_shutdown(env):
+    leases, clock = env
+
+    def open_session(lease_id):
+        tag = new_tag()
+        opened = leases.eval({"lease_id": lease_id, "code": (
+            f"S = vulcan.process.session.open{{ program = 'sleep', args = {{ '{tag}' }} }} "
+            "return S:status().running")}, PUBLIC, from_json=False)
+        assert opened["result"] is True, opened
+        assert wait_until(lambda: tagged_children(tag), 5)
+        return tagged_children(tag)
+
+    replaced = open_session(leases.create({"sid": "r"}, PUBLIC, from_json=False)["lease_id"])
+    expiring = open_session(leases.create({"sid": "e", "ttl_sec": 10}, PUBLIC, from_json=False)["lease_id"])
+    remaining = open_session(leases.create({"sid": "k"}, PUBLIC, from_json=False)["lease_id"])
+    leases.create({"sid": "r", "replace": True}, PUBLIC, from_json=False)
+    assert wait_until(lambda: all_gone(replaced), 5)
+    clock.advance(10)
+    leases.manager.sweep()
+    assert wait_until(lambda: all_gone(expiring), 5)
+    assert not all_gone(remaining)
+    leases.shutdown()
+    assert wait_until(lambda: all_gone(remaining), 5)
