@@ -240,7 +240,9 @@ class LeaseManager:
         self._closed = False
         self._use_sweeper = sweeper
         self._sweeper: Optional[threading.Thread] = None
-        self._wake = threading.Condition(threading.Lock())
+        # Re-entrant: the cyclic GC may collect a forgotten engine inside the sweeper thread
+        # while it holds this lock, and engine.__del__ -> shutdown() takes it again.
+        self._wake = threading.Condition(threading.RLock())
         self._wake_pending = False
         # clock time the sleeping sweeper wakes at; +inf while it is awake (sweeping), so a poke
         # then always registers and the next wait returns at once
