@@ -2,8 +2,10 @@
 import json
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
+from luaskills_runtime.leases import dump_payload
 
 
 @pytest.fixture
@@ -193,3 +195,17 @@ def test_closed_engine_raises(tmp_path):
     engine.close()
     assert raises_text(engine.create_runtime_lease_json, '{"sid":"a"}') == "LuaEngine is closed"
     assert raises_text(engine.list_runtime_leases) == "LuaEngine is closed"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64) | st.text() |
+    st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(), json_values, max_size=8))
+def test_payload_encoding_matches_sorted_compact_json(payload):
+    assert dump_payload(payload) == json.dumps(payload, sort_keys=True, separators=(",", ":"),
+                                               ensure_ascii=False)

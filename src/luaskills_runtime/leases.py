@@ -548,8 +548,32 @@ CANCEL_MESSAGE = "runtime session lease `{lease_id}` eval was cancelled by the h
 _ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
+def _unserializable(value):
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _reusable_c_encoder():
+    """json's C encoder, built once: JSONEncoder.encode builds a new one per call, a cost that
+    shows on the eval path.  No circular check: payloads are trees built by lua_to_json (which
+    refuses cycles).  None where the C encoder is missing or has another signature."""
+    try:
+        from json.encoder import c_make_encoder, encode_basestring
+        encode = c_make_encoder(None, _unserializable, encode_basestring, None, ":", ",",
+                                True, False, True)
+        if "".join(encode({"b": [1.5, None], "a": "\u00e9"}, 0)) != '{"a":"\u00e9","b":[1.5,null]}':
+            return None
+        return encode
+    except (ImportError, TypeError):
+        return None
+
+
+_C_ENCODE = _reusable_c_encoder()
+
+
 def dump_payload(payload: dict) -> str:
     """Compact JSON with sorted keys, as serde_json writes the reference's payloads."""
+    if _C_ENCODE is not None:
+        return "".join(_C_ENCODE(payload, 0))
     return _ENCODER.encode(payload)
 
 
