@@ -121,6 +121,7 @@ class Lease:
         # What list shows: expiry and expired flag as of creation or the end of the last eval
         # (the reference lists a snapshot taken then, not live values).
         self.snapshot = (None, False)
+        self._identity: Optional[dict] = None
 
     def refresh(self, now: float, wall_ms: int) -> None:
         if self.ttl_sec is None:
@@ -143,16 +144,20 @@ class Lease:
         return None
 
     def identity_fields(self) -> dict:
-        return {
-            "sid": self.sid,
-            "lease_id": self.lease_id,
-            "generation": self.generation,
-            "profile": self.profile,
-            "lifetime": "finite" if self.ttl_sec is not None else "infinite",
-            "cwd": host_visible_path(self.paths.cwd),
-            "system_lua_lib": host_visible_path(self.paths.system_lua_lib_dir),
-            "expires_at_unix_ms": self.expires_at_unix_ms,
-        }
+        fields = self._identity
+        if fields is None:  # fixed for the lease's life: built once
+            fields = self._identity = {
+                "sid": self.sid,
+                "lease_id": self.lease_id,
+                "generation": self.generation,
+                "profile": self.profile,
+                "lifetime": "finite" if self.ttl_sec is not None else "infinite",
+                "cwd": host_visible_path(self.paths.cwd),
+                "system_lua_lib": host_visible_path(self.paths.system_lua_lib_dir),
+            }
+        payload = fields.copy()
+        payload["expires_at_unix_ms"] = self.expires_at_unix_ms
+        return payload
 
     def take_snapshot(self, now: float) -> None:
         self.snapshot = (self.expires_at_unix_ms, self.is_expired(now))
@@ -458,8 +463,8 @@ class LeaseManager:
         """A lease now expires at `deadline`: start the sweeper (first finite lease), or wake it
         if it planned to sleep past that.  Most calls only push a deadline later: no wake-up,
         no thread switch on the eval path."""
-        if not self._use_sweeper or deadline is None:
-            return
+        if not self._use_sweeper or deadline is None or deadline >= self._planned_wake:
+            return  # (an unlocked read: a sweeper that is awake has planned_wake = +inf)
         with self._wake:
             if self._closed:
                 return
