@@ -1,7 +1,7 @@
 -- Guarded-run support, loaded once per VM by luaskills_runtime.guard (the caller passes the VM's
 -- globals table).  Keeps what it needs in locals, so later changes to globals by user code cannot
 -- change how runs are started or reported.
-local G = ...
+local G, message_of = ...
 local load, xpcall, pcall, tostring, type, select, unpack = load, xpcall, pcall, tostring, type,
   select, unpack
 local error = error
@@ -16,13 +16,6 @@ if type(jit) == "table" then
   jit.on = function()
     error("jit.on is not available here: guarded Lua code runs with the JIT off", 2)
   end
-end
-
-local function message_of(err)
-  if type(err) == "string" then return err end
-  if err == nil then return "nil" end
-  local ok, text = pcall(tostring, err)
-  return ok and text or ("(error object is a " .. type(err) .. " value)")
 end
 
 local function finish(ok, ...)

@@ -29,6 +29,7 @@ import lupa.luajit21 as lupa_engine
 from luaskills_runtime.cwd import CwdLockTimeout, working_directory
 
 from luaskills_runtime._native.luahook import TimeoutGuard
+from luaskills_runtime.vm import lua_error_text, lua_text
 
 CANCEL_MESSAGE = "luaexec execution cancelled by the host"
 OUT_OF_MEMORY = "not enough memory"
@@ -138,7 +139,7 @@ class _GuardControl:
 
     def __init__(self, vm):
         g = vm.runtime.globals()
-        controls = vm.runtime.execute(_GUARD_SOURCE, g)
+        controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of)
         self.runner = controls[b"run"]
         self.collect = controls[b"collect"]
         self.guard = TimeoutGuard(vm.runtime)
@@ -211,7 +212,7 @@ def guarded_call(vm, fn, *args, timeout_ms: int, timeout_text: Optional[str] = N
     if isinstance(raised, MemoryError):
         return _memory_result(control)
     if raised is not None:
-        reason = _lua_error_text(raised)
+        reason = lua_error_text(raised)
         if reason == OUT_OF_MEMORY:
             return _memory_result(control)
         return _result("error", reason)
@@ -242,7 +243,7 @@ def guarded_run(vm, code, chunkname=b"=luaexec", *, timeout_ms: int,
 def runner_failure(vm, status: bytes, message) -> GuardedResult:
     """The result for a run that reported (status, message) itself: b"syntax" for a compile
     error, anything else a runtime error (a memory error when the message says so)."""
-    reason = _text(message) if message is not None else "nil"
+    reason = lua_text(message) if message is not None else "nil"
     if status == b"syntax":
         return _result("syntax", reason)
     if reason == OUT_OF_MEMORY:
@@ -255,14 +256,3 @@ def _memory_result(control: _GuardControl) -> GuardedResult:
         return _result("memory", memory_limit_message(control.memory_cap))
     return _result("memory", OUT_OF_MEMORY)
 
-
-def _text(value) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _lua_error_text(error: Exception) -> str:
-    text = str(error)
-    cut = text.find("\nstack traceback:")
-    return text if cut < 0 else text[:cut]

@@ -17,7 +17,7 @@
 -- library's default files back and marks the handles the request opened as closed.
 -- `scope_reset` is the VM's request-scope reset (scope.lua); calling it from here, at the start
 -- of `run` and the end of `restore`, saves two calls from Python per request.
-local G, io_reset, scope_reset = ...
+local G, io_reset, scope_reset, message_of = ...
 local next, type, rawget, rawset, select, tostring = next, type, rawget, rawset, select, tostring
 local concat = table.concat
 local collectgarbage = collectgarbage
@@ -61,13 +61,6 @@ G.print = function(...)
 end
 
 local load, xpcall, pcall, unpack = load, xpcall, pcall, unpack
-
-local function message_of(err)
-  if type(err) == "string" then return err end
-  if err == nil then return "nil" end
-  local ok, text = pcall(tostring, err)
-  return ok and text or ("(error object is a " .. type(err) .. " value)")
-end
 
 -- The captured print lines: (number of lines, lines joined by "\n"); empties the capture.
 local function printed()

@@ -258,9 +258,9 @@ class _RunluaVmState:
         self.managed_io = install_managed_io(vm)
         self.control = prepare_guarded_vm(vm)
         io_reset = vm.managed_io.lua_reset if self.managed_io else None
-        # vm._reset is the VM's scope.lua reset (what vm.reset_scope calls); handing it to the
-        # environment lets a request set and clear its scope without extra calls from Python.
-        env = vm.runtime.execute(_ENV_SOURCE, g, io_reset, vm._reset)
+        # Handing the VM's scope reset to the environment lets a request set and clear its scope
+        # without extra calls from Python.
+        env = vm.runtime.execute(_ENV_SOURCE, g, io_reset, vm.scope_reset, vm.lua_message_of)
         self.run = env[b"run"]
         self.printed = env[b"printed"]
         self.restore = env[b"restore"]

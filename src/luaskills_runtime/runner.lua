@@ -1,6 +1,8 @@
 -- Private chunk runner: compiles and runs code with the library functions captured when the VM
 -- was built, so user code that replaces `load` or `xpcall` cannot change how requests run.
--- Returns true, values... or false, message.  Non-string errors are turned into text.
+-- Returns true, values... or false, message.  Non-string errors are turned into text by
+-- `message_of`, which the chunk also returns so the VM's other chunks (guard.lua,
+-- luaexec_env.lua) format error objects the same way.
 local load, xpcall, tostring, type, select = load, xpcall, tostring, type, select
 
 local function message_of(err)
@@ -10,8 +12,10 @@ local function message_of(err)
   return ok and text or ("(error object is a " .. type(err) .. " value)")
 end
 
-return function(code, chunkname)
+local function run(code, chunkname)
   local fn, err = load(code, chunkname)
   if not fn then return false, message_of(err) end
   return xpcall(fn, message_of)
 end
+
+return run, message_of

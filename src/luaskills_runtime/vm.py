@@ -56,8 +56,9 @@ class LuaVM:
         g[b"python"] = None
         self.runtime.execute("package.loaded.python = nil")
         self.bridge = LuaBridge(self.runtime)
-        self._run_chunk = self.runtime.execute(_RUNNER_SOURCE)
-        self._reset = self.runtime.execute(_SCOPE_SOURCE, g)
+        self._run_chunk, self.lua_message_of = self.runtime.execute(_RUNNER_SOURCE)
+        # The Lua reset function behind reset_scope; runlua's environment calls it from Lua.
+        self.scope_reset = self.runtime.execute(_SCOPE_SOURCE, g)
         self._internal: dict = {}
         self._resources: "weakref.WeakSet" = weakref.WeakSet()
         self._resources_lock = threading.Lock()
@@ -82,10 +83,10 @@ class LuaVM:
             self._internal = {}
             values = ()
         try:
-            self._reset(*values)
+            self.scope_reset(*values)
         except lupa_engine.LuaError as error:
             self.broken = True
-            raise LuaSkillsError(f"request scope reset failed: {_lua_error_text(error)}") from None
+            raise LuaSkillsError(f"request scope reset failed: {lua_error_text(error)}") from None
 
     def internal_fields(self) -> dict:
         return self._internal
@@ -103,11 +104,11 @@ class LuaVM:
         except lupa_engine.LuaMemoryError:
             raise LuaSkillsError("not enough memory") from None
         except lupa_engine.LuaError as error:
-            raise LuaSkillsError(_lua_error_text(error)) from None
+            raise LuaSkillsError(lua_error_text(error)) from None
         if not isinstance(result, tuple):
             result = (result,)
         if not result[0]:
-            raise LuaSkillsError(_lua_text(result[1]))
+            raise LuaSkillsError(lua_text(result[1]))
         return result[1:]
 
     def set_global(self, name: str, value: Any) -> None:
@@ -136,13 +137,14 @@ class LuaVM:
         self.kill_resources()
 
 
-def _lua_text(value) -> str:
+def lua_text(value) -> str:
+    """A value from Lua as Python text (Lua strings arrive as bytes)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return str(value)
 
 
-def _lua_error_text(error: Exception) -> str:
+def lua_error_text(error: Exception) -> str:
     """LuaError text without lupa's appended stack traceback."""
     text = str(error)
     cut = text.find("\nstack traceback:")
