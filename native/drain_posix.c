@@ -2,8 +2,10 @@
  *
  * Locking: G.mu guards the slot table, the client fields marked in drain_posix.h and the thread
  * state.  The drainer holds it while it handles a batch of events (reads + ring appends), never
- * while it sleeps in epoll_wait/poll, so attach/detach wait at most for one batch.  Lock order:
- * G.mu, then a ring's mutex, then the notifier's mutex.
+ * while it sleeps in epoll_wait/poll, so attach/detach wait at most for one batch.  A client's
+ * io_mu serialises reads and closes of its output fds between the drainer and a direct reader.
+ * Lock order: G.mu, then io_mu, then a ring's mutex, then the notifier's mutex; a direct reader
+ * never takes G.mu.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -6,6 +6,12 @@
  * client attaches and exits (and is joined) when the last one detaches, so no thread outlives the
  * sessions.  A client is looked up through a slot table with generation numbers, so an event that
  * was fetched just before its client detached is recognised as stale and ignored.
+ *
+ * Direct reads (Linux): a thread waiting for a client's output may poll that client's pipes
+ * itself (lsr_drain_wait) so the child's reply wakes it directly, not through the drainer thread
+ * (on a VM each extra thread wake-up costs more than the whole pipe round trip).  The reader mutes
+ * stdout in the drainer's epoll set while it polls, and leaves it muted for its next read; the
+ * drainer hands muted fds no reader is polling back to itself every MUTE_SCAN_MS.
  */
 #ifndef LSR_DRAIN_POSIX_H
 #define LSR_DRAIN_POSIX_H

@@ -25,7 +25,12 @@
 #include "proc.h"
 #include "drain_posix.h"
 
+#ifdef __APPLE__
+#  include <crt_externs.h>
+#  define environ (*_NSGetEnviron())   /* a loadable module cannot link `environ` directly */
+#else
 extern char **environ;
+#endif
 
 #define DRAIN_WAIT_MS 1000   /* how long terminate waits for both pipes to reach EOF */
 
@@ -414,8 +419,12 @@ static int write_all(int fd, const uint8_t *data, size_t n)
         n -= (size_t)w;
     }
     if (rc == EPIPE && !was_pending) {
-        struct timespec zero = { 0, 0 };
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
+        /* Consume the SIGPIPE our write raised (pending, since it is blocked here).  sigwait is
+         * only called when it is pending, so it cannot block (macOS has no sigtimedwait). */
+        sigemptyset(&pending);
+        if (sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+            int signo;
+            sigwait(&pipe_set, &signo);
         }
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);

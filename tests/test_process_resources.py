@@ -15,6 +15,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX descripto
 
 
 def test_no_fd_thread_or_zombie_after_100_open_close_cycles():
+    gc.collect()   # objects of earlier tests must not close their fds during the measurement
     threads_before = os_threads()
     fds_before = open_fds()
     pids = []
@@ -29,8 +30,9 @@ def test_no_fd_thread_or_zombie_after_100_open_close_cycles():
             session.kill()
         del session
     gc.collect()
-    assert open_fds() == fds_before
-    assert wait_threads_at_most(threads_before) == threads_before
+    fds_after = open_fds()
+    assert fds_after - fds_before == set() and len(fds_after) <= len(fds_before)   # none leaked
+    assert wait_threads_at_most(threads_before) <= threads_before
     for pid in pids:   # reaped: not even a zombie of ours
         with pytest.raises(psutil.NoSuchProcess):
             psutil.Process(pid).status()
@@ -50,18 +52,19 @@ def test_one_drainer_thread_serves_many_sessions():
             session.kill()
     del sessions, session
     gc.collect()
-    assert wait_threads_at_most(threads_before) == threads_before
+    assert wait_threads_at_most(threads_before) <= threads_before
 
 
 def test_dropping_sessions_without_close_releases_everything():
+    gc.collect()
     threads_before = os_threads()
     fds_before = open_fds()
     pids = [ProcessSession.open("sleep", ["30"]).pid for _ in range(10)]   # dropped at once
     gc.collect()
     for pid in pids:
         assert wait_gone(pid)
-    assert open_fds() == fds_before
-    assert wait_threads_at_most(threads_before) == threads_before
+    assert open_fds() - fds_before == set()
+    assert wait_threads_at_most(threads_before) <= threads_before
 
 
 def test_a_blocked_read_does_not_hold_the_gil():

@@ -292,3 +292,25 @@ def test_fractional_numbers_truncate_like_the_reference():
             time.sleep(0.01)
         time.sleep(0.05)
         assert session.read(timeout_ms=1000)["stdout"] == "c"   # newest byte only
+
+
+def test_write_to_a_dead_child_with_default_sigpipe_raises_instead_of_killing_the_host():
+    # A host that restored SIGPIPE's default (common for CLI tools) must get the error back.
+    import subprocess
+    script = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGPIPE, signal.SIG_DFL)\n"
+        "from luaskills_runtime.process import ProcessSession\n"
+        "s = ProcessSession.open('true')\n"
+        "s._wait_exit(5000)\n"
+        "try:\n"
+        "    s.write('x' * 200000)\n"
+        "except Exception as error:\n"
+        "    print('raised:', error)\n"
+        "s.close()\n"
+        "print('alive')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    done = subprocess.run([PY, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "raised: process.session.write: write: Broken pipe\nalive\n"

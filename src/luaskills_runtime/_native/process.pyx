@@ -84,16 +84,14 @@ cdef inline void _set_marker(lsr_marker *m, object marker):
         m.len = <size_t>PyBytes_GET_SIZE(marker)
 
 
-cdef tuple _decode(bytes data, bint utf8, object decoder, int index):
-    """``(text, encoding, lossy, base64)``: strict UTF-8 inline when the stream's mode is UTF-8
-    (the common case), else -- or when that fails -- the Python ``decoder(data, index)``."""
-    if utf8:
-        try:
-            return (PyUnicode_DecodeUTF8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL),
-                    "utf-8", False, None)
-        except UnicodeDecodeError:
-            pass
-    return tuple(decoder(data, index))
+cdef object _utf8_or_none(bytes data):
+    """Strict UTF-8 text of data, or None when it is not valid UTF-8."""
+    if PyBytes_GET_SIZE(data) == 0:
+        return ""
+    try:
+        return PyUnicode_DecodeUTF8(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), NULL)
+    except UnicodeDecodeError:
+        return None
 
 
 cdef class ProcessCore:
@@ -197,7 +195,7 @@ cdef class ProcessCore:
             except UnicodeEncodeError:
                 pass   # lone surrogates: the general path words the error
             else:
-                return self._write_bytes(data, _WRITE)
+                return self._c_write(data, _WRITE)
         return self._write_values(values)
 
     def _write_values(self, values):
@@ -205,11 +203,14 @@ cdef class ProcessCore:
 
     def _write_bytes(self, bytes data not None, str op=_WRITE):
         """Write all bytes to stdin (blocks while the pipe is full, GIL released)."""
+        self._check()
+        return self._c_write(data, op)
+
+    cdef object _c_write(self, bytes data, str op):
         cdef lsr_error err
         cdef int rc
         cdef const char *src = PyBytes_AS_STRING(data)
         cdef size_t n = <size_t>PyBytes_GET_SIZE(data)
-        self._check()
         with nogil:
             rc = lsr_proc_write(self.proc, src, n, &err)
         if rc != 0:
@@ -231,11 +232,11 @@ cdef class ProcessCore:
         if (type(timeout_ms) is int and timeout_ms > 0 and type(max_bytes) is int
                 and 0 < max_bytes <= _SSIZE_MAX):
             if until_text is None:
-                return self._read_text(timeout_ms, max_bytes, None, None, False)
+                return self._c_read(_deadline(timeout_ms), max_bytes, None, None, False)
             if type(until_text) is str:
                 plan = self.marker_plans.get(until_text)
                 if plan is not None and plan[0]:
-                    return self._read_text(timeout_ms, max_bytes, plan[1], plan[2], True)
+                    return self._c_read(_deadline(timeout_ms), max_bytes, plan[1], plan[2], True)
         return self._read_slow(timeout_ms, max_bytes, until_text)
 
     def _read_slow(self, timeout_ms, max_bytes, until_text):
@@ -245,14 +246,21 @@ cdef class ProcessCore:
                    object err_marker=None, bint use_markers=False):
         """Wait (GIL released) for output, a byte marker per stream (None: that stream never
         matches), EOF of both, or the timeout; drain and decode into the read dict."""
-        cdef int64_t deadline = _deadline(timeout_ms)
+        self._check()
+        if out_marker is not None and type(out_marker) is not bytes:
+            raise TypeError("out_marker must be bytes or None")
+        if err_marker is not None and type(err_marker) is not bytes:
+            raise TypeError("err_marker must be bytes or None")
+        return self._c_read(_deadline(timeout_ms), max_bytes, out_marker, err_marker, use_markers)
+
+    cdef dict _c_read(self, int64_t deadline, Py_ssize_t max_bytes, object out_marker,
+                      object err_marker, bint use_markers):
         cdef lsr_marker markers[2]
         cdef lsr_marker *mp = NULL
         cdef int rc
-        self._check()
         if use_markers:
-            _set_marker(&markers[0], <bytes?>out_marker if out_marker is not None else None)
-            _set_marker(&markers[1], <bytes?>err_marker if err_marker is not None else None)
+            _set_marker(&markers[0], out_marker)
+            _set_marker(&markers[1], err_marker)
             mp = markers
         with nogil:
             rc = lsr_proc_wait_output(self.proc, mp, deadline)
@@ -268,8 +276,20 @@ cdef class ProcessCore:
                             timed_out)
 
     cdef dict _result(self, bytes out, bytes err, bint timed_out):
-        cdef tuple o = _decode(out, self.utf8_out, self.decoder, 0)
-        cdef tuple e = _decode(err, self.utf8_err, self.decoder, 1)
+        cdef object out_text = _utf8_or_none(out) if self.utf8_out else None
+        cdef object err_text = _utf8_or_none(err) if self.utf8_err else None
+        if out_text is not None and err_text is not None:   # the common case
+            return {
+                "stdout": out_text, "stderr": err_text,
+                "stdout_encoding": "utf-8", "stderr_encoding": "utf-8",
+                "stdout_lossy": False, "stderr_lossy": False,
+                "stdout_base64": None, "stderr_base64": None,
+                "timed_out": timed_out,
+            }
+        cdef tuple o = (out_text, "utf-8", False, None) if out_text is not None \
+            else tuple(self.decoder(out, 0))
+        cdef tuple e = (err_text, "utf-8", False, None) if err_text is not None \
+            else tuple(self.decoder(err, 1))
         return {
             "stdout": o[0], "stderr": e[0],
             "stdout_encoding": o[1], "stderr_encoding": e[1],
