@@ -136,3 +136,16 @@ def test_pool_config_is_normalised():
 
 def test_lupa_engine_module_is_explicit():
     assert lupa.luajit21.LuaRuntime().lua_implementation.startswith("LuaJIT")
+
+
+def test_callbacks_building_large_values_near_the_memory_cap_do_not_crash():
+    """A vulcan callback that builds a big table close to the cap must not hit the cap inside
+    lupa's unprotected API calls; the request fails or succeeds cleanly and the VM stays usable."""
+    with LuaEngine(HostOptions(max_memory_bytes=24_000_000)) as engine:
+        report = engine.execute_runlua_request_inline({
+            "code": "local keep = string.rep('x', 20e6) "
+                    "local t = vulcan.json.decode('[' .. string.rep('1,', 3e5) .. '1]') return #t",
+            "timeout_ms": 10000})
+        assert report.startswith("# Runtime Execution")
+        assert "## Status\nSUCCESS" in report or "memory" in report
+        assert engine.execute_runlua_request_inline({"code": "return 7"}).endswith("```json\n7\n```")

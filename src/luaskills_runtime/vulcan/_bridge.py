@@ -43,13 +43,25 @@ class LuaBridge:
     def function(self, name: str, fn: Callable[..., Any]):
         """A Lua function named `name` (used in unexpected-error messages) that calls fn."""
 
+        runtime = self.runtime
+
         def call(*args):
+            # lupa's Python-side Lua API calls (building tables, pushing strings) run outside a
+            # protected call: hitting the VM's memory cap there aborts or hangs the process.  So
+            # the cap is lifted while a callback builds its answer and restored right after; the
+            # Lua code that called us meets the cap again at its next allocation.
+            cap = runtime.get_max_memory()
+            if cap:
+                runtime.set_max_memory(0)
             try:
                 result = fn(*args)
             except LuaSkillsError as error:
                 return (False, str(error).encode("utf-8", "replace"))
             except Exception as error:  # a bug or an OS error: still a clean Lua error
                 return (False, f"{name}: {error}".encode("utf-8", "replace"))
+            finally:
+                if cap:
+                    runtime.set_max_memory(cap)
             if isinstance(result, tuple):
                 return (True,) + result
             return (True, result)
