@@ -18,15 +18,23 @@ _THREAD_WRAPPERS = ("_LuaThread", "_LuaCoroutineFunction")
 
 
 def lua_type_name(value: Any) -> str:
-    """Lua's type() name of a value as it arrives from lupa (strings arrive as bytes)."""
+    """The Lua type name the reference reports for a value ("got number", "got table", ...).
+
+    Works for values as lupa hands them over (strings arrive as bytes) and for the Python values
+    of the Python-surface APIs (a dict or list stands for a table, a callable for a function).
+    """
     if value is None:
         return "nil"
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, (int, float)):
         return "number"
-    if isinstance(value, (bytes, str)):
+    if isinstance(value, (bytes, str, bytearray)):
         return "string"
+    if isinstance(value, (dict, list, tuple)):
+        return "table"
+    if type(value).__module__.split(".")[0] != "lupa":
+        return "function" if callable(value) else "userdata"
     return _lua_object_type(value)
 
 

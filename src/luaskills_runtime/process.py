@@ -24,6 +24,7 @@ from typing import Any, Dict, Iterable, Optional, Union
 
 from luaskills_runtime._native.process import ProcessCore
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.luajson import lua_type_name
 from luaskills_runtime.text import decode_text, default_mode, encode_text, normalize_encoding
 
 __all__ = ["ProcessSession", "lua_type_name"]
@@ -49,33 +50,6 @@ _WHITE_SPACE = (
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _UTF8_LIKE = ("utf-8",) if _WINDOWS else ("utf-8", "system", "oem")
-
-
-def lua_type_name(value: Any) -> str:
-    """The Lua type name the reference reports for a value ("got number", "got table", ...)."""
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, (str, bytes, bytearray)):
-        return "string"
-    if isinstance(value, (dict, list, tuple)):
-        return "table"
-    lua_kind = _lua_object_type(value)
-    if lua_kind is not None:   # a Lua table, function or thread handed over by lupa
-        return lua_kind
-    if callable(value):
-        return "function"
-    return "userdata"
-
-
-def _lua_object_type(value: Any) -> Optional[str]:
-    if type(value).__module__.split(".")[0] != "lupa":
-        return None
-    from luaskills_runtime.luajson import lua_type_name as lua_value_type
-    return lua_value_type(value)
 
 
 def _text(value: Any, fn: str, key: str, allow_blank: bool) -> str:
