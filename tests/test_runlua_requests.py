@@ -48,7 +48,7 @@ def error_text(report):
     ('{"caller_tool_name": {}}', "invalid type: map, expected a string"),
     ('{"timeout_ms": -1}', "invalid value: integer `-1`, expected u64"),
     ('{"timeout_ms": 1.5}', "invalid type: floating point `1.5`, expected u64"),
-    ('{"timeout_ms": 100.0}', "invalid type: floating point `100`, expected u64"),
+    ('{"timeout_ms": 100.0}', "invalid type: floating point `100.0`, expected u64"),
     ('{"timeout_ms": "100"}', 'invalid type: string "100", expected u64'),
     ('{"timeout_ms": null}', "invalid type: null, expected u64"),
     ('[1, 2, 3, 4, 5, 6, 7]',

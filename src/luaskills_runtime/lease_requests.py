@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.serde_text import unexpected
 
 DEFAULT_EVAL_TIMEOUT_MS = 60_000
 PUBLIC_DEFAULT_TTL_SEC = 600
@@ -28,27 +29,8 @@ class RequestShapeError(Exception):
 
 # ---- serde-like value checks ------------------------------------------------------------------
 
-def _unexpected(value: Any) -> str:
-    """serde's name for the value it found (`Unexpected` display)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean `{'true' if value else 'false'}`"
-    if isinstance(value, int):
-        return f"integer `{value}`"
-    if isinstance(value, float):
-        return f"floating point `{value!r}`"
-    if isinstance(value, str):
-        return "string " + json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "sequence"
-    if isinstance(value, dict):
-        return "map"
-    return f"value of Python type {type(value).__name__}"
-
-
 def _invalid_type(value: Any, expected: str) -> RequestShapeError:
-    return RequestShapeError(f"invalid type: {_unexpected(value)}, expected {expected}")
+    return RequestShapeError(f"invalid type: {unexpected(value)}, expected {expected}")
 
 
 def _string(value: Any) -> str:
@@ -97,10 +79,10 @@ def _json_value(value: Any) -> Any:
         out = {}
         for key, item in value.items():
             if not isinstance(key, str):
-                raise RequestShapeError(f"key must be a string, got {_unexpected(key)}")
+                raise RequestShapeError(f"key must be a string, got {unexpected(key)}")
             out[key] = _json_value(item)
         return out
-    raise RequestShapeError(f"invalid type: {_unexpected(value)}, expected any valid JSON value")
+    raise RequestShapeError(f"invalid type: {unexpected(value)}, expected any valid JSON value")
 
 
 _MISSING = object()

@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from importlib import resources
 from typing import Any, Dict, Hashable, NamedTuple, Optional, Tuple
 
@@ -29,6 +28,7 @@ from luaskills_runtime.luajson import json_to_lua
 from luaskills_runtime.markdown import (NO_VALUES, render_error, render_success, render_value,
                                         rust_trim)
 from luaskills_runtime.pool import VmPool
+from luaskills_runtime.serde_text import unexpected
 from luaskills_runtime.vm import RUNLUA, LuaVM
 from luaskills_runtime.vulcan._bridge import validate_path_text
 from luaskills_runtime.vulcan.io_compat import install_managed_io
@@ -95,7 +95,7 @@ def request_from_mapping(data: Any, prefix: str = "Invalid luaexec request: ") -
                                  f"with {len(_FIELDS)} elements")
         data = dict(zip(_FIELDS, data))
     elif not isinstance(data, dict):
-        raise LuaSkillsError(f"{prefix}invalid type: {_unexpected(data)}, expected {_STRUCT}")
+        raise LuaSkillsError(f"{prefix}invalid type: {unexpected(data)}, expected {_STRUCT}")
     request = RunluaRequest()
     if "task" in data:
         request.task = _string_field(data["task"], prefix, optional=False)
@@ -114,7 +114,7 @@ def _string_field(value: Any, prefix: str, optional: bool) -> Optional[str]:
         return value
     if value is None and optional:
         return None
-    raise LuaSkillsError(f"{prefix}invalid type: {_unexpected(value)}, expected a string")
+    raise LuaSkillsError(f"{prefix}invalid type: {unexpected(value)}, expected a string")
 
 
 def _u64_field(value: Any, prefix: str) -> int:
@@ -122,36 +122,7 @@ def _u64_field(value: Any, prefix: str) -> int:
         if 0 <= value <= _U64_MAX:
             return value
         raise LuaSkillsError(f"{prefix}invalid value: integer `{value}`, expected u64")
-    raise LuaSkillsError(f"{prefix}invalid type: {_unexpected(value)}, expected u64")
-
-
-def _unexpected(value: Any) -> str:
-    """How serde names an unexpected JSON value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean `{'true' if value else 'false'}`"
-    if isinstance(value, int):
-        return f"integer `{value}`"
-    if isinstance(value, float):
-        return f"floating point `{_rust_float(value)}`"
-    if isinstance(value, str):
-        return "string " + json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "sequence"
-    return "map"
-
-
-def _rust_float(number: float) -> str:
-    """Rust's Display of an f64 (no exponent, shortest digits)."""
-    if number != number:
-        return "NaN"
-    if number in (float("inf"), float("-inf")):
-        return "inf" if number > 0 else "-inf"
-    text = format(Decimal(repr(number)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    raise LuaSkillsError(f"{prefix}invalid type: {unexpected(value)}, expected u64")
 
 
 _JSON_MESSAGES = {
