@@ -7,7 +7,8 @@
  *    luaapi_windows.c: GetModuleHandleW + GetProcAddress).  The prototypes and constants below are
  *    the stable Lua 5.1 ABI that LuaJIT 2.1 keeps; lua_State and lua_Debug stay opaque.  We do not
  *    ship LuaJIT headers.
- * 2. The watchdog's OS thread (start, join), the only other platform-specific need of the hook.
+ * 2. The watchdog's OS thread (start, join).
+ * 3. Pausing the thread that runs a VM while the watchdog calls lua_sethook on it (see below).
  */
 #ifndef LSR_LUAAPI_H
 #define LSR_LUAAPI_H
@@ -21,6 +22,7 @@
 #  include <windows.h>
 #else
 #  include <pthread.h>
+#  include <sys/types.h>
 #endif
 
 /* ---- Lua 5.1 ABI subset (as in LuaJIT 2.1's lua.h) ---------------------------------------- */
@@ -101,5 +103,56 @@ int lsr_thread_start(lsr_thread *t, void (*fn)(void *), void *arg, const char *n
 
 /* Wait for the thread to end and free its handle.  Call without the GIL.  Never fails. */
 void lsr_thread_join(lsr_thread *t);
+
+/* ---- pausing the VM's thread ------------------------------------------------------------ */
+
+/* Why: LuaJIT keeps a state's hook mask in one byte, g->hookmask, whose high bits say "a hook (or
+ * a __gc finalizer, or a VM event handler) is running now; call no hook".  The VM's own thread
+ * updates that byte with plain read-modify-writes around every hook call and every finalizer
+ * (hook_enter/hook_leave, hook_entergc/hook_restore), and lua_sethook does the same.  LuaJIT
+ * documents lua_sethook as callable asynchronously "e.g. during a signal", i.e. while the VM's
+ * thread is stopped; called from another thread that keeps running, it can read the byte while
+ * the "running" bit is set and write it back after the VM cleared it.  The bit then stays set:
+ * LuaJIT calls no hook any more (lua_sethook keeps those bits), and a guarded loop runs forever.
+ * So the watchdog stops the VM's thread around each lua_sethook it issues: on POSIX a signal whose
+ * handler waits until released, on Windows SuspendThread.  A read-modify-write the VM thread was
+ * in the middle of may then overwrite the watchdog's write (the hook is lost, and re-installed
+ * at the next look), but the watchdog never writes back a stale bit.
+ *
+ * lsr_vm_thread names a thread: the thread that arms a guard is taken to be the thread that runs
+ * the guarded Lua code.  On POSIX systems other than Linux it is a pthread_t, which must not be
+ * used after that thread ended (the hook core only pauses the arming thread while it is armed). */
+typedef struct lsr_vm_thread {
+#if defined(_WIN32)
+    DWORD id;
+#elif defined(__linux__)
+    pid_t tid;
+#else
+    pthread_t self;
+#endif
+} lsr_vm_thread;
+
+/* Pause errors: the thread cannot be stopped now (its pause signal is blocked, or it was not
+ * scheduled within the wait) / it no longer exists / pausing is not available in this process. */
+#define LSR_PAUSE_TIMEOUT 1
+#define LSR_PAUSE_GONE 2
+#define LSR_PAUSE_UNAVAILABLE 3
+
+/* Set up pausing once per process (POSIX: pick a signal nobody handles and install the pause
+ * handler).  Returns 0, or -1 with the failing call in err; pausing then reports
+ * LSR_PAUSE_UNAVAILABLE. */
+int lsr_vm_pause_init(char *err, size_t errlen);
+/* The calling thread.  Never fails. */
+void lsr_vm_thread_current(lsr_vm_thread *t);
+/* 1 when t is the calling thread.  Never fails. */
+int lsr_vm_thread_is_current(const lsr_vm_thread *t);
+/* Stop thread t (not the calling thread) at an instruction boundary, waiting at most wait_ms for
+ * it to stop.  Returns 0 (t stays stopped until lsr_vm_thread_resume) or an LSR_PAUSE_* error
+ * (t is not stopped, nothing to undo).  Between pause and resume the caller must not allocate,
+ * take locks or do I/O: t may hold the allocator's or any other lock.  One pause at a time in
+ * the process (the hook core calls it under its watchdog lock). */
+int lsr_vm_thread_pause(const lsr_vm_thread *t, int wait_ms);
+/* Let the thread stopped by the last successful lsr_vm_thread_pause go on.  Never fails. */
+void lsr_vm_thread_resume(const lsr_vm_thread *t);
 
 #endif /* LSR_LUAAPI_H */

@@ -1,6 +1,6 @@
 /* luaapi_windows.c - Windows half of luaapi.h: find the Lua C API inside lupa's already-loaded
- * luajit21 module with GetModuleHandleW + GetProcAddress, and run the watchdog thread with
- * CreateThread.
+ * luajit21 module with GetModuleHandleW + GetProcAddress, run the watchdog thread with
+ * CreateThread, and pause a VM's thread with SuspendThread.
  *
  * This only works when lupa's module exports the lua_* functions.  When it does not,
  * lsr_luaapi_resolve fails with the GetProcAddress error (and TimeoutGuard raises it): there is no
@@ -109,4 +109,59 @@ void lsr_thread_join(lsr_thread *t)
     WaitForSingleObject(*t, INFINITE);
     CloseHandle(*t);
     *t = NULL;
+}
+
+/* ---- pausing the VM's thread (see luaapi.h) ---------------------------------------------- */
+
+static HANDLE paused_thread; /* one pause at a time (the caller's lock) */
+
+/* Nothing to set up: SuspendThread needs no handler.  Never fails. */
+int lsr_vm_pause_init(char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    return 0;
+}
+
+/* Never fails (luaapi.h). */
+void lsr_vm_thread_current(lsr_vm_thread *t)
+{
+    t->id = GetCurrentThreadId();
+}
+
+/* Never fails (luaapi.h). */
+int lsr_vm_thread_is_current(const lsr_vm_thread *t)
+{
+    return t->id == GetCurrentThreadId();
+}
+
+/* Error contract: see luaapi.h.  SuspendThread may return before a thread running on another
+ * processor has stopped; GetThreadContext returns only once it has. */
+int lsr_vm_thread_pause(const lsr_vm_thread *t, int wait_ms)
+{
+    (void)wait_ms;
+    HANDLE thread = OpenThread(THREAD_SUSPEND_RESUME | THREAD_GET_CONTEXT, FALSE, t->id);
+    if (thread == NULL)
+        return LSR_PAUSE_GONE;
+    if (SuspendThread(thread) == (DWORD)-1) {
+        CloseHandle(thread);
+        return LSR_PAUSE_GONE;
+    }
+    CONTEXT context;
+    memset(&context, 0, sizeof context);
+    context.ContextFlags = CONTEXT_CONTROL;
+    GetThreadContext(thread, &context);
+    paused_thread = thread;
+    return 0;
+}
+
+/* Never fails (luaapi.h). */
+void lsr_vm_thread_resume(const lsr_vm_thread *t)
+{
+    (void)t;
+    if (paused_thread != NULL) {
+        ResumeThread(paused_thread);
+        CloseHandle(paused_thread);
+        paused_thread = NULL;
+    }
 }

@@ -140,6 +140,8 @@ struct lsr_hook_slot {
     uint64_t raised_seen;      /* `raised` at the watchdog's last look (re-assert check) */
     int64_t fired_at;          /* when the hook was installed since the last arm, or -1 */
     int64_t quiet_since;       /* firing without a raise since then, or -1 while it raises */
+    lsr_vm_thread vm_thread;   /* the thread that armed it last: the one running the guarded code */
+    int has_vm_thread;         /* vm_thread is set (the slot was armed at least once) */
     lsr_hook_slot *next_pending;
     size_t msg_len;
     char msg[LSR_HOOK_MESSAGE_MAX];
@@ -158,6 +160,7 @@ static struct {
     lsr_heap heap;
     lsr_hook_slot *pending;
     int64_t wake_at;       /* when the sleeping watchdog wakes by itself (INT64_MIN: awake) */
+    char pause_error[160]; /* why VM threads cannot be paused in this process, or "" */
 } wd;
 
 static void on_count(lua_State *L, lua_Debug *ar);
@@ -171,23 +174,61 @@ static void set_error(char *err, size_t errlen, const char *text)
         snprintf(err, errlen, "%s", text);
 }
 
-/* Install the raising hook.  Caller holds wd.mu; s->L is live.  Never fails.
- * lua_sethook only writes the global state's hook fields and rewrites its dispatch table: LuaJIT
- * documents it as callable asynchronously ("e.g. during a signal"), and LuaJIT's own lua.c calls
- * it from its SIGINT handler while the VM runs.  It never touches the running thread's stack.  If
- * the JIT is on and happens to be recording a trace, the call aborts that recording (as LuaJIT
- * intends for this use); guarded code normally runs with the JIT off, where nothing records. */
-static void install_hook_locked(lsr_hook_slot *s)
+/* lua_sethook(s->L, hook, mask, 1) from any thread.  Caller holds wd.mu; s->L is live.
+ * Returns 0 when issued, -1 when the VM's thread could not be stopped in time and `force` is 0
+ * (nothing was written; the caller tries again later).
+ *
+ * lua_sethook only writes the global state's hook fields and rewrites its dispatch table; LuaJIT
+ * documents it as callable asynchronously "e.g. during a signal", i.e. while the VM's thread is
+ * stopped, which is how LuaJIT's own lua.c uses it.  From a thread that runs alongside the VM it
+ * races with the VM's own updates of the hook mask and can leave the VM believing a hook is
+ * running for good, so that no hook ever fires again (see luaapi.h).  So unless this is the VM's
+ * thread, that thread is paused around the call.  When it cannot be paused in time (its pause
+ * signal is blocked, or it is not scheduled), `force` still writes, with that small risk: a guard
+ * must not stay silent forever because its thread refuses to stop.  A thread that no longer
+ * exists runs no Lua, and a process where pausing could not be set up has no other way.
+ *
+ * The hook is removed first, so that the dispatch table is rewritten in full even when the mode
+ * does not change: a rewrite the VM's own thread was in the middle of when it was paused may have
+ * left part of the table in its old mode, and LuaJIT rewrites the table only on mode changes.  If
+ * the JIT is on and recording a trace, the call aborts that recording (as LuaJIT intends); guarded
+ * code normally runs with the JIT off, where nothing records. */
+static int sethook_locked(lsr_hook_slot *s, lua_Hook hook, int mask, int force)
 {
-    lsr_lua.sethook(s->L, on_count, LSR_LUA_MASKCOUNT, 1);
+    int paused = 0;
+    if (s->has_vm_thread && !lsr_vm_thread_is_current(&s->vm_thread)) {
+        int rc = lsr_vm_thread_pause(&s->vm_thread, LSR_HOOK_PAUSE_WAIT_MS);
+        if (rc == LSR_PAUSE_TIMEOUT && !force)
+            return -1;
+        paused = rc == 0;
+    }
+    /* Nothing between pause and resume may allocate or lock: the paused thread may hold any lock. */
+    lsr_lua.sethook(s->L, NULL, 0, 0);
+    if (hook != NULL)
+        lsr_lua.sethook(s->L, hook, mask, 1);
+    if (paused)
+        lsr_vm_thread_resume(&s->vm_thread);
+    return 0;
+}
+
+/* Install the raising hook.  Caller holds wd.mu; s->L is live.  Returns 0, or -1 when it was not
+ * installed (see sethook_locked). */
+static int install_hook_locked(lsr_hook_slot *s, int force)
+{
+    return sethook_locked(s, on_count, LSR_LUA_MASKCOUNT, force);
 }
 
 /* Remove the hook if it is ours (user code may have set its own before the deadline).
+ * on_vm_thread: the caller runs inside the state (its __gc), whatever thread armed it.
  * Caller holds wd.mu.  Never fails. */
-static void clear_hook_locked(lsr_hook_slot *s)
+static void clear_hook_locked(lsr_hook_slot *s, int on_vm_thread)
 {
-    if (s->L != NULL && lsr_lua.gethook(s->L) == on_count)
+    if (s->L == NULL || lsr_lua.gethook(s->L) != on_count)
+        return;
+    if (on_vm_thread)
         lsr_lua.sethook(s->L, NULL, 0, 0);
+    else
+        (void)sethook_locked(s, NULL, 0, 1);
 }
 
 /* Drop one reference; the last one frees the slot.  Caller holds wd.mu.  Never fails. */
@@ -197,15 +238,16 @@ static void unref_locked(lsr_hook_slot *s)
         free(s);
 }
 
-/* Mark s firing at `now`: install the hook and schedule the first re-assert look.
- * Caller holds wd.mu; s is in the heap and bound.  Never fails. */
+/* Mark s firing at `now`: install the hook and schedule the first re-assert look (which installs
+ * it if the VM's thread could not be stopped this time).  Caller holds wd.mu; s is in the heap
+ * and bound.  Never fails. */
 static void fire_locked(lsr_hook_slot *s, int64_t now)
 {
     s->state = SLOT_FIRING;
     s->fired_at = now;
     s->raised_seen = s->raised;
     s->quiet_since = now;
-    install_hook_locked(s);
+    (void)install_hook_locked(s, 0);
     s->node.key = now + LSR_HOOK_REASSERT_FAST_MS;
     lsr_heap_update(&wd.heap, &s->node);
 }
@@ -218,11 +260,12 @@ static void reassert_locked(lsr_hook_slot *s, int64_t now)
     if (s->raised != s->raised_seen) {
         s->quiet_since = -1; /* the hook works */
     } else {
-        /* No raise: the VM is outside Lua (re-installing is harmless) or the hook was lost to a
-         * race with the VM's own dispatch-table rewrite (re-installing repairs it). */
-        install_hook_locked(s);
+        /* No raise: the VM is outside Lua (re-installing is harmless), the hook was lost to a
+         * race with the VM's own hook-mask or dispatch-table updates (re-installing repairs it),
+         * or the VM's thread could not be stopped yet (after FAST_FOR ms it is written anyway). */
         if (s->quiet_since < 0)
             s->quiet_since = now;
+        (void)install_hook_locked(s, now - s->quiet_since >= LSR_HOOK_REASSERT_FAST_FOR_MS);
         if (now - s->quiet_since < LSR_HOOK_REASSERT_FAST_FOR_MS)
             next = LSR_HOOK_REASSERT_FAST_MS;
     }
@@ -290,8 +333,18 @@ int lsr_hook_global_init(void)
     }
     lsr_heap_init(&wd.heap);
     wd.pending = NULL;
+    /* Without pausing, hooks are written while the VM runs (the old, slightly racy way): better
+     * than no guard at all.  lsr_hook_pause_error tells why. */
+    if (lsr_vm_pause_init(wd.pause_error, sizeof wd.pause_error) == 0)
+        wd.pause_error[0] = '\0';
     wd.ready = 1;
     return 0;
+}
+
+/* Never fails (luahook.h). */
+const char *lsr_hook_pause_error(void)
+{
+    return wd.pause_error[0] ? wd.pause_error : NULL;
 }
 
 /* Error contract: see luahook.h.  Guards still armed stay in the heap, inert until the next arm
@@ -405,7 +458,7 @@ void lsr_hook_slot_release(lsr_hook_slot *s)
     if (s->pending)
         unlink_pending_locked(s);
     lsr_heap_remove(&wd.heap, &s->node);
-    clear_hook_locked(s);
+    clear_hook_locked(s, 0);
     s->state = SLOT_IDLE;
     s->host_owned = 0;
     unref_locked(s);
@@ -436,7 +489,9 @@ int lsr_hook_arm(lsr_hook_slot *s, uint64_t timeout_ms, const char *msg, size_t 
         return -1;
     }
     if (s->state == SLOT_FIRING)
-        clear_hook_locked(s);
+        clear_hook_locked(s, 0);
+    lsr_vm_thread_current(&s->vm_thread);
+    s->has_vm_thread = 1;
     memcpy(s->msg, msg, len);
     s->msg_len = len;
     s->raised = s->raised_seen = 0;
@@ -471,7 +526,7 @@ void lsr_hook_disarm(lsr_hook_slot *s)
 {
     lsr_mutex_lock(&wd.mu);
     lsr_heap_remove(&wd.heap, &s->node);
-    clear_hook_locked(s);
+    clear_hook_locked(s, 0);
     s->state = SLOT_IDLE;
     lsr_mutex_unlock(&wd.mu);
 }
@@ -612,7 +667,7 @@ static int box_gc(lua_State *L)
     /* Only a firing slot can own the installed hook: a released guard's anchor may be collected
      * while a newer guard of the same state is firing. */
     if (s->state == SLOT_FIRING)
-        clear_hook_locked(s);
+        clear_hook_locked(s, 1);
     s->state = SLOT_IDLE;
     s->L = NULL;
     unref_locked(s);

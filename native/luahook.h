@@ -12,9 +12,13 @@
  * Compiled JIT traces never check hooks: guarded code must run with the JIT off (and its traces
  * flushed) to be interruptible.  The Python binding offers that per call.
  *
- * The VM's own lua_sethook calls (debug.sethook) race with the watchdog's: while a guard fires,
- * a debug.sethook wrapper re-installs the hook on the VM thread, and the watchdog re-installs it
- * when it has not raised for a while (LSR_HOOK_REASSERT_*).
+ * LuaJIT updates the hook mask with plain read-modify-writes on the VM's thread (around every hook
+ * call and __gc finalizer), so a lua_sethook from the watchdog thread while the VM runs can write
+ * back a stale "hook running" bit and silence every hook for good.  The watchdog therefore pauses
+ * the VM's thread (the thread that armed the guard) around each lua_sethook it issues: see
+ * luaapi.h.  The VM's own lua_sethook calls (debug.sethook) can still overwrite the watchdog's
+ * hook: while a guard fires, a debug.sethook wrapper re-installs the hook on the VM thread, and
+ * the watchdog re-installs it when it has not raised for a while (LSR_HOOK_REASSERT_*).
  *
  * Objects:
  * - lsr_hook_slot: one guard.  Created by the host (refcount 1), bound to a lua_State when that
@@ -54,6 +58,12 @@
 #define LSR_HOOK_REASSERT_FAST_MS 1
 #define LSR_HOOK_REASSERT_FAST_FOR_MS 250
 
+/* The watchdog installs and removes hooks while the VM's thread is paused (see luaapi.h for why);
+ * it waits this long for that thread to stop before it gives up until its next look.  After
+ * REASSERT_FAST_FOR ms of a firing guard that has not raised, it writes the hook even if the
+ * thread does not stop (it may block the pause signal). */
+#define LSR_HOOK_PAUSE_WAIT_MS 20
+
 /* ---- deadline heap ---------------------------------------------------------------------- */
 
 typedef struct lsr_heap_node {
@@ -90,6 +100,10 @@ lsr_heap_node *lsr_heap_top(const lsr_heap *h);
  * module does it at import).  Returns 0, or the errno of pthread_mutex_init/pthread_cond_init. */
 int lsr_hook_global_init(void);
 
+/* Why VM threads cannot be paused in this process (lsr_vm_pause_init failed, e.g. every
+ * real-time signal is taken), or NULL when they can.  Never fails. */
+const char *lsr_hook_pause_error(void);
+
 /* Stop and join the watchdog thread if it runs (interpreter exit, tests).  Guards still armed
  * stay in the heap, inert until the next arm starts a new watchdog (which serves them all); an
  * arm that raced with the stop restarts it at once.  Call without the GIL.  Never fails. */
@@ -117,7 +131,9 @@ void lsr_hook_slot_release(lsr_hook_slot *s);
 /* 1 while the slot is bound to a live lua_State.  Never fails. */
 int lsr_hook_slot_bound(lsr_hook_slot *s);
 
-/* Arm: the hook fires timeout_ms after now (saturating: a deadline beyond INT64_MAX ms never
+/* Arm: call it from the thread that will run the guarded Lua code (the watchdog pauses that
+ * thread to install the hook; on POSIX systems other than Linux it must not end while armed).
+ * The hook fires timeout_ms after now (saturating: a deadline beyond INT64_MAX ms never
  * fires), raising msg[0:len] (len <= LSR_HOOK_MESSAGE_MAX).  Re-arming a fired guard first removes
  * its hook.  Resets the fired count.  Starts the watchdog thread if none runs.  Returns 0, or -1
  * with err set: "the Lua state of this guard is closed", "message is longer than N bytes",

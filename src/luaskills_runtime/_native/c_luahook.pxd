@@ -25,6 +25,7 @@ cdef extern from "luahook.h" nogil:
     lsr_heap_node *lsr_heap_top(const lsr_heap *h)
 
     int lsr_hook_global_init()
+    const char *lsr_hook_pause_error()
     void lsr_watchdog_stop()
     int lsr_watchdog_running()
     void lsr_watchdog_fork_prepare()

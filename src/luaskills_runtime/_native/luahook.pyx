@@ -6,6 +6,11 @@ thread for the whole process installs a count hook on the VM only when its deadl
 ``cancel``); the hook then raises the guard's message on every Lua instruction until ``disarm``,
 so ``pcall``/``xpcall`` loops and coroutines cannot outlive it.
 
+The hook is installed while the thread that armed the guard is paused (a signal on POSIX,
+SuspendThread on Windows): LuaJIT updates its hook mask without atomics on the VM's thread, and a
+write from another thread while that thread runs can silence every hook for good.  So arm from the
+thread that runs the guarded Lua code (``call``, ``armed`` and ``guarded_call`` do).
+
 Compiled JIT traces do not look at hooks: run guarded code with the JIT off, e.g. through
 ``guard.call(..., jit_off=True)`` (turns the JIT engine off and flushes every trace for the call,
 then turns it back on if it was on).
@@ -36,7 +41,8 @@ from libc.stdlib cimport malloc, free
 from luaskills_runtime._native.c_luahook cimport (
     LSR_HOOK_MESSAGE_MAX, LSR_HOOK_REASSERT_MS, LSR_HEAP_NONE,
     lsr_luaapi_resolve, lsr_heap, lsr_heap_node, lsr_heap_init, lsr_heap_free, lsr_heap_push,
-    lsr_heap_remove, lsr_heap_update, lsr_heap_top, lsr_hook_global_init, lsr_watchdog_stop,
+    lsr_heap_remove, lsr_heap_update, lsr_heap_top, lsr_hook_global_init, lsr_hook_pause_error,
+    lsr_watchdog_stop,
     lsr_watchdog_running, lsr_watchdog_fork_prepare, lsr_watchdog_fork_parent,
     lsr_watchdog_fork_child, lsr_hook_slot, lsr_hook_slot_new, lsr_hook_slot_release,
     lsr_hook_slot_bound, lsr_hook_arm, lsr_hook_disarm, lsr_hook_cancel, lsr_hook_raised,
@@ -313,6 +319,13 @@ cdef class _ArmedScope:
 def monotonic_ms():
     """The watchdog's clock (monotonic milliseconds)."""
     return lsr_now_ms()
+
+
+def pause_error():
+    """Why the watchdog cannot pause VM threads in this process (it then writes hooks while the
+    VM runs, with a small risk of silencing them), or None when it can."""
+    cdef const char *err = lsr_hook_pause_error()
+    return None if err == NULL else _c_text(err)
 
 
 def watchdog_running():
