@@ -54,7 +54,7 @@ def main():
 
     # First use builds the WHATWG tables; time it in a fresh interpreter against a bare
     # interpreter start-up with the module imported.
-    probe = "import time,sys; from luaskills_runtime import _gb18030 as g; t=time.perf_counter(); {}; print(time.perf_counter()-t)"
+    probe = "import time,sys; from luaskills_runtime.text import _gb18030 as g; t=time.perf_counter(); {}; print(time.perf_counter()-t)"
     build = float(subprocess.check_output([sys.executable, "-c", probe.format("g.tables()")]))
     anchor = best(lambda: gb.decode("gb18030"), number=1)
     print(f"{'first-use table build':<44} {build / anchor:6.2f}x   "

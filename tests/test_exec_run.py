@@ -11,9 +11,9 @@ import psutil
 import pytest
 
 from luaskills_runtime import LuaEngine
-from luaskills_runtime.exec_request import RESULT_FIELDS
+from luaskills_runtime.process.exec_request import RESULT_FIELDS
 from luaskills_runtime.process import exec_command
-from luaskills_runtime.process_exec import ORPHAN_GRACE_MS
+from luaskills_runtime.process.exec_run import ORPHAN_GRACE_MS
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX shell commands")
 
@@ -349,7 +349,7 @@ def test_a_host_that_reaps_every_child_does_not_break_exec():
 
 
 def test_closing_the_vm_ends_a_running_exec():
-    from luaskills_runtime.vm import MAIN, LuaVM
+    from luaskills_runtime.lua.vm import MAIN, LuaVM
     with LuaEngine() as engine:
         vm = LuaVM(engine._state, MAIN)
         results = []

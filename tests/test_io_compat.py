@@ -9,8 +9,8 @@ import psutil
 import pytest
 
 from luaskills_runtime import HostOptions, LuaEngine
-from luaskills_runtime.guard import guarded_run
-from luaskills_runtime.vm import LEASE, LuaVM
+from luaskills_runtime.lua.guard import guarded_run
+from luaskills_runtime.lua.vm import LEASE, LuaVM
 from luaskills_runtime.vulcan.io_compat import install_managed_io
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="uses POSIX shell commands")
@@ -325,8 +325,8 @@ def test_open_handles_at_interpreter_exit_do_not_crash(tmp_path):
     script = tmp_path / "exit.py"
     script.write_text(
         "from luaskills_runtime import LuaEngine\n"
-        "from luaskills_runtime.guard import guarded_run\n"
-        "from luaskills_runtime.vm import LEASE, LuaVM\n"
+        "from luaskills_runtime.lua.guard import guarded_run\n"
+        "from luaskills_runtime.lua.vm import LEASE, LuaVM\n"
         "from luaskills_runtime.vulcan.io_compat import install_managed_io\n"
         "eng = LuaEngine()\n"
         "vm = LuaVM(eng._state, LEASE)\n"

@@ -363,7 +363,7 @@ def test_list_is_sorted_and_filtered(env):
 
 
 def test_list_orders_by_lease_id_within_equal_sid_and_generation(env):
-    from luaskills_runtime.leases import _list_order
+    from luaskills_runtime.leases.manager import _list_order
     rows = [{"sid": "a", "generation": 1, "lease_id": "rt_2_10"},
             {"sid": "a", "generation": 1, "lease_id": "rt_2_9"},
             {"sid": "A", "generation": 3, "lease_id": "rt_1_1"}]

@@ -243,7 +243,7 @@ def test_system_dir_that_cannot_be_created_is_raised(tmp_path):
 
 
 def test_default_system_dir_is_documented_per_user_location(monkeypatch, tmp_path):
-    from luaskills_runtime.lease_vm import default_system_lua_lib_dir
+    from luaskills_runtime.leases.vm import default_system_lua_lib_dir
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     if sys.platform.startswith("linux"):
         assert default_system_lua_lib_dir() == str(tmp_path / "xdg" / "luaskills-runtime" / "system_lua_lib")

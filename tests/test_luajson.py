@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from luaskills_runtime import LuaSkillsError
-from luaskills_runtime.luajson import MAX_DEPTH, json_to_lua, lua_to_json
+from luaskills_runtime.lua.luajson import MAX_DEPTH, json_to_lua, lua_to_json
 
 
 @pytest.fixture(scope="module")

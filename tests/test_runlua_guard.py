@@ -5,8 +5,8 @@ import time
 import pytest
 
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
-from luaskills_runtime.guard import CancelToken, guarded_call, guarded_run
-from luaskills_runtime.vm import LEASE, LuaVM
+from luaskills_runtime.lua.guard import CancelToken, guarded_call, guarded_run
+from luaskills_runtime.lua.vm import LEASE, LuaVM
 
 TIMEOUT_MS = 300
 SLACK_S = 0.5  # every stopped request must return within its timeout + this
@@ -230,7 +230,7 @@ def test_guarded_call_for_python_code_that_calls_lua(lease_vm):
 
 
 def test_cwd_lock_wait_counts_against_the_timeout(lease_vm, tmp_path):
-    from luaskills_runtime.cwd import working_directory
+    from luaskills_runtime.lua.cwd import working_directory
 
     holder_ready, release = threading.Event(), threading.Event()
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from luaskills_runtime import HostOptions, LuaEngine
-from luaskills_runtime.markdown import format_json_float, pretty_json
+from luaskills_runtime.runlua.markdown import format_json_float, pretty_json
 
 
 @pytest.fixture(scope="module")

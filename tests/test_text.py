@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from luaskills_runtime import _gb18030, text
+from luaskills_runtime import text
+from luaskills_runtime.text import _gb18030
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.text import (
     DecodedText,

@@ -7,11 +7,11 @@ from typing import Any, Hashable, Optional
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.leases import PUBLIC, SYSTEM, RuntimeLeases, dump_payload
 from luaskills_runtime.options import HostOptions
-from luaskills_runtime.pool import VmPool
+from luaskills_runtime.lua.pool import VmPool
 from luaskills_runtime.runlua import RunluaService, parse_request_json, request_from_mapping
 from luaskills_runtime.text import default_mode, normalize_encoding
-from luaskills_runtime.vm import MAIN, RUN_LUA_WRAPPER, LuaVM
-from luaskills_runtime.luajson import json_to_lua, lua_to_json
+from luaskills_runtime.lua.vm import MAIN, RUN_LUA_WRAPPER, LuaVM
+from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json
 
 
 class EngineState:

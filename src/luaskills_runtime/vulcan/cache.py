@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.vulcan._bridge import optional_u64_arg, require_string_arg
+from luaskills_runtime.lua.bridge import optional_u64_arg, require_string_arg
 
 MAX_ENTRIES = 1000
 DEFAULT_TTL_SEC = 1800

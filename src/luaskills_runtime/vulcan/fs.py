@@ -6,9 +6,9 @@ import platform
 import sys
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.luajson import lua_type_name
+from luaskills_runtime.lua.luajson import lua_type_name
 from luaskills_runtime.text import decode_text, encode_text, normalize_encoding
-from luaskills_runtime.vulcan._bridge import require_path_arg, require_string_arg
+from luaskills_runtime.lua.bridge import require_path_arg, require_string_arg
 
 
 def os_info() -> dict:

@@ -31,11 +31,11 @@ from importlib import resources
 from typing import Dict, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.guard import current_limits
-from luaskills_runtime.luajson import lua_type_name
-from luaskills_runtime.vulcan._bridge import require_path_arg, require_string_arg
+from luaskills_runtime.lua.guard import current_limits
+from luaskills_runtime.lua.luajson import lua_type_name
+from luaskills_runtime.lua.bridge import require_path_arg, require_string_arg
 
-_SOURCE = resources.files("luaskills_runtime").joinpath("managed_io.lua").read_text("utf-8")
+_SOURCE = resources.files("luaskills_runtime.vulcan").joinpath("chunks").joinpath("managed_io.lua").read_text("utf-8")
 _WINDOWS = sys.platform == "win32"
 _MODE = re.compile(r"[rwa]\+?b*")
 _PY_MODES = {"r": "rb", "w": "wb", "a": "ab", "r+": "r+b", "w+": "w+b", "a+": "a+b"}

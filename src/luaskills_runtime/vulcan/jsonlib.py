@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.vulcan._bridge import require_string_arg
+from luaskills_runtime.lua.bridge import require_string_arg
 
 
 def install(vm, vulcan) -> None:

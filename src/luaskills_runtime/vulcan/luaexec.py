@@ -7,8 +7,8 @@ Runlua and lease VMs do not get this function (no nesting).
 from __future__ import annotations
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.luajson import lua_to_json
-from luaskills_runtime.vulcan._bridge import require_table_arg
+from luaskills_runtime.lua.luajson import lua_to_json
+from luaskills_runtime.lua.bridge import require_table_arg
 
 _FN = "runtime.lua.exec"
 

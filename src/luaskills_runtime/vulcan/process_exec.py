@@ -7,8 +7,8 @@ the VM, so closing the VM (or the engine) from another thread ends it.
 """
 from __future__ import annotations
 
-from luaskills_runtime.exec_request import FN_NAME, parse_lua_exec_spec, result_to_lua
-from luaskills_runtime.process_exec import run_exec_request
+from luaskills_runtime.process.exec_request import FN_NAME, parse_lua_exec_spec, result_to_lua
+from luaskills_runtime.process.exec_run import run_exec_request
 
 
 def install(vm, vulcan) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import lupa.luajit21 as lupa_engine
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.luajson import lua_type_name
+from luaskills_runtime.lua.luajson import lua_type_name
 from luaskills_runtime.process import ProcessSession
 
 OPEN = "process.session.open"

@@ -1,6 +1,6 @@
 """The Lua side of one runtime lease: a dedicated LuaVM, its module roots, and running an eval.
 
-Evals run through the shared guard (luaskills_runtime.guard): the native TimeoutGuard stops the
+Evals run through the shared guard (luaskills_runtime.lua.guard): the native TimeoutGuard stops the
 code at its deadline or when the host cancels it, and lease VMs run with the JIT off for good
 (compiled traces never look at hooks, so a compiled loop could not be stopped otherwise; the
 guard makes `jit.on` refuse for user code).
@@ -13,12 +13,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from luaskills_runtime.cwd import CwdLockTimeout, working_directory
+from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.guard import CancelToken, guarded_call, prepare_guarded_vm, runner_failure
-from luaskills_runtime.lease_requests import EvalRequest
-from luaskills_runtime.luajson import json_to_lua, lua_to_json
-from luaskills_runtime.vm import LEASE, RUN_LUA_WRAPPER, LuaVM
+from luaskills_runtime.lua.guard import CancelToken, guarded_call, prepare_guarded_vm, runner_failure
+from luaskills_runtime.leases.requests import EvalRequest
+from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json
+from luaskills_runtime.lua.vm import LEASE, RUN_LUA_WRAPPER, LuaVM
 from luaskills_runtime.vulcan.io_compat import install_managed_io
 
 LOGGER = logging.getLogger("luaskills_runtime")

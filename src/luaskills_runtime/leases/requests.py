@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.serde_text import unexpected
+from luaskills_runtime._ref.serde_text import unexpected
 
 DEFAULT_EVAL_TIMEOUT_MS = 60_000
 PUBLIC_DEFAULT_TTL_SEC = 600

@@ -26,7 +26,7 @@ import weakref
 from typing import Callable, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.exec_request import (ExecRequest, exec_error_result, exec_result,
+from luaskills_runtime.process.exec_request import (ExecRequest, exec_error_result, exec_result,
                                             parse_python_exec_args)
 from luaskills_runtime.text import default_mode, encode_text
 

@@ -26,15 +26,15 @@ from typing import Any, NamedTuple, Optional, Tuple
 
 import lupa.luajit21 as lupa_engine
 
-from luaskills_runtime.cwd import CwdLockTimeout, working_directory
+from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 
 from luaskills_runtime._native.luahook import TimeoutGuard
-from luaskills_runtime.vm import lua_error_text, lua_text
+from luaskills_runtime.lua.vm import lua_error_text, lua_text
 
 CANCEL_MESSAGE = "luaexec execution cancelled by the host"
 OUT_OF_MEMORY = "not enough memory"
 
-_GUARD_SOURCE = resources.files("luaskills_runtime").joinpath("guard.lua").read_text("utf-8")
+_GUARD_SOURCE = resources.files("luaskills_runtime.lua").joinpath("chunks").joinpath("guard.lua").read_text("utf-8")
 
 
 @functools.lru_cache(maxsize=64)

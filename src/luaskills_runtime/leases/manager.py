@@ -20,12 +20,12 @@ import weakref
 from typing import Any, Callable, Dict, List, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lease_requests import (
+from luaskills_runtime.leases.requests import (
     RequestShapeError, decode_request, host_visible_path, normalize_optional_path,
     normalize_path_list, normalize_sid, parse_create, parse_eval, parse_lease, parse_list,
     resolve_ttl, shape_error,
 )
-from luaskills_runtime.lease_vm import (
+from luaskills_runtime.leases.vm import (
     EvalFailure, LeasePaths, LeaseVM, default_system_lua_lib_dir,
 )
 

@@ -15,7 +15,7 @@ import sys
 from enum import Enum
 from typing import Dict, NamedTuple, Optional, Union
 
-from luaskills_runtime import _gb18030
+from luaskills_runtime.text import _gb18030
 from luaskills_runtime.errors import LuaSkillsError
 
 __all__ = [

@@ -10,12 +10,12 @@ import lupa.luajit21 as lupa_engine
 
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.vulcan import install_vulcan
-from luaskills_runtime.vulcan._bridge import LuaBridge
+from luaskills_runtime.lua.bridge import LuaBridge
 
 MAIN, RUNLUA, LEASE = "main", "runlua", "lease"
 
-_SCOPE_SOURCE = resources.files("luaskills_runtime").joinpath("scope.lua").read_text("utf-8")
-_RUNNER_SOURCE = resources.files("luaskills_runtime").joinpath("runner.lua").read_text("utf-8")
+_SCOPE_SOURCE = resources.files("luaskills_runtime.lua").joinpath("chunks").joinpath("scope.lua").read_text("utf-8")
+_RUNNER_SOURCE = resources.files("luaskills_runtime.lua").joinpath("chunks").joinpath("runner.lua").read_text("utf-8")
 
 # The reference wraps run_lua code like this, so user code sees `args` as a local and its line
 # numbers start at 3.

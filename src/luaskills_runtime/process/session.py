@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, Optional, Union
 
 from luaskills_runtime._native.process import ProcessCore
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.luajson import lua_type_name
+from luaskills_runtime.lua.luajson import lua_type_name
 from luaskills_runtime.text import decode_text, default_mode, encode_text, normalize_encoding
 
 __all__ = ["ProcessSession", "lua_type_name"]
@@ -309,7 +309,3 @@ def _kill_live_sessions() -> None:
             session.kill()
         except Exception:
             pass
-
-
-# ---- one-shot execution (SPEC 7): lives in process_exec, offered here with the sessions --------
-from luaskills_runtime.process_exec import exec_command  # noqa: E402

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, Callable, List, Sequence, Tuple
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.luajson import lua_to_json
+from luaskills_runtime.lua.luajson import lua_to_json
 
 DEFAULT_TASK = "Execute Lua runtime code"
 

@@ -4,7 +4,7 @@ Both surfaces build the same :class:`ExecRequest`: ``vulcan.process.exec(spec)``
 (:func:`parse_lua_exec_spec`) and ``luaskills_runtime.process.exec_command(...)`` from keyword
 arguments (:func:`parse_python_exec_args`).  Checks run in the reference's order and fail with its
 texts, prefixed with the reference's function name ``process.exec``.  Running the request is
-:mod:`luaskills_runtime.process_exec`'s job; this module also turns its outcome into the
+:mod:`luaskills_runtime.process.exec_run`'s job; this module also turns its outcome into the
 thirteen result fields (:func:`exec_result`, :func:`exec_error_result`).
 """
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any, Dict, Optional, Tuple, Union
 import lupa.luajit21 as lupa_engine
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.luajson import lua_type_name
+from luaskills_runtime.lua.luajson import lua_type_name
 from luaskills_runtime.text import TextMode, decode_text, parse_encoding
-from luaskills_runtime.vulcan._bridge import validate_path_text
+from luaskills_runtime.lua.bridge import validate_path_text
 
 FN_NAME = "process.exec"
 

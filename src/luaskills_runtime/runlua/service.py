@@ -6,7 +6,7 @@ requests raise LuaSkillsError with the reference's text; failures of the Lua cod
 FAILED report.
 
 Reusable by runtime leases: ``guarded_call`` / ``guarded_run`` / ``CancelToken`` (re-exported
-from luaskills_runtime.guard) and ``luaskills_runtime.vulcan.io_compat.install_managed_io``.
+from luaskills_runtime.lua.guard) and ``luaskills_runtime.vulcan.io_compat.install_managed_io``.
 """
 from __future__ import annotations
 
@@ -21,16 +21,16 @@ from typing import Any, Dict, Hashable, NamedTuple, Optional, Tuple
 import lupa.luajit21 as lupa_engine
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.guard import (CANCEL_MESSAGE, CancelToken, GuardedResult, guarded_call,
+from luaskills_runtime.lua.guard import (CANCEL_MESSAGE, CancelToken, GuardedResult, guarded_call,
                                      guarded_run, memory_limit_message, prepare_guarded_vm,
                                      runner_failure, timeout_message)
-from luaskills_runtime.luajson import json_to_lua
-from luaskills_runtime.markdown import (NO_VALUES, render_error, render_success, render_value,
+from luaskills_runtime.lua.luajson import json_to_lua
+from luaskills_runtime.runlua.markdown import (NO_VALUES, render_error, render_success, render_value,
                                         rust_trim)
-from luaskills_runtime.pool import VmPool
-from luaskills_runtime.serde_text import unexpected
-from luaskills_runtime.vm import RUNLUA, LuaVM
-from luaskills_runtime.vulcan._bridge import validate_path_text
+from luaskills_runtime.lua.pool import VmPool
+from luaskills_runtime._ref.serde_text import unexpected
+from luaskills_runtime.lua.vm import RUNLUA, LuaVM
+from luaskills_runtime.lua.bridge import validate_path_text
 from luaskills_runtime.vulcan.io_compat import install_managed_io
 
 __all__ = ["RunluaRequest", "RunluaReport", "RunluaService", "parse_request_json",
@@ -47,7 +47,7 @@ _FIELDS = ("task", "code", "file", "args", "timeout_ms", "caller_tool_name")
 WRAPPER = ("return (function()\n  local args = __runlua_args\n  return table.pack((function()\n"
            "{code}\nend)())\nend)()")
 
-_ENV_SOURCE = resources.files("luaskills_runtime").joinpath("luaexec_env.lua").read_text("utf-8")
+_ENV_SOURCE = resources.files("luaskills_runtime.runlua").joinpath("chunks").joinpath("luaexec_env.lua").read_text("utf-8")
 
 # After a request the VM is dropped instead of reused when its heap stays above this (KiB), so a
 # request that filled memory does not keep it; with a memory cap, above half the cap.

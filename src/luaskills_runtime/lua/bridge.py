@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.luajson import json_to_lua, lua_to_json, lua_type_name
+from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json, lua_type_name
 
 # Builds the Lua-side wrapper of one Python callback.  `check` turns the callback's
 # (ok, values...) answer into returned values or a plain-message error.

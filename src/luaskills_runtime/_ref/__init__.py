@@ -1,0 +1,1 @@
+"""Reference wording: texts and checks worded like the Rust reference (luaskills 0.4.2)."""
