@@ -8,7 +8,8 @@ from hypothesis import given, strategies as st
 from luaskills_runtime import LuaEngine, LuaSkillsError
 from luaskills_runtime.process.exec_request import (RESULT_FIELDS, exec_error_result, exec_result,
                                             parse_lua_exec_spec, parse_python_exec_args,
-                                            rust_float_text, shell_launcher)
+                                            shell_launcher)
+from luaskills_runtime._ref.rust import rust_float as rust_float_text
 from luaskills_runtime.process.exec_run import exec_command
 from luaskills_runtime.text import TextMode
 

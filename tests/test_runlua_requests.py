@@ -33,9 +33,10 @@ def error_text(report):
 # ---- request errors (raised, never rendered) ---------------------------------------------------
 
 @pytest.mark.parametrize("text, detail", [
-    ("", "EOF while parsing a value at line 1 column 1"),
-    ("{", "EOF while parsing an object at line 1 column 2"),
-    ('{"code": "x"', "EOF while parsing a value at line 1 column 13"),
+    ("", "EOF while parsing a value at line 1 column 0"),
+    ("{", "EOF while parsing an object at line 1 column 1"),
+    ('{"code": "x"', "EOF while parsing an object at line 1 column 12"),
+    ('{"code": ', "EOF while parsing a value at line 1 column 9"),
     ("{} x", "trailing characters at line 1 column 4"),
     ("nope", "expected value at line 1 column 1"),
     ("5", "invalid type: integer `5`, expected struct RunLuaExecRequest"),

@@ -19,6 +19,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional
 
+from luaskills_runtime._ref.rust import os_error_text
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.leases.requests import (
     RequestShapeError, decode_request, host_visible_path, normalize_optional_path,
@@ -582,12 +583,6 @@ def dump_payload(payload: dict) -> str:
     return _ENCODER.encode(payload)
 
 
-def _os_error_text(error: OSError) -> str:
-    if error.errno is not None and error.strerror:
-        return f"{error.strerror} (os error {error.errno})"
-    return str(error)
-
-
 class RuntimeLeases:
     """What LuaEngine's lease methods call.  Each method takes the request as JSON text
     (from_json=True) or as a dict and returns the payload dict."""
@@ -616,7 +611,7 @@ class RuntimeLeases:
                 os.makedirs(system_dir, exist_ok=True)
             except OSError as error:
                 raise LuaSkillsError(
-                    f"failed to create system_lua_lib_dir {system_dir}: {_os_error_text(error)}") from None
+                    f"failed to create system_lua_lib_dir {system_dir}: {os_error_text(error)}") from None
             paths.system_lua_lib_dir = system_dir
             if paths.cwd is None:
                 paths.cwd = system_dir

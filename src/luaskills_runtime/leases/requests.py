@@ -7,20 +7,18 @@ one; we only have it for syntax errors).  Unknown fields are ignored, as serde d
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime._ref.serde_text import unexpected
+from luaskills_runtime._ref.serde_text import JsonSyntaxError, load_json, u64_detail, unexpected
 
 DEFAULT_EVAL_TIMEOUT_MS = 60_000
 PUBLIC_DEFAULT_TTL_SEC = 600
 TTL_MIN_SEC, TTL_MAX_SEC = 1, 3_600
 SID_MAX_BYTES = 128
-_U64_MAX = 2**64 - 1
 
 
 class RequestShapeError(Exception):
@@ -44,12 +42,9 @@ def _optional_string(value: Any) -> Optional[str]:
 
 
 def _u64(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid_type(value, "u64")
-    if value < 0:
-        raise RequestShapeError(f"invalid value: integer `{value}`, expected u64")
-    if value > _U64_MAX:  # serde_json reads such a literal as a float
-        raise RequestShapeError(f"invalid type: floating point `{float(value)!r}`, expected u64")
+    problem = u64_detail(value)
+    if problem is not None:
+        raise RequestShapeError(problem)
     return value
 
 
@@ -112,41 +107,6 @@ class _Fields:
 
 # ---- JSON text -> Python values -----------------------------------------------------------------
 
-class _ObjectWithDuplicates(dict):
-    duplicate_keys: tuple = ()
-
-
-def _object_pairs(pairs):
-    obj = dict(pairs)
-    if len(obj) == len(pairs):
-        return obj  # the common case stays a plain dict
-    obj = _ObjectWithDuplicates(pairs)
-    seen, dups = set(), []
-    for key, _ in pairs:
-        if key in seen:
-            dups.append(key)
-        seen.add(key)
-    obj.duplicate_keys = tuple(dups)
-    return obj
-
-
-def _reject_constant(name: str):
-    raise ValueError(name)
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_object_pairs, parse_constant=_reject_constant)
-_SCAN = _DECODER.scan_once
-
-_SYNTAX_WORDING = {
-    "Expecting value": "expected value",
-    "Extra data": "trailing characters",
-    "Expecting property name enclosed in double quotes": "key must be a string",
-    "Unterminated string starting at": "EOF while parsing a string",
-    "Expecting ':' delimiter": "expected `:`",
-    "Expecting ',' delimiter": "expected `,` or `}`",
-}
-
-
 def _load_json(text: Any) -> Any:
     if isinstance(text, (bytes, bytearray)):
         try:
@@ -155,23 +115,10 @@ def _load_json(text: Any) -> Any:
             raise RequestShapeError(f"invalid unicode code point at byte {error.start}") from None
     if not isinstance(text, str):
         raise TypeError(f"request JSON must be a str, got {type(text).__name__}")
-    if text[:1] == "{" and text[-1:] == "}":  # the usual request: scan it without the regexes
-        try:
-            obj, end = _SCAN(text, 0)
-            if end == len(text):
-                return obj
-        except (StopIteration, ValueError):
-            pass  # the full decode below reports the error in detail
-    if not text.strip():
-        lines = text.split("\n")
-        raise RequestShapeError(f"EOF while parsing a value at line {len(lines)} column {len(lines[-1])}")
     try:
-        return _DECODER.decode(text)
-    except json.JSONDecodeError as error:
-        wording = _SYNTAX_WORDING.get(error.msg, error.msg[:1].lower() + error.msg[1:])
-        raise RequestShapeError(f"{wording} at line {error.lineno} column {error.colno}") from None
-    except ValueError as error:  # NaN / Infinity literals, which JSON does not have
-        raise RequestShapeError(f"expected value (got `{error}`)") from None
+        return load_json(text)
+    except JsonSyntaxError as error:
+        raise RequestShapeError(str(error)) from None
 
 
 def decode_request(raw: Any, what: str, *, from_json: bool):

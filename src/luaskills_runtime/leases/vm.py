@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
+from luaskills_runtime._ref.rust import os_error_text
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.guard import CancelToken, guarded_call, prepare_guarded_vm, runner_failure
 from luaskills_runtime.leases.requests import EvalRequest
@@ -139,13 +140,6 @@ def _table_or_none(to_lua, value):
     if value is None or value == {} or value == []:
         return None
     return to_lua(value)
-
-
-def _os_error_text(error: OSError) -> str:
-    """An OS error the way the reference (Rust std::io::Error) prints it."""
-    if error.errno is not None and error.strerror:
-        return f"{error.strerror} (os error {error.errno})"
-    return str(error)
 
 
 class EvalFailure(Exception):
@@ -277,7 +271,7 @@ class LeaseVM:
             except CwdLockTimeout:
                 continue
             except OSError as error:
-                raise _CwdFailure(f"runtime lease set cwd {cwd}: {_os_error_text(error)}") from None
+                raise _CwdFailure(f"runtime lease set cwd {cwd}: {os_error_text(error)}") from None
         failed = True
         try:
             answer = self._run_capped(run_args)
@@ -288,7 +282,7 @@ class LeaseVM:
                 switch.__exit__(None, None, None)
             except OSError as error:
                 if not failed:
-                    raise _CwdFailure(f"runtime lease restore cwd: {_os_error_text(error)}") from None
+                    raise _CwdFailure(f"runtime lease restore cwd: {os_error_text(error)}") from None
 
     def _run_capped(self, run_args: tuple):
         if not self._memory_cap:

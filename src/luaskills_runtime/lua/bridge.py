@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json, lua_type_name
+from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json
 
 # Builds the Lua-side wrapper of one Python callback.  `check` turns the callback's
 # (ok, values...) answer into returned values or a plain-message error.
@@ -29,9 +29,6 @@ local function check(ok, ...)
 end
 return function(...) return check(pyfn(...)) end
 """
-
-_COERCED_PREFIXES = (b"table: 0x", b"function: 0x", b"thread: 0x", b"userdata: 0x")
-
 
 class LuaBridge:
     """Per-VM helper that exposes Python callbacks as Lua functions."""
@@ -80,47 +77,3 @@ class LuaBridge:
     @staticmethod
     def to_json(value: Any):
         return lua_to_json(value)
-
-
-# ---- argument checks with the reference's wording -------------------------------------------
-
-def require_string_arg(value: Any, fn_name: str, param: str, allow_blank: bool = False) -> str:
-    if not isinstance(value, bytes):
-        raise LuaSkillsError(f"{fn_name}: {param} must be a string, got {lua_type_name(value)}")
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LuaSkillsError(f"{fn_name}: {param} must be a valid UTF-8 string") from None
-    if not allow_blank and not text.strip():
-        raise LuaSkillsError(f"{fn_name}: {param} must not be empty")
-    if "\0" in text:
-        raise LuaSkillsError(f"{fn_name}: {param} must not contain NUL bytes")
-    return text
-
-
-def validate_path_text(text: str, fn_name: str, param: str) -> str:
-    if text.encode("utf-8", "surrogatepass").startswith(_COERCED_PREFIXES):
-        raise LuaSkillsError(f"{fn_name}: {param} looks like a coerced Lua object string `{text}`")
-    return text
-
-
-def require_path_arg(value: Any, fn_name: str, param: str) -> str:
-    return validate_path_text(require_string_arg(value, fn_name, param), fn_name, param)
-
-
-def require_table_arg(value: Any, fn_name: str, param: str):
-    if lua_type_name(value) != "table":
-        raise LuaSkillsError(f"{fn_name}: {param} must be a table, got {lua_type_name(value)}")
-    return value
-
-
-def optional_u64_arg(value: Any, fn_name: str, param: str):
-    if value is None:
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if isinstance(value, int) and value >= 0:
-            return value
-        if isinstance(value, float) and value == value and value not in (float("inf"),) \
-                and value >= 0 and value.is_integer():
-            return int(value)
-    raise LuaSkillsError(f"{fn_name}: {param} must be a non-negative integer: {lua_type_name(value)}")

@@ -8,43 +8,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import lupa.luajit21 as lupa_engine
-
+from luaskills_runtime._ref.lua_args import lua_type_name, lupa_object_type
 from luaskills_runtime.errors import LuaSkillsError
 
 MAX_DEPTH = 256
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
-_THREAD_WRAPPERS = ("_LuaThread", "_LuaCoroutineFunction")
-
-
-def lua_type_name(value: Any) -> str:
-    """The Lua type name the reference reports for a value ("got number", "got table", ...).
-
-    Works for values as lupa hands them over (strings arrive as bytes) and for the Python values
-    of the Python-surface APIs (a dict or list stands for a table, a callable for a function).
-    """
-    if value is None:
-        return "nil"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, (bytes, str, bytearray)):
-        return "string"
-    if isinstance(value, (dict, list, tuple)):
-        return "table"
-    if type(value).__module__.split(".")[0] != "lupa":
-        return "function" if callable(value) else "userdata"
-    return _lua_object_type(value)
-
-
-def _lua_object_type(value: Any) -> str:
-    kind = lupa_engine.lua_type(value)
-    if kind is None:
-        return "userdata"  # a Python object: Lua sees it as userdata
-    if kind == "function" and type(value).__name__ in _THREAD_WRAPPERS:
-        return "thread"  # lupa hands Lua threads over as coroutine wrappers
-    return kind
 
 
 def _number_to_json(value: float | int):
@@ -84,7 +52,7 @@ def _to_json(value: Any, depth: int, path: set) -> Any:
         return value.decode("utf-8", "replace")
     if isinstance(value, str):
         return value
-    kind = _lua_object_type(value)
+    kind = lupa_object_type(value)
     if kind != "table":
         raise LuaSkillsError(f"Cannot convert Lua {kind} to JSON")
     if depth >= MAX_DEPTH:

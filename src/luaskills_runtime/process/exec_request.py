@@ -14,23 +14,15 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Dict, Optional, Tuple, Union
 
-import lupa.luajit21 as lupa_engine
-
+from luaskills_runtime._ref.lua_args import (lua_type_name, optional_string, require_string,
+                                             validate_path_text)
+from luaskills_runtime._ref.rust import rust_float
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.luajson import lua_type_name
 from luaskills_runtime.text import TextMode, decode_text, parse_encoding
-from luaskills_runtime.lua.bridge import validate_path_text
 
 FN_NAME = "process.exec"
-
-# What Rust's str::trim strips (Unicode White_Space); str.strip would also strip U+001C..U+001F.
-_RUST_WHITE_SPACE = (
-    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
-    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 
 RESULT_FIELDS = ("ok", "success", "code", "stdout", "stderr", "stdout_encoding", "stderr_encoding",
                  "stdout_lossy", "stderr_lossy", "stdout_base64", "stderr_base64", "timed_out",
@@ -81,54 +73,10 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, (bytes, str))
 
 
-def _text_of(value: Union[bytes, str], fn_name: str, param: str) -> str:
-    """The value as a Unicode string; Lua strings must be valid UTF-8 (Rust strings are)."""
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise LuaSkillsError(f"{fn_name}: {param} must be a valid UTF-8 string") from None
-    try:
-        value.encode("utf-8")   # lone surrogates cannot become a Rust string either
-    except UnicodeEncodeError:
-        raise LuaSkillsError(f"{fn_name}: {param} must be a valid UTF-8 string") from None
-    return value
-
-
-def _require_string(value: Any, fn_name: str, param: str, allow_blank: bool) -> str:
-    """The reference's require_string_arg: a string, valid UTF-8, non-blank unless allowed, and
-    without NUL."""
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not _is_text(value):
-        raise LuaSkillsError(f"{fn_name}: {param} must be a string, got {_type_name(value)}")
-    text = _text_of(value, fn_name, param)
-    if not allow_blank and not text.strip(_RUST_WHITE_SPACE):
-        raise LuaSkillsError(f"{fn_name}: {param} must not be empty")
-    if "\0" in text:
-        raise LuaSkillsError(f"{fn_name}: {param} must not contain NUL bytes")
-    return text
-
-
-def _optional_string(value: Any, fn_name: str, param: str, allow_blank: bool) -> Optional[str]:
-    return None if value is None else _require_string(value, fn_name, param, allow_blank)
-
-
-def rust_float_text(number: float) -> str:
-    """A float as Rust's ``f64`` Display writes it: shortest round-trip digits, never an exponent
-    (1e-7 -> "0.0000001", 1e20 -> "100000000000000000000")."""
-    if number == 0:
-        return "-0" if math.copysign(1.0, number) < 0 else "0"
-    text = format(Decimal(repr(number)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
-
-
 def _scalar_text(value: Any, fn_name: str, param: str) -> str:
     """An argument or environment value: strings as they are, numbers and booleans as text."""
     if _is_text(value) or isinstance(value, os.PathLike):
-        return _require_string(value, fn_name, param, True)
+        return require_string(value, fn_name, param, True)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -140,7 +88,7 @@ def _scalar_text(value: Any, fn_name: str, param: str) -> str:
         # for those already, but a Python host may pass 3.0.
         if value.is_integer() and -(2.0**63) <= value < 2.0**63:
             return str(int(value))
-        return rust_float_text(value)
+        return rust_float(value)
     raise LuaSkillsError(f"{fn_name}: {param} must be a string: {_type_name(value)}")
 
 
@@ -164,7 +112,7 @@ def _shell_flag(value: Any, fn_name: str) -> Optional[bool]:
 def _encoding(value: Any, fn_name: str, param: str) -> Optional[TextMode]:
     if isinstance(value, TextMode):
         return value
-    label = _optional_string(value, fn_name, param, False)
+    label = optional_string(value, fn_name, param, False)
     if label is None:
         return None
     try:
@@ -230,7 +178,7 @@ def _lua_env(value: Any, fn_name: str) -> Dict[str, str]:
         raise LuaSkillsError(f"{fn_name}: env must be a table, got {lua_type_name(value)}")
     env: Dict[str, str] = {}
     for key, item in value.items():   # pairs() order, raw like mlua's Table::pairs
-        name = _require_string(key, fn_name, "env.<key>", False)
+        name = require_string(key, fn_name, "env.<key>", False)
         env[name] = _scalar_text(item, fn_name, f"env.{name}")
     return env
 
@@ -238,25 +186,27 @@ def _lua_env(value: Any, fn_name: str) -> Dict[str, str]:
 def parse_lua_exec_spec(spec: Any, default_mode: TextMode, fn_name: str = FN_NAME) -> ExecRequest:
     """Validate the argument of ``vulcan.process.exec`` (a lupa value: strings are bytes)."""
     if isinstance(spec, bytes):
-        return _shell_only(_require_string(spec, fn_name, "command", False), default_mode,
+        return _shell_only(require_string(spec, fn_name, "command", False), default_mode,
                            fn_name)
     if lua_type_name(spec) != "table":
         raise LuaSkillsError(f"{fn_name}: expected a string or table, got {lua_type_name(spec)}")
     get = spec.__getitem__   # not raw: an __index metamethod is honoured, as by mlua's get
     try:
-        command = _optional_string(get(b"command"), fn_name, "command", False)
-        program = _optional_string(get(b"program"), fn_name, "program", False)
+        command = optional_string(get(b"command"), fn_name, "command", False)
+        program = optional_string(get(b"program"), fn_name, "program", False)
         args = _lua_args(get(b"args"), fn_name)
-        cwd = _optional_string(get(b"cwd"), fn_name, "cwd", False)
+        cwd = optional_string(get(b"cwd"), fn_name, "cwd", False)
         env = _lua_env(get(b"env"), fn_name)
-        stdin = _optional_string(get(b"stdin"), fn_name, "stdin", True)
+        stdin = optional_string(get(b"stdin"), fn_name, "stdin", True)
         timeout_ms = _timeout(get(b"timeout_ms"), fn_name)
         shell = _shell_flag(get(b"shell"), fn_name)
         encoding = _encoding(get(b"encoding"), fn_name, "encoding")
         stdout_encoding = _encoding(get(b"stdout_encoding"), fn_name, "stdout_encoding")
         stderr_encoding = _encoding(get(b"stderr_encoding"), fn_name, "stderr_encoding")
         stdin_encoding = _encoding(get(b"stdin_encoding"), fn_name, "stdin_encoding")
-    except lupa_engine.LuaError as error:   # an __index metamethod raised
+    except LuaSkillsError:
+        raise
+    except Exception as error:   # an __index metamethod raised (a lupa LuaError)
         raise LuaSkillsError(f"{fn_name}: {error}") from None
     return _build(fn_name, command, program, args, cwd, env, stdin, timeout_ms, shell, encoding,
                   stdout_encoding, stderr_encoding, stdin_encoding, default_mode)
@@ -283,7 +233,7 @@ def _py_env(value: Any, fn_name: str) -> Dict[str, str]:
         raise LuaSkillsError(f"{fn_name}: env must be a table, got {_type_name(value)}")
     env: Dict[str, str] = {}
     for key, item in pairs:
-        name = _require_string(key, fn_name, "env.<key>", False)
+        name = require_string(key, fn_name, "env.<key>", False)
         env[name] = _scalar_text(item, fn_name, f"env.{name}")
     return env
 
@@ -291,7 +241,7 @@ def _py_env(value: Any, fn_name: str) -> Dict[str, str]:
 def _py_stdin(value: Any, fn_name: str) -> Union[str, bytes, None]:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)   # raw bytes: written unchanged, stdin_encoding does not apply
-    return _optional_string(value, fn_name, "stdin", True)
+    return optional_string(value, fn_name, "stdin", True)
 
 
 def parse_python_exec_args(command=None, program=None, args=(), cwd=None, env=None, stdin=None,
@@ -299,10 +249,10 @@ def parse_python_exec_args(command=None, program=None, args=(), cwd=None, env=No
                            stderr_encoding=None, stdin_encoding=None, *,
                            default_mode: TextMode, fn_name: str = FN_NAME) -> ExecRequest:
     """Validate ``exec_command`` keyword arguments with the same rules and texts as the Lua spec."""
-    command = _optional_string(command, fn_name, "command", False)
-    program = _optional_string(program, fn_name, "program", False)
+    command = optional_string(command, fn_name, "command", False)
+    program = optional_string(program, fn_name, "program", False)
     args = _py_args(args, fn_name)
-    cwd = _optional_string(cwd, fn_name, "cwd", False)
+    cwd = optional_string(cwd, fn_name, "cwd", False)
     env = _py_env(env, fn_name)
     stdin = _py_stdin(stdin, fn_name)
     timeout_ms = _timeout(timeout_ms, fn_name)

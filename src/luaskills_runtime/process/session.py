@@ -19,15 +19,17 @@ import atexit
 import math
 import sys
 import weakref
-from decimal import Decimal
 from typing import Any, Dict, Iterable, Optional, Union
 
 from luaskills_runtime._native.process import ProcessCore
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.luajson import lua_type_name
+from luaskills_runtime._ref.lua_args import lua_type_name, require_string
+from luaskills_runtime._ref.rust import is_blank, rust_float
 from luaskills_runtime.text import decode_text, default_mode, encode_text, normalize_encoding
 
-__all__ = ["ProcessSession", "lua_type_name"]
+__all__ = ["ProcessSession"]
+
+_UTF8 = "must be valid UTF-8"   # this surface's wording (exec says "a valid UTF-8 string")
 
 DEFAULT_READ_TIMEOUT_MS = 100
 DEFAULT_CLOSE_TIMEOUT_MS = 1000
@@ -44,35 +46,7 @@ KILL = "process.session.kill"
 _WINDOWS = sys.platform == "win32"
 _U64_MAX = 2**64 - 1
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
-# Rust's str::trim strips Unicode White_Space (str.strip would also strip U+001C..U+001F).
-_WHITE_SPACE = (
-    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
-    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 _UTF8_LIKE = ("utf-8",) if _WINDOWS else ("utf-8", "system", "oem")
-
-
-def _text(value: Any, fn: str, key: str, allow_blank: bool) -> str:
-    """A strict UTF-8 string option (str, or bytes as Lua strings arrive), reference wording."""
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            text = bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            raise LuaSkillsError(f"{fn}: {key} must be valid UTF-8") from None
-    elif isinstance(value, str):
-        text = value
-        if not text.isascii():
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:   # lone surrogates
-                raise LuaSkillsError(f"{fn}: {key} must be valid UTF-8") from None
-    else:
-        raise LuaSkillsError(f"{fn}: {key} must be a string, got {lua_type_name(value)}")
-    if not allow_blank and not text.strip(_WHITE_SPACE):
-        raise LuaSkillsError(f"{fn}: {key} must not be empty")
-    if "\0" in text:
-        raise LuaSkillsError(f"{fn}: {key} must not contain NUL bytes")
-    return text
 
 
 def _positive(value: Any, fn: str, key: str, default: int) -> int:
@@ -99,24 +73,12 @@ def _encoding(value: Any, fn: str, key: str):
             raise LuaSkillsError(f"{fn}: {key} must be UTF-8") from None
     elif not isinstance(value, str):
         raise LuaSkillsError(f"{fn}: {key} must be a string, got {lua_type_name(value)}")
-    if not value.strip(_WHITE_SPACE):
+    if is_blank(value):
         raise LuaSkillsError(f"{fn}: unsupported text encoding `{value}`")
     try:
         return normalize_encoding(value)
     except LuaSkillsError as error:
         raise LuaSkillsError(f"{fn}: {error}") from None
-
-
-def _float_text(number: float) -> str:
-    """Rust's ``f64`` Display: shortest round-trip digits, never an exponent."""
-    if math.isnan(number):
-        return "NaN"
-    if math.isinf(number):
-        return "inf" if number > 0 else "-inf"
-    text = format(Decimal(repr(number)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
 
 
 def _session_text(value: Any) -> Union[str, bytes]:
@@ -136,7 +98,7 @@ def _session_text(value: Any) -> Union[str, bytes]:
     if isinstance(value, float):
         if math.isfinite(value) and value.is_integer() and _I64_MIN <= value <= _I64_MAX:
             return str(int(value))
-        return _float_text(value)
+        return rust_float(value)
     raise LuaSkillsError(f"{WRITE}: unsupported value {lua_type_name(value)}")
 
 
@@ -176,13 +138,13 @@ class ProcessSession(ProcessCore):
         *,
         default_encoding=None,
     ) -> None:
-        program = _text(program, OPEN, "program", False)
+        program = require_string(program, OPEN, "program", False, utf8_error=_UTF8)
         if args is None:
             args = ()
         elif not isinstance(args, (list, tuple)):
             raise LuaSkillsError(f"{OPEN}: args must be an array table, got {lua_type_name(args)}")
-        arg_list = [_text(a, OPEN, "args", True) for a in args]
-        cwd = None if cwd is None else _text(cwd, OPEN, "cwd", False)
+        arg_list = [require_string(a, OPEN, "args", True, utf8_error=_UTF8) for a in args]
+        cwd = None if cwd is None else require_string(cwd, OPEN, "cwd", False, utf8_error=_UTF8)
         base = _encoding(encoding, OPEN, "encoding")
         if base is None:
             base = normalize_encoding(default_encoding) if default_encoding else default_mode()
@@ -246,7 +208,7 @@ class ProcessSession(ProcessCore):
         plan = plans.get(until_text) if type(until_text) is str else None
         if plan is not None:
             return plan
-        marker = _text(until_text, READ, "until_text", False)
+        marker = require_string(until_text, READ, "until_text", False, utf8_error=_UTF8)
         out_marker = _byte_marker(marker, self._modes[0])
         err_marker = _byte_marker(marker, self._modes[1])
         if out_marker is not None and err_marker is not None:

@@ -11,20 +11,14 @@ import math
 from decimal import Decimal
 from typing import Any, Callable, List, Sequence, Tuple
 
+from luaskills_runtime._ref.rust import rust_trim
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.luajson import lua_to_json
 
 DEFAULT_TASK = "Execute Lua runtime code"
 
 # Rust's str::trim removes Unicode White_Space; Python's str.strip would also remove U+001C..U+001F.
-_RUST_WHITE_SPACE = ("\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-                     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
-
 RenderedValue = Tuple[str, str]  # (fence format "json" | "text", block content)
-
-
-def rust_trim(text: str) -> str:
-    return text.strip(_RUST_WHITE_SPACE)
 
 
 def task_heading(task: str) -> str:

@@ -10,7 +10,6 @@ from luaskills_runtime.lua.guard) and ``luaskills_runtime.vulcan.io_compat.insta
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -20,17 +19,17 @@ from typing import Any, Dict, Hashable, NamedTuple, Optional, Tuple
 
 import lupa.luajit21 as lupa_engine
 
+from luaskills_runtime._ref.lua_args import validate_path_text
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.guard import (CANCEL_MESSAGE, CancelToken, GuardedResult, guarded_call,
                                      guarded_run, memory_limit_message, prepare_guarded_vm,
                                      runner_failure, timeout_message)
 from luaskills_runtime.lua.luajson import json_to_lua
-from luaskills_runtime.runlua.markdown import (NO_VALUES, render_error, render_success, render_value,
-                                        rust_trim)
+from luaskills_runtime.runlua.markdown import NO_VALUES, render_error, render_success, render_value
 from luaskills_runtime.lua.pool import VmPool
-from luaskills_runtime._ref.serde_text import unexpected
+from luaskills_runtime._ref.rust import os_error_text, rust_trim
+from luaskills_runtime._ref.serde_text import JsonSyntaxError, load_json, u64_detail, unexpected
 from luaskills_runtime.lua.vm import RUNLUA, LuaVM
-from luaskills_runtime.lua.bridge import validate_path_text
 from luaskills_runtime.vulcan.io_compat import install_managed_io
 
 __all__ = ["RunluaRequest", "RunluaReport", "RunluaService", "parse_request_json",
@@ -39,7 +38,6 @@ __all__ = ["RunluaRequest", "RunluaReport", "RunluaService", "parse_request_json
            "memory_limit_message", "DEFAULT_TIMEOUT_MS"]
 
 DEFAULT_TIMEOUT_MS = 60_000
-_U64_MAX = 2**64 - 1
 _STRUCT = "struct RunLuaExecRequest"
 _FIELDS = ("task", "code", "file", "args", "timeout_ms", "caller_tool_name")
 
@@ -77,11 +75,9 @@ def parse_request_json(text) -> RunluaRequest:
     if not isinstance(text, str):
         raise LuaSkillsError(f"{prefix}request must be a JSON string, got {type(text).__name__}")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise LuaSkillsError(prefix + _json_error_detail(error, text)) from None
-    except RecursionError:
-        raise LuaSkillsError(prefix + "recursion limit exceeded") from None
+        data = load_json(text)
+    except JsonSyntaxError as error:
+        raise LuaSkillsError(prefix + str(error)) from None
     return request_from_mapping(data, prefix)
 
 
@@ -118,38 +114,10 @@ def _string_field(value: Any, prefix: str, optional: bool) -> Optional[str]:
 
 
 def _u64_field(value: Any, prefix: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if 0 <= value <= _U64_MAX:
-            return value
-        raise LuaSkillsError(f"{prefix}invalid value: integer `{value}`, expected u64")
-    raise LuaSkillsError(f"{prefix}invalid type: {unexpected(value)}, expected u64")
-
-
-_JSON_MESSAGES = {
-    "Extra data": "trailing characters",
-    "Expecting property name enclosed in double quotes": "key must be a string",
-    "Expecting ':' delimiter": "expected `:`",
-    "Expecting ',' delimiter": "expected `,` or `}`",
-    "Unterminated string starting at": "EOF while parsing a string",
-    "Invalid control character at":
-        "control character (\\u0000-\\u001F) found while parsing a string",
-}
-
-
-def _json_error_detail(error: json.JSONDecodeError, text: str) -> str:
-    """serde_json's wording for the common cases (Python's otherwise, lower-cased)."""
-    message = error.msg
-    at_end = error.pos >= len(text.rstrip())
-    if at_end and message.startswith("Expecting property name"):
-        message = "EOF while parsing an object"
-    elif at_end and message in ("Expecting value", "Expecting ',' delimiter",
-                                "Expecting ':' delimiter"):
-        message = "EOF while parsing a value"
-    elif message == "Expecting value":
-        message = "expected value"
-    else:
-        message = _JSON_MESSAGES.get(message, message[:1].lower() + message[1:])
-    return f"{message} at line {error.lineno} column {error.colno}"
+    problem = u64_detail(value)
+    if problem is not None:
+        raise LuaSkillsError(prefix + problem)
+    return value
 
 
 def resolve_source(request: RunluaRequest) -> Tuple[str, Optional[str]]:
@@ -168,7 +136,7 @@ def resolve_source(request: RunluaRequest) -> Tuple[str, Optional[str]]:
         with open(path, "rb") as handle:
             data = handle.read()
     except OSError as error:
-        detail = _io_error_text(error)
+        detail = os_error_text(error)
         raise LuaSkillsError(f"Failed to read luaexec file {path}: {detail}: {detail}") from None
     except ValueError:  # NUL in the path
         detail = "file name contained an unexpected NUL byte"
@@ -186,14 +154,7 @@ def _current_dir() -> str:
         return os.getcwd()
     except OSError as error:
         raise LuaSkillsError(
-            f"Failed to resolve luaexec relative file path: {_io_error_text(error)}") from None
-
-
-def _io_error_text(error: OSError) -> str:
-    """An OS error as Rust's io::Error displays it: `<description> (os error <n>)`."""
-    if error.errno is None:
-        return str(error)
-    return f"{error.strerror or os.strerror(error.errno)} (os error {error.errno})"
+            f"Failed to resolve luaexec relative file path: {os_error_text(error)}") from None
 
 
 def _script_body(source: str) -> str:

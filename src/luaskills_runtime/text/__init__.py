@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Dict, NamedTuple, Optional, Union
 
 from luaskills_runtime.text import _gb18030
+from luaskills_runtime._ref.rust import RUST_WHITE_SPACE
 from luaskills_runtime.errors import LuaSkillsError
 
 __all__ = [
@@ -70,11 +71,6 @@ _LABELS: Dict[str, TextMode] = {
     "base64": TextMode.BASE64,
 }
 
-# Rust's str::trim removes Unicode White_Space, which (unlike str.strip) excludes U+001C..U+001F.
-_WHITE_SPACE = (
-    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
-    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 # to_ascii_lowercase folds A-Z only (str.lower would also fold e.g. KELVIN SIGN to "k").
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -95,7 +91,7 @@ def parse_encoding(label: Union[str, bytes]) -> TextMode:
     ``LuaSkillsError("unsupported text encoding `<label as given>`")``.
     """
     text = _label_text(label)
-    mode = _LABELS.get(text.strip(_WHITE_SPACE).translate(_ASCII_LOWER))
+    mode = _LABELS.get(text.strip(RUST_WHITE_SPACE).translate(_ASCII_LOWER))
     if mode is None:
         raise LuaSkillsError(f"unsupported text encoding `{text}`")
     return mode
@@ -111,7 +107,7 @@ def normalize_encoding(
 ) -> TextMode:
     """Like :func:`parse_encoding`, but a missing or blank label selects ``default``
     (:func:`default_mode` when None) -- the rule for ``HostOptions.default_text_encoding``."""
-    if label is None or not _label_text(label).strip(_WHITE_SPACE):
+    if label is None or not _label_text(label).strip(RUST_WHITE_SPACE):
         return default if default is not None else default_mode()
     return parse_encoding(label)
 

@@ -11,8 +11,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from luaskills_runtime._ref.lua_args import optional_u64_arg, require_string
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.bridge import optional_u64_arg, require_string_arg
 
 MAX_ENTRIES = 1000
 DEFAULT_TTL_SEC = 1800
@@ -84,12 +84,12 @@ def install(vm, vulcan) -> None:
         return STORE.put(scope(), bridge.to_json(value), ttl).encode()
 
     def get(entry_id=None):
-        key = require_string_arg(entry_id, "vulcan.cache.get", "id")
+        key = require_string(entry_id, "vulcan.cache.get", "id")
         value = STORE.get(scope(), key)
         return None if value is None else bridge.to_lua(value)
 
     def delete(entry_id=None):
-        key = require_string_arg(entry_id, "vulcan.cache.delete", "id")
+        key = require_string(entry_id, "vulcan.cache.delete", "id")
         return STORE.delete(scope(), key)
 
     vulcan[b"cache"] = bridge.table(

@@ -5,10 +5,9 @@ import os
 import platform
 import sys
 
+from luaskills_runtime._ref.lua_args import lua_type_name, require_path, require_string
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.luajson import lua_type_name
 from luaskills_runtime.text import decode_text, encode_text, normalize_encoding
-from luaskills_runtime.lua.bridge import require_path_arg, require_string_arg
 
 
 def os_info() -> dict:
@@ -32,12 +31,12 @@ def install(vm, vulcan) -> None:
     def path_join(*parts):
         if not parts:
             raise LuaSkillsError("vulcan.path.join: at least one path segment is required")
-        texts = [require_string_arg(part, "vulcan.path.join", f"segment {index}", allow_blank=True)
+        texts = [require_string(part, "vulcan.path.join", f"segment {index}", allow_blank=True)
                  for index, part in enumerate(parts, 1)]
         return os.path.join(*texts).encode()
 
     def fs_list(path=None):
-        folder = require_path_arg(path, "vulcan.fs.list", "path")
+        folder = require_path(path, "vulcan.fs.list", "path")
         try:
             names = sorted(os.listdir(folder))
         except OSError as error:
@@ -45,7 +44,7 @@ def install(vm, vulcan) -> None:
         return bridge.to_lua(names)
 
     def fs_read(path=None):
-        name = require_path_arg(path, "vulcan.fs.read", "path")
+        name = require_path(path, "vulcan.fs.read", "path")
         try:
             with open(name, "rb") as handle:
                 return handle.read()
@@ -53,7 +52,7 @@ def install(vm, vulcan) -> None:
             raise LuaSkillsError(f"vulcan.fs.read: {error.strerror or error}: {name}") from None
 
     def fs_write(path=None, content=None):
-        name = require_path_arg(path, "vulcan.fs.write", "path")
+        name = require_path(path, "vulcan.fs.write", "path")
         if not isinstance(content, bytes):
             raise LuaSkillsError(
                 f"vulcan.fs.write: content must be a string, got {lua_type_name(content)}")
@@ -65,15 +64,15 @@ def install(vm, vulcan) -> None:
         return True
 
     def fs_exists(path=None):
-        return os.path.exists(require_path_arg(path, "vulcan.fs.exists", "path"))
+        return os.path.exists(require_path(path, "vulcan.fs.exists", "path"))
 
     def fs_is_dir(path=None):
-        return os.path.isdir(require_path_arg(path, "vulcan.fs.is_dir", "path"))
+        return os.path.isdir(require_path(path, "vulcan.fs.is_dir", "path"))
 
     def encoding_arg(value, fn_name):
         if value is None:
             return vm.default_text_mode
-        label = require_string_arg(value, fn_name, "encoding", allow_blank=True)
+        label = require_string(value, fn_name, "encoding", allow_blank=True)
         if not label.strip():
             return vm.default_text_mode
         try:
@@ -82,7 +81,7 @@ def install(vm, vulcan) -> None:
             raise LuaSkillsError(f"{fn_name}: {error}") from None
 
     def read_text(path=None, encoding=None):
-        name = require_path_arg(path, "vulcan.io.read_text", "path")
+        name = require_path(path, "vulcan.io.read_text", "path")
         mode = encoding_arg(encoding, "vulcan.io.read_text")
         try:
             with open(name, "rb") as handle:
@@ -92,7 +91,7 @@ def install(vm, vulcan) -> None:
         return decode_text(data, mode).text.encode("utf-8", "surrogatepass")
 
     def write_text(path=None, text=None, encoding=None):
-        name = require_path_arg(path, "vulcan.io.write_text", "path")
+        name = require_path(path, "vulcan.io.write_text", "path")
         if not isinstance(text, bytes):
             raise LuaSkillsError(
                 f"vulcan.io.write_text: text must be a string, got {lua_type_name(text)}")

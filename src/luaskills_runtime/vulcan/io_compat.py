@@ -30,10 +30,9 @@ from collections import deque
 from importlib import resources
 from typing import Dict, Optional
 
+from luaskills_runtime._ref.lua_args import lua_type_name, require_path, require_string
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.guard import current_limits
-from luaskills_runtime.lua.luajson import lua_type_name
-from luaskills_runtime.lua.bridge import require_path_arg, require_string_arg
 
 _SOURCE = resources.files("luaskills_runtime.vulcan").joinpath("chunks").joinpath("managed_io.lua").read_text("utf-8")
 _WINDOWS = sys.platform == "win32"
@@ -263,7 +262,7 @@ class ManagedIo:
     # -- primitives called from managed_io.lua -----------------------------------------------
     def open(self, path=None, mode=None, fn=b"open"):
         fn_name = fn.decode() if isinstance(fn, bytes) else "open"
-        name = require_path_arg(path, f"vulcan.io.{fn_name}", "path")
+        name = require_path(path, f"vulcan.io.{fn_name}", "path")
         mode_text = _mode_text(mode, fn_name)
         if not _MODE.fullmatch(mode_text):
             raise LuaSkillsError(f"vulcan.io.{fn_name}: invalid mode `{mode_text}`")
@@ -280,7 +279,7 @@ class ManagedIo:
             return _os_failure(error)
 
     def popen(self, command=None, mode=None):
-        text = require_string_arg(command, "vulcan.io.popen", "command")
+        text = require_string(command, "vulcan.io.popen", "command")
         mode_text = _mode_text(mode, "popen")
         if mode_text.startswith("w"):
             raise LuaSkillsError("vulcan.io.popen: write mode is not implemented yet")

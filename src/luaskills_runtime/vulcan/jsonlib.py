@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
+from luaskills_runtime._ref.lua_args import require_string
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.bridge import require_string_arg
 
 
 def install(vm, vulcan) -> None:
@@ -18,7 +18,7 @@ def install(vm, vulcan) -> None:
         return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
     def decode(text=None):
-        source = require_string_arg(text, "vulcan.json.decode", "text", allow_blank=True)
+        source = require_string(text, "vulcan.json.decode", "text", allow_blank=True)
         try:
             value = json.loads(source)
         except ValueError as error:

@@ -6,9 +6,9 @@ Runlua and lease VMs do not get this function (no nesting).
 """
 from __future__ import annotations
 
+from luaskills_runtime._ref.lua_args import require_table
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.luajson import lua_to_json
-from luaskills_runtime.lua.bridge import require_table_arg
 
 _FN = "runtime.lua.exec"
 
@@ -30,7 +30,7 @@ def install(vm, vulcan) -> None:
         return text or None
 
     def lua_exec(value=None):
-        table = require_table_arg(value, _FN, "input")
+        table = require_table(value, _FN, "input")
         request = request_from_mapping(lua_to_json(table), "luaexec input is invalid: ")
         request.caller_tool_name = caller_tool_name()
         markdown = vm.state.engine.runlua_service.execute(request)

@@ -19,8 +19,8 @@ from typing import Any
 
 import lupa.luajit21 as lupa_engine
 
+from luaskills_runtime._ref.lua_args import lua_type_name
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.luajson import lua_type_name
 from luaskills_runtime.process import ProcessSession
 
 OPEN = "process.session.open"

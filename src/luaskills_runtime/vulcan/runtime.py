@@ -5,7 +5,7 @@ import logging
 import os
 import tempfile
 
-from luaskills_runtime.lua.luajson import lua_type_name
+from luaskills_runtime._ref.lua_args import lua_type_name
 
 LOGGER = logging.getLogger("luaskills_runtime")
 
