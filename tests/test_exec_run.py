@@ -349,9 +349,10 @@ def test_a_host_that_reaps_every_child_does_not_break_exec():
 
 
 def test_closing_the_vm_ends_a_running_exec():
-    from luaskills_runtime.lua.vm import MAIN, LuaVM
+    from luaskills_runtime.lua.vm import MAIN
+    from luaskills_runtime.vulcan import new_vm
     with LuaEngine() as engine:
-        vm = LuaVM(engine._state, MAIN)
+        vm = new_vm(engine._state, MAIN)
         results = []
         worker = threading.Thread(target=lambda: results.append(
             vm.run_chunk("return vulcan.exec('sleep 30').error")))

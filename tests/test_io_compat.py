@@ -9,8 +9,9 @@ import psutil
 import pytest
 
 from luaskills_runtime import HostOptions, LuaEngine
-from luaskills_runtime.lua.guard import guarded_run
-from luaskills_runtime.lua.vm import LEASE, LuaVM
+from luaskills_runtime.lua.guard import guarded_run, prepare_guarded_vm
+from luaskills_runtime.lua.vm import LEASE
+from luaskills_runtime.vulcan import new_vm
 from luaskills_runtime.vulcan.io_compat import install_managed_io
 
 posix_only = pytest.mark.skipif(os.name == "nt", reason="uses POSIX shell commands")
@@ -289,17 +290,17 @@ def test_native_io_when_disabled():
 @posix_only
 def test_install_managed_io_on_a_lease_vm():
     with LuaEngine() as eng:
-        vm = LuaVM(eng._state, LEASE)
-        assert install_managed_io(vm) is True
-        assert install_managed_io(vm) is True  # idempotent
-        result = guarded_run(vm, "p = io.popen(\"sh -c 'echo $$; exec sleep 30'\") "
+        vm = new_vm(eng._state, LEASE)
+        guarded = prepare_guarded_vm(vm)
+        assert install_managed_io(vm, guarded.current_limits) is not None
+        result = guarded_run(guarded, "p = io.popen(\"sh -c 'echo $$; exec sleep 30'\") "
                                  "return tonumber(p:read('l')), debug.getinfo(io.open, 'S').what",
                              timeout_ms=5000)
         assert result.ok, result
         pid, what = result.values
         assert what == b"Lua"
         # a lease keeps its handles between evals ...
-        assert guarded_run(vm, "return io.type(p)", timeout_ms=5000).values == (b"file",)
+        assert guarded_run(guarded, "return io.type(p)", timeout_ms=5000).values == (b"file",)
         # ... and closing the VM ends the child
         vm.close()
         assert _gone(pid)
@@ -309,15 +310,16 @@ def test_collected_handles_are_released(tmp_path):
     path = tmp_path / "f.txt"
     path.write_text("x")
     with LuaEngine() as eng:
-        vm = LuaVM(eng._state, LEASE)
-        install_managed_io(vm)
-        result = guarded_run(vm, f"local p = [[{path}]] for i = 1, 50 do io.open(p) end "
+        vm = new_vm(eng._state, LEASE)
+        guarded = prepare_guarded_vm(vm)
+        managed_io = install_managed_io(vm, guarded.current_limits)
+        result = guarded_run(guarded, f"local p = [[{path}]] for i = 1, 50 do io.open(p) end "
                                  "collectgarbage() collectgarbage() keep = io.open(p)",
                              timeout_ms=5000)
         assert result.ok, result
-        assert vm.managed_io.open_count == 1
+        assert managed_io.open_count == 1
         vm.close()
-        assert vm.managed_io.open_count == 0
+        assert managed_io.open_count == 0
 
 
 def test_open_handles_at_interpreter_exit_do_not_crash(tmp_path):
@@ -325,13 +327,15 @@ def test_open_handles_at_interpreter_exit_do_not_crash(tmp_path):
     script = tmp_path / "exit.py"
     script.write_text(
         "from luaskills_runtime import LuaEngine\n"
-        "from luaskills_runtime.lua.guard import guarded_run\n"
-        "from luaskills_runtime.lua.vm import LEASE, LuaVM\n"
+        "from luaskills_runtime.lua.guard import guarded_run, prepare_guarded_vm\n"
+        "from luaskills_runtime.lua.vm import LEASE\n"
+        "from luaskills_runtime.vulcan import new_vm\n"
         "from luaskills_runtime.vulcan.io_compat import install_managed_io\n"
         "eng = LuaEngine()\n"
-        "vm = LuaVM(eng._state, LEASE)\n"
-        "install_managed_io(vm)\n"
-        "assert guarded_run(vm, 'f = io.tmpfile() g = io.tmpfile() g = nil', timeout_ms=5000).ok\n"
+        "vm = new_vm(eng._state, LEASE)\n"
+        "guarded = prepare_guarded_vm(vm)\n"
+        "install_managed_io(vm, guarded.current_limits)\n"
+        "assert guarded_run(guarded, 'f = io.tmpfile() g = io.tmpfile() g = nil', timeout_ms=5000).ok\n"
         "print('done')\n")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,

@@ -5,8 +5,9 @@ import time
 import pytest
 
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
-from luaskills_runtime.lua.guard import CancelToken, guarded_call, guarded_run
-from luaskills_runtime.lua.vm import LEASE, LuaVM
+from luaskills_runtime.lua.guard import CancelToken, guarded_call, guarded_run, prepare_guarded_vm
+from luaskills_runtime.lua.vm import LEASE
+from luaskills_runtime.vulcan import new_vm
 
 TIMEOUT_MS = 300
 SLACK_S = 0.5  # every stopped request must return within its timeout + this
@@ -182,8 +183,8 @@ def test_memory_cap_too_small_for_a_vm():
 @pytest.fixture
 def lease_vm():
     with LuaEngine() as eng:
-        vm = LuaVM(eng._state, LEASE)
-        yield vm
+        vm = new_vm(eng._state, LEASE)
+        yield prepare_guarded_vm(vm)
         vm.close()
 
 
@@ -222,7 +223,7 @@ def test_cancel_token_before_and_during(lease_vm):
 
 
 def test_guarded_call_for_python_code_that_calls_lua(lease_vm):
-    loop = lease_vm.runtime.eval("function() while true do end end")
+    loop = lease_vm.vm.runtime.eval("function() while true do end end")
     result = guarded_call(lease_vm, lambda: loop(), timeout_ms=100)
     assert result.status == "timeout"
     result = guarded_call(lease_vm, lambda: 7, timeout_ms=100)

@@ -10,8 +10,9 @@ from luaskills_runtime.options import HostOptions
 from luaskills_runtime.lua.pool import VmPool
 from luaskills_runtime.runlua import RunluaService, parse_request_json, request_from_mapping
 from luaskills_runtime.text import default_mode, normalize_encoding
-from luaskills_runtime.lua.vm import MAIN, RUN_LUA_WRAPPER, LuaVM
+from luaskills_runtime.lua.vm import MAIN, RUN_LUA_WRAPPER
 from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json
+from luaskills_runtime.vulcan import new_vm
 
 
 class EngineState:
@@ -35,7 +36,8 @@ class LuaEngine:
         self._state = EngineState(self, self.options)
         self._closed = False
         self._close_lock = threading.Lock()
-        self._main_pool = VmPool(self.options.main_pool, lambda: LuaVM(self._state, MAIN), "main")
+        self._main_pool = VmPool(self.options.main_pool,
+                                 lambda: new_vm(self._state, MAIN, lua_exec=self._lua_exec), "main")
         self.runlua_service = RunluaService(self._state)
         self._runtime_leases = RuntimeLeases(self._state)
 
@@ -83,6 +85,12 @@ class LuaEngine:
         """Dict twin of execute_runlua_request_json_inline (same fields, same Markdown)."""
         self._check_open()
         return self.runlua_service.execute(request_from_mapping(request), request_id)
+
+    def _lua_exec(self, data: Any, caller_tool_name: Optional[str]) -> str:
+        """`vulcan.runtime.lua.exec` of main VMs: a runlua request from Lua."""
+        request = request_from_mapping(data, "luaexec input is invalid: ")
+        request.caller_tool_name = caller_tool_name
+        return self.runlua_service.execute(request)
 
     def cancel_runlua(self, request_id: Hashable) -> bool:
         """Stop the runlua request started with `request_id`; it ends as FAILED with

@@ -19,7 +19,8 @@ from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.guard import CancelToken, guarded_call, prepare_guarded_vm, runner_failure
 from luaskills_runtime.leases.requests import EvalRequest
 from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json
-from luaskills_runtime.lua.vm import LEASE, RUN_LUA_WRAPPER, LuaVM
+from luaskills_runtime.lua.vm import LEASE, RUN_LUA_WRAPPER
+from luaskills_runtime.vulcan import new_vm
 from luaskills_runtime.vulcan.io_compat import install_managed_io
 
 LOGGER = logging.getLogger("luaskills_runtime")
@@ -161,7 +162,7 @@ class LeaseVM:
     def __init__(self, engine_state, paths: LeasePaths):
         options = engine_state.options
         self.paths = paths
-        self.vm = LuaVM(engine_state, LEASE, max_memory=options.max_memory_bytes)
+        self.vm = new_vm(engine_state, LEASE, max_memory=options.max_memory_bytes)
         try:
             jit_functions = self.vm.runtime.execute(_JIT_FUNCTIONS)
             # _jit_on: the real jit.on, out of Lua's reach (tests use it to compile a loop
@@ -176,7 +177,7 @@ class LeaseVM:
             if self._memory_cap:
                 self.vm.runtime.set_max_memory(0)
             self._prepend_roots()
-            install_managed_io(self.vm)
+            self.managed_io = install_managed_io(self.vm, self.control.current_limits)
             # The VM's scope reset (what vm.reset_scope calls) goes to the run function, which
             # saves a call from Python per eval (runlua does the same).
             globals_table = self.vm.runtime.globals()
@@ -234,7 +235,7 @@ class LeaseVM:
         code's values or raises LuaSkillsError with the reference's display text."""
         token = self._token if self._token is not None else CancelToken()
         try:
-            outcome = guarded_call(self.vm, self._run_in_cwd, run_args, timeout_ms=timeout_ms,
+            outcome = guarded_call(self.control, self._run_in_cwd, run_args, timeout_ms=timeout_ms,
                                    cancel=token)
         except _CwdFailure as error:
             raise LuaSkillsError(f"runtime error: {error}") from None
@@ -248,7 +249,7 @@ class LeaseVM:
             if answer[0] == b"scope":
                 raise _ScopeFailure(message.decode("utf-8", "replace") if isinstance(message, bytes)
                                     else str(message))
-            outcome = runner_failure(self.vm, answer[0], message)
+            outcome = runner_failure(self.control, answer[0], message)
         if outcome.status == "memory":
             # free what the failed code left behind, so the next eval starts with room
             self.vm.runtime.gccollect()

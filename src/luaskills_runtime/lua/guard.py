@@ -2,16 +2,18 @@
 
 Shared by runlua requests and runtime-lease evals.  Public pieces:
 
-* ``prepare_guarded_vm(vm)``: once per VM.  Turns the JIT off and flushes its traces (compiled
+* ``prepare_guarded_vm(vm)``: once per VM, by its owner, which keeps the returned control.
+  Turns the JIT off and flushes its traces (compiled
   traces never look at hooks), makes ``jit.on`` raise (it would let code escape the guard), and
   binds a native ``TimeoutGuard`` to the VM (which also wraps ``debug.sethook`` so user hooks
   cannot remove the guard's).
-* ``guarded_run(vm, code, chunkname, timeout_ms=..., cancel=..., cwd=...)`` compiles and runs
+* ``guarded_run(control, code, chunkname, timeout_ms=..., cancel=..., cwd=...)`` compiles and runs
   `code` and returns a :class:`GuardedResult` (status, returned values, error text).  It never
   raises for a failure of the Lua code itself.
 * ``CancelToken``: hand one to ``guarded_run`` and call ``token.cancel()`` from any thread.
-* ``current_limits(vm)``: the deadline / cancel state of the run in progress, for Python
-  primitives that block (managed ``io.popen`` reads) so they give up on time too.
+* ``control.current_limits()``: the deadline / cancel state of the run in progress, for Python
+  primitives that block (managed ``io.popen`` reads) so they give up on time too (hand the bound
+  method to them as their limits provider).
 
 Error texts follow the reference, whose messages are mlua errors shown with Display:
 ``runtime error: <message>``, ``syntax error: <message>``, ``memory error: <message>`` (the
@@ -135,9 +137,10 @@ class ExecutionLimits:
 
 
 class _GuardControl:
-    """Per-VM state of prepare_guarded_vm (kept on the VM as `vm.guard_control`)."""
+    """Per-VM state of prepare_guarded_vm, kept by the VM's owner (runlua VM, lease VM)."""
 
     def __init__(self, vm):
+        self.vm = vm
         g = vm.runtime.globals()
         controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of)
         self.runner = controls[b"run"]
@@ -147,21 +150,16 @@ class _GuardControl:
         self.memory_cap = vm.runtime.get_max_memory() or None
 
 
+    def current_limits(self) -> Optional[ExecutionLimits]:
+        return self.limits
+
+
 def prepare_guarded_vm(vm) -> _GuardControl:
-    """Make `vm` ready for guarded runs (idempotent); returns its guard control."""
-    control = getattr(vm, "guard_control", None)
-    if control is None:
-        control = _GuardControl(vm)
-        vm.guard_control = control
-    return control
+    """Make `vm` ready for guarded runs; returns its guard control (call once per VM)."""
+    return _GuardControl(vm)
 
 
-def current_limits(vm) -> Optional[ExecutionLimits]:
-    control = getattr(vm, "guard_control", None)
-    return control.limits if control is not None else None
-
-
-def guarded_call(vm, fn, *args, timeout_ms: int, timeout_text: Optional[str] = None,
+def guarded_call(control: _GuardControl, fn, *args, timeout_ms: int, timeout_text: Optional[str] = None,
                  cancel: Optional[CancelToken] = None, cwd: Optional[str] = None) -> GuardedResult:
     """Call `fn(*args)` (a Lua function, or Python code that calls into this VM's Lua) with the
     guard armed for `timeout_ms`, inside `cwd` when given.  Status "ok" carries fn's return value
@@ -171,7 +169,6 @@ def guarded_call(vm, fn, *args, timeout_ms: int, timeout_text: Optional[str] = N
     The guard is armed before the cwd lock is taken, as in the reference, so time spent waiting
     for another request's directory switch counts against this run's timeout.
     """
-    control = prepare_guarded_vm(vm)
     message = timeout_text or timeout_message(timeout_ms)
     guard = control.guard
     if cancel is not None and not cancel._attach(guard):
@@ -219,16 +216,16 @@ def guarded_call(vm, fn, *args, timeout_ms: int, timeout_text: Optional[str] = N
     return _result("ok", values=(answer,))
 
 
-def guarded_run(vm, code, chunkname=b"=luaexec", *, timeout_ms: int,
+def guarded_run(control: _GuardControl, code, chunkname=b"=luaexec", *, timeout_ms: int,
                 timeout_text: Optional[str] = None, cancel: Optional[CancelToken] = None,
                 cwd: Optional[str] = None) -> GuardedResult:
-    """Compile and run `code` on `vm` under the guard; values are what the code returned."""
+    """Compile and run `code` on the control's VM under the guard; values are what the code
+    returned."""
     if isinstance(code, str):
         code = code.encode("utf-8")
     if isinstance(chunkname, str):
         chunkname = chunkname.encode("utf-8")
-    control = prepare_guarded_vm(vm)
-    outcome = guarded_call(vm, control.runner, code, chunkname, timeout_ms=timeout_ms,
+    outcome = guarded_call(control, control.runner, code, chunkname, timeout_ms=timeout_ms,
                            timeout_text=timeout_text, cancel=cancel, cwd=cwd)
     if not outcome.ok:
         return outcome
@@ -237,17 +234,17 @@ def guarded_run(vm, code, chunkname=b"=luaexec", *, timeout_ms: int,
         answer = (answer,)
     if answer[0] == b"ok":
         return _result("ok", values=answer[1:])
-    return runner_failure(vm, answer[0], answer[1] if len(answer) > 1 else None)
+    return runner_failure(control, answer[0], answer[1] if len(answer) > 1 else None)
 
 
-def runner_failure(vm, status: bytes, message) -> GuardedResult:
+def runner_failure(control: _GuardControl, status: bytes, message) -> GuardedResult:
     """The result for a run that reported (status, message) itself: b"syntax" for a compile
     error, anything else a runtime error (a memory error when the message says so)."""
     reason = lua_text(message) if message is not None else "nil"
     if status == b"syntax":
         return _result("syntax", reason)
     if reason == OUT_OF_MEMORY:
-        return _memory_result(prepare_guarded_vm(vm))
+        return _memory_result(control)
     return _result("error", reason)
 
 

@@ -1,4 +1,7 @@
-"""One Lua VM (a lupa LuaJIT runtime) with the vulcan namespace, and its request scope."""
+"""One Lua VM (a lupa LuaJIT runtime) and its request scope.
+
+The VM knows nothing of the `vulcan` namespace: whoever builds a VM for Lua code installs it
+(luaskills_runtime.vulcan.new_vm)."""
 from __future__ import annotations
 
 import threading
@@ -9,7 +12,6 @@ from typing import Any, Optional
 import lupa.luajit21 as lupa_engine
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.vulcan import install_vulcan
 from luaskills_runtime.lua.bridge import LuaBridge
 
 MAIN, RUNLUA, LEASE = "main", "runlua", "lease"
@@ -64,7 +66,6 @@ class LuaVM:
         self._resources_lock = threading.Lock()
         self.broken = False
         self.closed = False
-        install_vulcan(self)
 
     # ---- request scope ---------------------------------------------------------------------
     def reset_scope(self, **fields: Any) -> None:

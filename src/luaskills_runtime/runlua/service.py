@@ -5,8 +5,8 @@ of a function whose local ``args`` holds the arguments; every value it returns i
 requests raise LuaSkillsError with the reference's text; failures of the Lua code are rendered as a
 FAILED report.
 
-Reusable by runtime leases: ``guarded_call`` / ``guarded_run`` / ``CancelToken`` (re-exported
-from luaskills_runtime.lua.guard) and ``luaskills_runtime.vulcan.io_compat.install_managed_io``.
+A pooled VM is a :class:`RunluaVM`: a LuaVM built by the vulcan factory, wrapped with its guard
+control (luaskills_runtime.lua.guard), managed io and the environment chunk (chunks/luaexec_env.lua).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from luaskills_runtime.lua.pool import VmPool
 from luaskills_runtime._ref.rust import os_error_text, rust_trim
 from luaskills_runtime._ref.serde_text import JsonSyntaxError, load_json, u64_detail, unexpected
 from luaskills_runtime.lua.vm import RUNLUA, LuaVM
+from luaskills_runtime.vulcan import new_vm
 from luaskills_runtime.vulcan.io_compat import install_managed_io
 
 __all__ = ["RunluaRequest", "RunluaReport", "RunluaService", "parse_request_json",
@@ -182,14 +183,16 @@ class RunluaReport(NamedTuple):
         return self.status == "ok"
 
 
-class _RunluaVmState:
-    """What a pooled runlua VM keeps besides the lead's LuaVM: its environment controls."""
+class RunluaVM:
+    """A pooled runlua VM: a LuaVM (with vulcan) wrapped with its guard control, managed io and
+    environment controls."""
 
     def __init__(self, vm: LuaVM):
+        self.vm = vm
         g = vm.runtime.globals()
-        self.managed_io = install_managed_io(vm)
         self.control = prepare_guarded_vm(vm)
-        io_reset = vm.managed_io.lua_reset if self.managed_io else None
+        self.managed_io = install_managed_io(vm, self.control.current_limits)
+        io_reset = self.managed_io.lua_reset if self.managed_io else None
         # Handing the VM's scope reset to the environment lets a request set and clear its scope
         # without extra calls from Python.
         env = vm.runtime.execute(_ENV_SOURCE, g, io_reset, vm.scope_reset, vm.lua_message_of)
@@ -200,6 +203,13 @@ class _RunluaVmState:
         env[b"snapshot"]()
         cap = vm.runtime.get_max_memory()
         self.retain_limit_kib = min(_MAX_RETAINED_KIB, cap // 2048) if cap else _MAX_RETAINED_KIB
+
+    @property
+    def broken(self) -> bool:
+        return self.vm.broken
+
+    def close(self) -> None:
+        self.vm.close()
 
     def inline(self, value) -> str:
         """A value's one-line text (Lua's tostring) for values JSON cannot show."""
@@ -220,12 +230,12 @@ def _padded(answer, size: int) -> tuple:
     return answer + (None,) * (size - len(answer))
 
 
-def new_runlua_vm(engine_state) -> LuaVM:
+def new_runlua_vm(engine_state) -> RunluaVM:
     options = engine_state.options
     vm = None
     try:
-        vm = LuaVM(engine_state, RUNLUA, max_memory=options.max_memory_bytes)
-        vm.runlua = _RunluaVmState(vm)
+        vm = new_vm(engine_state, RUNLUA, max_memory=options.max_memory_bytes)
+        return RunluaVM(vm)
     except lupa_engine.LuaMemoryError:
         if vm is not None:
             vm.close()
@@ -236,7 +246,6 @@ def new_runlua_vm(engine_state) -> LuaVM:
         if vm is not None:
             vm.close()
         raise
-    return vm
 
 
 class RunluaService:
@@ -308,8 +317,8 @@ class RunluaService:
     def _execute(self, request: RunluaRequest, code: str, entry_file: Optional[str],
                  token: CancelToken) -> "RunluaReport":
         entry_dir = os.path.dirname(entry_file) if entry_file else None
-        vm = self.pool.acquire()
-        state: _RunluaVmState = vm.runlua
+        state: RunluaVM = self.pool.acquire()
+        vm = state.vm
         discard = False
         restored = None  # the restore answer when the run already restored the VM
         try:
@@ -323,7 +332,7 @@ class RunluaService:
             deadline = time.monotonic() + request.timeout_ms / 1000.0
             chunkname = ("@" + entry_file) if entry_file else "luaexec"
             wrapped = WRAPPER.format(code=code).encode("utf-8")
-            outcome = guarded_call(vm, state.run, wrapped, chunkname.encode("utf-8"), args,
+            outcome = guarded_call(state.control, state.run, wrapped, chunkname.encode("utf-8"), args,
                                    _lua_text(entry_file), _lua_text(entry_dir),
                                    _lua_text(request.caller_tool_name),
                                    timeout_ms=request.timeout_ms, cancel=token, cwd=entry_dir)
@@ -339,7 +348,7 @@ class RunluaService:
                 if status == b"ok":
                     outcome = self._render_values(vm, state, answer[6:], request, deadline, token)
                 else:
-                    outcome = runner_failure(vm, status, answer[6])
+                    outcome = runner_failure(state.control, status, answer[6])
             else:
                 count, text = self._printed_after_stop(vm, state)
             printed = [text.decode("utf-8", "replace")] if count else []
@@ -352,12 +361,12 @@ class RunluaService:
             cleanup_error = None if discard else self._cleanup(vm, state, restored)
             if cleanup_error is not None:
                 discard = True
-            self.pool.release(vm, discard=discard or vm.broken)
+            self.pool.release(state, discard=discard or vm.broken)
             if cleanup_error is not None and cleanup_error is not True:
                 raise LuaSkillsError(cleanup_error)
 
     @staticmethod
-    def _printed_after_stop(vm, state: "_RunluaVmState"):
+    def _printed_after_stop(vm, state: RunluaVM):
         """The print capture of a run the guard or the memory cap stopped (a full heap may need a
         collection before the lines can be joined)."""
         for _ in range(2):
@@ -383,19 +392,19 @@ class RunluaService:
             return tuple(render_value(value, state.inline) for value in values)
 
         remaining_ms = max(int((deadline - time.monotonic()) * 1000), 1000)
-        rendered = guarded_call(vm, render, timeout_ms=remaining_ms,
+        rendered = guarded_call(state.control, render, timeout_ms=remaining_ms,
                                 timeout_text=timeout_message(request.timeout_ms), cancel=token)
         if not rendered.ok:
             return rendered
         return GuardedResult("ok", rendered.values[0], "", "")
 
-    def _cleanup(self, vm, state: _RunluaVmState, restored=None):
+    def _cleanup(self, vm, state: RunluaVM, restored=None):
         """Put the VM back the way the next request must find it.  Returns None when it can be
         reused, True when it must be discarded quietly, or the reference's cleanup error text."""
         try:
             status, kib, message = _padded(restored or state.restore(), 3)
-            if state.managed_io and vm.managed_io.open_count:
-                vm.managed_io.close_all()
+            if state.managed_io and state.managed_io.open_count:
+                state.managed_io.close_all()
             if status != 3 and kib > state.retain_limit_kib:
                 vm.runtime.gccollect()
                 status, kib, message = _padded(state.restore(), 3)

@@ -1,17 +1,41 @@
-"""The `vulcan` namespace given to Lua code: one module per area, installed by install_vulcan."""
+"""The `vulcan` namespace given to Lua code: one module per area, installed by whoever builds a VM.
+
+``new_vm`` is the VM factory every service uses: a LuaVM with the namespace installed.  Services
+hand in what the namespace needs from above (``lua_exec``: how `vulcan.runtime.lua.exec` runs a
+runlua request), so this layer never imports them.
+"""
 from __future__ import annotations
 
+from typing import Any, Callable, Optional
+
+from luaskills_runtime.lua.vm import LuaVM
 from luaskills_runtime.vulcan import (cache, fs, jsonlib, luaexec, process_exec, process_session,
                                       runtime)
 
-# Installers run in this order; each adds its tables to `vulcan`.  Modules of later areas
-# (process, managed io, runlua bridge) add themselves here.
+# Installers run in this order; each adds its tables to `vulcan`.
 INSTALLERS = (runtime.install, jsonlib.install, cache.install, fs.install, process_exec.install,
-              process_session.install, luaexec.install)
+              process_session.install)
+
+# `vulcan.runtime.lua.exec`'s runner: (decoded input, caller tool name or None) -> Markdown.
+LuaExec = Callable[[Any, Optional[str]], str]
 
 
-def install_vulcan(vm) -> None:
+def install_vulcan(vm: LuaVM, *, lua_exec: Optional[LuaExec] = None) -> None:
     vulcan = vm.bridge.table(io=vm.bridge.table())
     vm.runtime.globals()[b"vulcan"] = vulcan
     for install in INSTALLERS:
         install(vm, vulcan)
+    if lua_exec is not None:   # main VMs only: runlua and lease VMs get no nesting
+        luaexec.install(vm, vulcan, lua_exec)
+
+
+def new_vm(engine_state, kind: str, *, max_memory: Optional[int] = None,
+           lua_exec: Optional[LuaExec] = None) -> LuaVM:
+    """A LuaVM of `kind` with the vulcan namespace installed."""
+    vm = LuaVM(engine_state, kind, max_memory=max_memory)
+    try:
+        install_vulcan(vm, lua_exec=lua_exec)
+    except BaseException:
+        vm.close()
+        raise
+    return vm

@@ -5,7 +5,8 @@
 set ``enable_managed_io_compat=False``.  File handles and their buffering live in Lua; this module
 supplies the byte-level primitives over handle ids, and owns every file and child process the
 Lua code opened, so the VM's owner can close them all (``reset_managed_io`` at the end of a
-runlua request; ``vm.close()`` for any VM, through ``vm.track``).
+runlua request; ``vm.close()`` for any VM, through ``vm.track``).  The owner hands in a limits
+provider (its guard control's ``current_limits``) instead of this module reaching for the guard.
 
 ``io.popen(command)`` runs the command through the shell with its stdout piped to us, stdin from
 the null device (a child must not read the host's own stdin), in its own process group.  Reads
@@ -28,11 +29,10 @@ import tempfile
 import threading
 from collections import deque
 from importlib import resources
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 from luaskills_runtime._ref.lua_args import lua_type_name, require_path, require_string
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.guard import current_limits
 
 _SOURCE = resources.files("luaskills_runtime.vulcan").joinpath("chunks").joinpath("managed_io.lua").read_text("utf-8")
 _WINDOWS = sys.platform == "win32"
@@ -40,6 +40,9 @@ _MODE = re.compile(r"[rwa]\+?b*")
 _PY_MODES = {"r": "rb", "w": "wb", "a": "ab", "r+": "r+b", "w+": "w+b", "a+": "a+b"}
 _WHENCE = {b"set": os.SEEK_SET, b"cur": os.SEEK_CUR, b"end": os.SEEK_END}
 _POLL_SLICE = 0.05  # how often a blocked pipe read looks at the cancel flag
+
+# The guarded run's ExecutionLimits (luaskills_runtime.lua.guard) or None between runs.
+LimitsProvider = Callable[[], Optional[object]]
 
 
 def _os_failure(error: OSError, prefix: Optional[str] = None):
@@ -234,8 +237,8 @@ class _Pipe:
 class ManagedIo:
     """The files and pipes one VM's managed io has open, by handle id (0-2: standard streams)."""
 
-    def __init__(self, vm):
-        self._vm = vm
+    def __init__(self, limits: LimitsProvider):
+        self._limits = limits
         self._lock = threading.Lock()  # kill() may come from another thread (engine close)
         self._handles: Dict[int, object] = {0: _StdStream("stdin"), 1: _StdStream("stdout"),
                                             2: _StdStream("stderr")}
@@ -294,7 +297,7 @@ class ManagedIo:
         handle = self._get(handle_id)
         try:
             if isinstance(handle, _Pipe):
-                return handle.read1(int(size), current_limits(self._vm))
+                return handle.read1(int(size), self._limits())
             return handle.read1(int(size))
         except pyio.UnsupportedOperation:
             return _BAD_FD
@@ -340,7 +343,7 @@ class ManagedIo:
         if handle is None:
             raise LuaSkillsError("attempt to use a closed file")
         if isinstance(handle, _Pipe):
-            return handle.close(current_limits(self._vm))
+            return handle.close(self._limits())
         try:
             handle.close()
         except OSError as error:
@@ -380,15 +383,13 @@ def _discard(handle) -> None:
 _PRELOAD_FACTORY = "local io = ... return function() return io end"
 
 
-def install_managed_io(vm) -> bool:
-    """Give `vm` the managed io library; False (and native io kept) when the host disabled it.
-
-    Idempotent.  The VM keeps the library's state as `vm.managed_io`."""
+def install_managed_io(vm, limits: LimitsProvider) -> Optional[ManagedIo]:
+    """Give `vm` the managed io library and return its state, which the VM's owner keeps; None
+    (and native io kept) when the host disabled it.  `limits` gives the deadline / cancel state
+    of the guarded run in progress (None between runs): blocking pipe reads give up by it."""
     if not vm.options.enable_managed_io_compat:
-        return False
-    if getattr(vm, "managed_io", None) is not None:
-        return True
-    state = ManagedIo(vm)
+        return None
+    state = ManagedIo(limits)
     bridge = vm.bridge
     primitives = bridge.table(**{
         name: bridge.function(f"vulcan.io.{name}", getattr(state, name))
@@ -402,14 +403,12 @@ def install_managed_io(vm) -> bool:
     package = g[b"package"]
     package[b"loaded"][b"io"] = io_table
     package[b"preload"][b"io"] = vm.runtime.execute(_PRELOAD_FACTORY, io_table)
-    vm.managed_io = state
     vm.track(state)
-    return True
+    return state
 
 
-def reset_managed_io(vm) -> None:
+def reset_managed_io(state: Optional[ManagedIo]) -> None:
     """End of a request: close what the Lua code opened, back to the standard default files."""
-    state = getattr(vm, "managed_io", None)
     if state is None:
         return
     state.lua_reset()
