@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
+from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 from luaskills_runtime._ref.rust import os_error_text
 from luaskills_runtime.errors import LuaSkillsError
@@ -28,68 +29,14 @@ LOGGER = logging.getLogger("luaskills_runtime")
 EVAL_CHUNKNAME = b"=runtime_lease"
 _CWD_WAIT_SLICE = 0.05  # how often an eval waiting for the cwd lock looks at its cancel token
 
-# The VM's own jit functions, taken before the guard hides jit.on.
-_JIT_FUNCTIONS = b"""
-local jit = jit
-if type(jit) ~= "table" then return nil end
-return jit.status, jit.off, jit.flush, jit.on
-"""
+_JIT_FUNCTIONS = read_chunk("luaskills_runtime.leases", "jit_functions.lua").encode()
 
-# One Lua call per eval: check the JIT is still off (code that dug the real jit.on out of the
-# registry could have turned it on and compiled a loop the guard cannot stop), reset the request
-# scope with the lease's fields (scope.lua's reset, passed in), set `__runlua_args`, compile and
-# run the code, clear the args.  Returns "ok", values... | "syntax"/"error", message |
-# "scope", message (the namespace was damaged).  Errors are formatted by the VM's message_of.
-_LEASE_RUN = b"""
-local G, scope_reset, message_of, jit_status, jit_off, jit_flush = ...
-local load, xpcall, pcall, rawset = load, xpcall, pcall, rawset
+_LEASE_RUN = read_chunk("luaskills_runtime.leases", "lease_run.lua").encode()
 
-local function finish(ok, ...)
-  rawset(G, "__runlua_args", nil)
-  if ok then return "ok", ... end
-  return "error", (...)
-end
+_RELEASE_HEAP = read_chunk("luaskills_runtime.leases", "release_heap.lua").encode()
 
-return function(code, chunkname, args, request, client_info, caps, budget, tool_config)
-  if jit_status and jit_status() then jit_off() jit_flush() end
-  local ok, err = pcall(scope_reset, request, client_info, caps, budget, tool_config,
-                        nil, nil, nil, nil, nil, nil, nil, true, nil)
-  if not ok then return "scope", message_of(err) end
-  rawset(G, "__runlua_args", args or {})
-  local fn, compile_error = load(code, chunkname)
-  if not fn then
-    rawset(G, "__runlua_args", nil)
-    return "syntax", message_of(compile_error)
-  end
-  return finish(xpcall(fn, message_of))
-end
-"""
+_PREPEND_ROOTS = read_chunk("luaskills_runtime.leases", "prepend_roots.lua").encode()
 
-# Drops the globals and loaded modules of a closed lease's VM and collects, so its Lua heap is
-# freed at once (anything the code kept is unreachable afterwards).
-_RELEASE_HEAP = b"""
-local G, loaded = ...
-local next, rawset, type, collectgarbage = next, rawset, type, collectgarbage
-local function clear(t)
-  if type(t) ~= "table" then return end
-  local key = next(t)
-  while key ~= nil do
-    rawset(t, key, nil)
-    key = next(t)
-  end
-end
-clear(loaded)
-clear(G)
--- each full cycle also halves LuaJIT's string scratch buffer, which big string work leaves large
-for _ = 1, 6 do collectgarbage() end
-"""
-
-# Prepends given as one Lua chunk so a lease VM is configured in a single call.
-_PREPEND_ROOTS = b"""
-local path_prefix, cpath_prefix = ...
-if path_prefix ~= "" then package.path = path_prefix .. package.path end
-if cpath_prefix ~= "" then package.cpath = cpath_prefix .. package.cpath end
-"""
 
 @dataclass
 class LeasePaths:

@@ -15,20 +15,11 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json
 
-# Builds the Lua-side wrapper of one Python callback.  `check` turns the callback's
-# (ok, values...) answer into returned values or a plain-message error.
-_WRAPPER_FACTORY = """
-local pyfn = ...
-local error, select = error, select
-local function check(ok, ...)
-  if ok then return ... end
-  error((...), 0)
-end
-return function(...) return check(pyfn(...)) end
-"""
+_WRAPPER_FACTORY = read_chunk("luaskills_runtime.lua", "callback_wrapper.lua")
 
 class LuaBridge:
     """Per-VM helper that exposes Python callbacks as Lua functions."""

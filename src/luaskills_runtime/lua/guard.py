@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import functools
 import time
-from importlib import resources
 from typing import Any, NamedTuple, Optional, Tuple
 
 import lupa.luajit21 as lupa_engine
 
+from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 
 from luaskills_runtime._native.luahook import TimeoutGuard
@@ -36,7 +36,7 @@ from luaskills_runtime.lua.vm import lua_error_text, lua_text
 CANCEL_MESSAGE = "luaexec execution cancelled by the host"
 OUT_OF_MEMORY = "not enough memory"
 
-_GUARD_SOURCE = resources.files("luaskills_runtime.lua").joinpath("chunks").joinpath("guard.lua").read_text("utf-8")
+_GUARD_SOURCE = read_chunk("luaskills_runtime.lua", "guard.lua")
 
 
 @functools.lru_cache(maxsize=64)

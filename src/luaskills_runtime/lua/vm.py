@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import threading
 import weakref
-from importlib import resources
 from typing import Any, Optional
 
 import lupa.luajit21 as lupa_engine
 
+from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.bridge import LuaBridge
 
 MAIN, RUNLUA, LEASE = "main", "runlua", "lease"
 
-_SCOPE_SOURCE = resources.files("luaskills_runtime.lua").joinpath("chunks").joinpath("scope.lua").read_text("utf-8")
-_RUNNER_SOURCE = resources.files("luaskills_runtime.lua").joinpath("chunks").joinpath("runner.lua").read_text("utf-8")
+_SCOPE_SOURCE = read_chunk("luaskills_runtime.lua", "scope.lua")
+_RUNNER_SOURCE = read_chunk("luaskills_runtime.lua", "runner.lua")
 
 # The reference wraps run_lua code like this, so user code sees `args` as a local and its line
 # numbers start at 3.

@@ -14,11 +14,11 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Dict, Hashable, NamedTuple, Optional, Tuple
 
 import lupa.luajit21 as lupa_engine
 
+from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime._ref.lua_args import validate_path_text
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.guard import (CANCEL_MESSAGE, CancelToken, GuardedResult, guarded_call,
@@ -46,7 +46,7 @@ _FIELDS = ("task", "code", "file", "args", "timeout_ms", "caller_tool_name")
 WRAPPER = ("return (function()\n  local args = __runlua_args\n  return table.pack((function()\n"
            "{code}\nend)())\nend)()")
 
-_ENV_SOURCE = resources.files("luaskills_runtime.runlua").joinpath("chunks").joinpath("luaexec_env.lua").read_text("utf-8")
+_ENV_SOURCE = read_chunk("luaskills_runtime.runlua", "luaexec_env.lua")
 
 # After a request the VM is dropped instead of reused when its heap stays above this (KiB), so a
 # request that filled memory does not keep it; with a memory cap, above half the cap.

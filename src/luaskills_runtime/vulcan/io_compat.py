@@ -28,13 +28,13 @@ import sys
 import tempfile
 import threading
 from collections import deque
-from importlib import resources
 from typing import Callable, Dict, Optional
 
+from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime._ref.lua_args import lua_type_name, require_path, require_string
 from luaskills_runtime.errors import LuaSkillsError
 
-_SOURCE = resources.files("luaskills_runtime.vulcan").joinpath("chunks").joinpath("managed_io.lua").read_text("utf-8")
+_SOURCE = read_chunk("luaskills_runtime.vulcan", "managed_io.lua")
 _WINDOWS = sys.platform == "win32"
 _MODE = re.compile(r"[rwa]\+?b*")
 _PY_MODES = {"r": "rb", "w": "wb", "a": "ab", "r+": "r+b", "w+": "w+b", "a+": "a+b"}
@@ -380,7 +380,7 @@ def _discard(handle) -> None:
         pass
 
 
-_PRELOAD_FACTORY = "local io = ... return function() return io end"
+_PRELOAD_FACTORY = read_chunk("luaskills_runtime.vulcan", "io_preload.lua")
 
 
 def install_managed_io(vm, limits: LimitsProvider) -> Optional[ManagedIo]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import lupa.luajit21 as lupa_engine
 
+from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime._ref.lua_args import lua_type_name
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.process import ProcessSession
@@ -27,34 +28,7 @@ OPEN = "process.session.open"
 READ = "process.session.read"
 CLOSE = "process.session.close"
 
-# Builds the userdata of one session from its five method functions (bridge wrappers).  A method
-# called without `:` (or on another value) fails instead of treating its first argument as self.
-_SESSION_FACTORY = """
-local newproxy, getmetatable, error = newproxy, getmetatable, error
-return function(write, read, status, close, kill)
-  local session = newproxy(true)
-  local function method(name, fn)
-    return function(self, ...)
-      if self ~= session then
-        error("process.session." .. name .. ": expected a session, call it as session:"
-              .. name .. "(...)", 0)
-      end
-      return fn(...)
-    end
-  end
-  local meta = getmetatable(session)
-  meta.__index = {
-    write = method("write", write),
-    read = method("read", read),
-    status = method("status", status),
-    close = method("close", close),
-    kill = method("kill", kill),
-  }
-  meta.__tostring = function() return "ProcessSession" end
-  meta.__metatable = "ProcessSession"
-  return session
-end
-"""
+_SESSION_FACTORY = read_chunk("luaskills_runtime.vulcan", "session_factory.lua")
 
 
 def _lua_sequence(table) -> list:

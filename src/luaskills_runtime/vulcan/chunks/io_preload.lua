@@ -1,0 +1,3 @@
+-- package.preload.io of a VM with managed io: `require "io"` gives the managed library.
+local io = ...
+return function() return io end
