@@ -17,7 +17,8 @@ from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 from luaskills_runtime._ref.rust import os_error_text
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.guard import CancelToken, guarded_call, prepare_guarded_vm, runner_failure
+from luaskills_runtime.lua.guard import CancelToken, guarded_call, prepare_guarded_vm, runner_outcome
+from luaskills_runtime.lua.outcome import RunStatus
 from luaskills_runtime.leases.requests import EvalRequest
 from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json
 from luaskills_runtime.lua.vm import LEASE, RUN_LUA_WRAPPER
@@ -186,18 +187,13 @@ class LeaseVM:
                                    cancel=token)
         except _CwdFailure as error:
             raise LuaSkillsError(f"runtime error: {error}") from None
-        if outcome.ok:
-            answer = outcome.values[0]
-            if not isinstance(answer, tuple):
-                answer = (answer,)
-            if answer[0] == b"ok":
-                return answer[1:]
-            message = answer[1] if len(answer) > 1 else None
-            if answer[0] == b"scope":
-                raise _ScopeFailure(message.decode("utf-8", "replace") if isinstance(message, bytes)
-                                    else str(message))
-            outcome = runner_failure(self.control, answer[0], message)
-        if outcome.status == "memory":
+        if outcome.ok:   # the run chunk answered: its own outcome
+            outcome = runner_outcome(self.control, outcome.values[0])
+            if outcome.ok:
+                return outcome.values
+            if outcome.status is RunStatus.SCOPE:
+                raise _ScopeFailure(outcome.reason)
+        if outcome.status is RunStatus.MEMORY:
             # free what the failed code left behind, so the next eval starts with room
             self.vm.runtime.gccollect()
         raise LuaSkillsError(outcome.error)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Optional
 
 import lupa.luajit21 as lupa_engine
 
@@ -31,10 +31,10 @@ from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 
 from luaskills_runtime._native.luahook import TimeoutGuard
-from luaskills_runtime.lua.vm import lua_error_text, lua_text
+from luaskills_runtime.lua.outcome import (OUT_OF_MEMORY, RunOutcome, RunStatus, answer_outcome,
+                                           lua_error_text, outcome)
 
 CANCEL_MESSAGE = "luaexec execution cancelled by the host"
-OUT_OF_MEMORY = "not enough memory"
 
 _GUARD_SOURCE = read_chunk("luaskills_runtime.lua", "guard.lua")
 
@@ -48,31 +48,9 @@ def memory_limit_message(limit_bytes: int) -> str:
     return f"luaexec memory limit of {limit_bytes} bytes exceeded"
 
 
-class GuardedResult(NamedTuple):
-    """Outcome of one guarded run.
-
-    status: "ok", "error" (Lua runtime error), "syntax", "timeout", "cancelled" or "memory".
-    values: the values the code returned (status "ok"), as lupa gives them (strings as bytes).
-    reason: the plain message (e.g. ``luaexec execution timed out after 50 ms``), "" when ok.
-    error: the reference's display text (``runtime error: <reason>``), "" when ok.
-    """
-
-    status: str
-    values: Tuple[Any, ...]
-    reason: str
-    error: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-_PREFIX = {"error": "runtime error: ", "syntax": "syntax error: ", "timeout": "runtime error: ",
-           "cancelled": "runtime error: ", "memory": "memory error: "}
-
-
-def _result(status: str, reason: str = "", values: Tuple[Any, ...] = ()) -> GuardedResult:
-    return GuardedResult(status, values, reason, (_PREFIX[status] + reason) if reason else "")
+# The guard's results are the run-outcome protocol's (luaskills_runtime.lua.outcome).
+GuardedResult = RunOutcome
+_result = outcome
 
 
 class CancelToken:
@@ -143,7 +121,7 @@ class _GuardControl:
         self.vm = vm
         g = vm.runtime.globals()
         controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of)
-        self.runner = controls[b"run"]
+        self.runner = vm.lua_run   # runner.lua's run: "ok", values... | status, message
         self.collect = controls[b"collect"]
         self.guard = TimeoutGuard(vm.runtime)
         self.limits: Optional[ExecutionLimits] = None
@@ -172,7 +150,7 @@ def guarded_call(control: _GuardControl, fn, *args, timeout_ms: int, timeout_tex
     message = timeout_text or timeout_message(timeout_ms)
     guard = control.guard
     if cancel is not None and not cancel._attach(guard):
-        return _result("cancelled", cancel.message)
+        return _result(RunStatus.CANCELLED, cancel.message)
     control.limits = ExecutionLimits(time.monotonic() + timeout_ms / 1000.0, message, cancel)
     raised: Optional[BaseException] = None
     answer = None
@@ -189,7 +167,7 @@ def guarded_call(control: _GuardControl, fn, *args, timeout_ms: int, timeout_tex
         finally:
             guard.disarm()
     except CwdLockTimeout:
-        return _result("timeout", message)
+        return _result(RunStatus.TIMEOUT, message)
     except lupa_engine.LuaMemoryError:
         raised = MemoryError()
     except lupa_engine.LuaError as error:
@@ -197,23 +175,23 @@ def guarded_call(control: _GuardControl, fn, *args, timeout_ms: int, timeout_tex
     except OSError as error:  # the cwd switch itself failed
         if cwd is None:
             raise
-        return _result("error", f"luaexec set cwd: {error.strerror or error}")
+        return _result(RunStatus.ERROR, f"luaexec set cwd: {error.strerror or error}")
     finally:
         if cancel is not None:
             cancel._detach()
         control.limits = None
     if guard.fired:
         if cancel is not None and cancel.cancelled:
-            return _result("cancelled", cancel.message)
-        return _result("timeout", message)
+            return _result(RunStatus.CANCELLED, cancel.message)
+        return _result(RunStatus.TIMEOUT, message)
     if isinstance(raised, MemoryError):
         return _memory_result(control)
     if raised is not None:
         reason = lua_error_text(raised)
         if reason == OUT_OF_MEMORY:
             return _memory_result(control)
-        return _result("error", reason)
-    return _result("ok", values=(answer,))
+        return _result(RunStatus.ERROR, reason)
+    return _result(RunStatus.OK, values=(answer,))
 
 
 def guarded_run(control: _GuardControl, code, chunkname=b"=luaexec", *, timeout_ms: int,
@@ -229,27 +207,20 @@ def guarded_run(control: _GuardControl, code, chunkname=b"=luaexec", *, timeout_
                            timeout_text=timeout_text, cancel=cancel, cwd=cwd)
     if not outcome.ok:
         return outcome
-    answer = outcome.values[0]
-    if not isinstance(answer, tuple):
-        answer = (answer,)
-    if answer[0] == b"ok":
-        return _result("ok", values=answer[1:])
-    return runner_failure(control, answer[0], answer[1] if len(answer) > 1 else None)
+    return runner_outcome(control, outcome.values[0])
 
 
-def runner_failure(control: _GuardControl, status: bytes, message) -> GuardedResult:
-    """The result for a run that reported (status, message) itself: b"syntax" for a compile
-    error, anything else a runtime error (a memory error when the message says so)."""
-    reason = lua_text(message) if message is not None else "nil"
-    if status == b"syntax":
-        return _result("syntax", reason)
-    if reason == OUT_OF_MEMORY:
-        return _memory_result(control)
-    return _result("error", reason)
+def runner_outcome(control: _GuardControl, answer) -> GuardedResult:
+    """The outcome a runner chunk reported itself (``status, ...``), with the memory cap's
+    wording for out-of-memory errors."""
+    return answer_outcome(answer, _memory_reason(control))
+
+
+def _memory_reason(control: _GuardControl) -> str:
+    if control.memory_cap:
+        return memory_limit_message(control.memory_cap)
+    return OUT_OF_MEMORY
 
 
 def _memory_result(control: _GuardControl) -> GuardedResult:
-    if control.memory_cap:
-        return _result("memory", memory_limit_message(control.memory_cap))
-    return _result("memory", OUT_OF_MEMORY)
-
+    return _result(RunStatus.MEMORY, _memory_reason(control))

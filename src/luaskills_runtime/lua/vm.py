@@ -13,6 +13,7 @@ import lupa.luajit21 as lupa_engine
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.bridge import LuaBridge
+from luaskills_runtime.lua.outcome import OUT_OF_MEMORY, answer_outcome, lua_error_text
 
 MAIN, RUNLUA, LEASE = "main", "runlua", "lease"
 
@@ -58,7 +59,8 @@ class LuaVM:
         g[b"python"] = None
         self.runtime.execute("package.loaded.python = nil")
         self.bridge = LuaBridge(self.runtime)
-        self._run_chunk, self.lua_message_of = self.runtime.execute(_RUNNER_SOURCE)
+        # runner.lua: lua_run(code, chunkname) answers with the run-outcome protocol
+        self.lua_run, self.lua_message_of = self.runtime.execute(_RUNNER_SOURCE)
         # The Lua reset function behind reset_scope; runlua's environment calls it from Lua.
         self.scope_reset = self.runtime.execute(_SCOPE_SOURCE, g)
         self._internal: dict = {}
@@ -94,23 +96,23 @@ class LuaVM:
 
     # ---- running code ----------------------------------------------------------------------
     def run_chunk(self, code: bytes | str, chunkname: bytes | str = b"=chunk"):
-        """Compile and run code; returns the tuple of returned values or raises LuaSkillsError
-        with Lua's message (memory errors included)."""
+        """Compile and run code (runner.lua answers with the run-outcome protocol); returns the
+        tuple of returned values or raises LuaSkillsError with Lua's message (memory errors
+        included)."""
         if isinstance(code, str):
             code = code.encode("utf-8")
         if isinstance(chunkname, str):
             chunkname = chunkname.encode("utf-8")
         try:
-            result = self._run_chunk(code, chunkname)
+            answer = self.lua_run(code, chunkname)
         except lupa_engine.LuaMemoryError:
-            raise LuaSkillsError("not enough memory") from None
+            raise LuaSkillsError(OUT_OF_MEMORY) from None
         except lupa_engine.LuaError as error:
             raise LuaSkillsError(lua_error_text(error)) from None
-        if not isinstance(result, tuple):
-            result = (result,)
-        if not result[0]:
-            raise LuaSkillsError(lua_text(result[1]))
-        return result[1:]
+        result = answer_outcome(answer)
+        if not result.ok:
+            raise LuaSkillsError(result.reason)
+        return result.values
 
     def set_global(self, name: str, value: Any) -> None:
         self.runtime.globals()[name.encode()] = value
@@ -136,17 +138,3 @@ class LuaVM:
             return
         self.closed = True
         self.kill_resources()
-
-
-def lua_text(value) -> str:
-    """A value from Lua as Python text (Lua strings arrive as bytes)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def lua_error_text(error: Exception) -> str:
-    """LuaError text without lupa's appended stack traceback."""
-    text = str(error)
-    cut = text.find("\nstack traceback:")
-    return text if cut < 0 else text[:cut]

@@ -23,7 +23,8 @@ from luaskills_runtime._ref.lua_args import validate_path_text
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.guard import (CANCEL_MESSAGE, CancelToken, GuardedResult, guarded_call,
                                      guarded_run, memory_limit_message, prepare_guarded_vm,
-                                     runner_failure, timeout_message)
+                                     runner_outcome, timeout_message)
+from luaskills_runtime.lua.outcome import RunOutcome, RunStatus
 from luaskills_runtime.lua.luajson import json_to_lua
 from luaskills_runtime.runlua.markdown import NO_VALUES, render_error, render_success, render_value
 from luaskills_runtime.lua.pool import VmPool
@@ -172,11 +173,10 @@ def _script_body(source: str) -> str:
 # ---- running --------------------------------------------------------------------------------
 
 class RunluaReport(NamedTuple):
-    """A finished request: its Markdown and how the code ended ("ok" or a GuardedResult status:
-    "error", "syntax", "timeout", "cancelled", "memory")."""
+    """A finished request: its Markdown and how the code ended."""
 
     markdown: str
-    status: str
+    status: RunStatus
 
     @property
     def ok(self) -> bool:
@@ -337,24 +337,26 @@ class RunluaService:
                                    _lua_text(request.caller_tool_name),
                                    timeout_ms=request.timeout_ms, cancel=token, cwd=entry_dir)
             if outcome.ok:
+                # The environment answers: status, print capture (count, text), restore report
+                # (3 fields, -1 when deferred), then the protocol's payload (the message, or
+                # the counted values).
                 answer = outcome.values[0]
-                status, count, text = answer[0], answer[1], answer[2]
-                if status == b"scope":
-                    discard = True
-                    raise LuaSkillsError(
-                        f"request scope reset failed: {answer[6].decode('utf-8', 'replace')}")
+                count, text = answer[1], answer[2]
                 if answer[3] != -1:
                     restored = answer[3:6]
-                if status == b"ok":
-                    outcome = self._render_values(vm, state, answer[6:], request, deadline, token)
-                else:
-                    outcome = runner_failure(state.control, status, answer[6])
+                outcome = runner_outcome(state.control, answer[:1] + answer[6:])
+                if outcome.status is RunStatus.SCOPE:
+                    discard = True
+                    raise LuaSkillsError(outcome.error)
+                if outcome.ok:
+                    outcome = self._render_values(vm, state, outcome.values, request, deadline,
+                                                  token)
             else:
                 count, text = self._printed_after_stop(vm, state)
             printed = [text.decode("utf-8", "replace")] if count else []
             if outcome.ok:
                 values = outcome.values or NO_VALUES
-                return RunluaReport(render_success(request.task, printed, values), "ok")
+                return RunluaReport(render_success(request.task, printed, values), RunStatus.OK)
             return RunluaReport(render_error(request.task, printed, outcome.error),
                                 outcome.status)
         finally:
@@ -385,8 +387,7 @@ class RunluaService:
         if len(values) < total:
             values += (None,) * (total - len(values))
         if not any(type(value) not in _PLAIN_TYPES for value in values):
-            return GuardedResult("ok", tuple([render_value(v, state.inline) for v in values]),
-                                 "", "")
+            return RunOutcome(RunStatus.OK, tuple([render_value(v, state.inline) for v in values]))
 
         def render():
             return tuple(render_value(value, state.inline) for value in values)
@@ -396,7 +397,7 @@ class RunluaService:
                                 timeout_text=timeout_message(request.timeout_ms), cancel=token)
         if not rendered.ok:
             return rendered
-        return GuardedResult("ok", rendered.values[0], "", "")
+        return RunOutcome(RunStatus.OK, rendered.values[0])
 
     def _cleanup(self, vm, state: RunluaVM, restored=None):
         """Put the VM back the way the next request must find it.  Returns None when it can be

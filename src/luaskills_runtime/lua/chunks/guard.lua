@@ -18,17 +18,6 @@ if type(jit) == "table" then
   end
 end
 
-local function finish(ok, ...)
-  if ok then return "ok", ... end
-  return "error", (...)
-end
-
-local function run(code, chunkname)
-  local fn, err = load(code, chunkname)
-  if not fn then return "syntax", message_of(err) end
-  return finish(xpcall(fn, message_of))
-end
-
 -- A table.pack() result as (true, n, values...) in one call from Python, or (false, message)
 -- when it cannot be read (code that replaced table.pack).
 local function unpack_packed(packed)
@@ -46,4 +35,6 @@ local function collect(packed)
   return unpack(result, 2, result[3] + 3)
 end
 
-return { run = run, collect = collect }
+-- Guarded runs compile and run code with the VM's runner (runner.lua), which answers with the
+-- same run-outcome protocol.
+return { collect = collect }
