@@ -5,7 +5,7 @@ import threading
 import time
 
 from luaskills_runtime import HostOptions, LuaEngine
-from luaskills_runtime.leases import RuntimeLeases
+from luaskills_runtime.leases import PUBLIC, RuntimeLeases
 
 WALL_BASE_MS = 1_700_000_000_000
 
@@ -58,3 +58,25 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.005) -> boo
 def lease_vm(leases: RuntimeLeases, lease_id: str):
     """The LuaVM behind an active lease (white-box: to track a fake resource on it)."""
     return leases.manager._leases[lease_id].lvm.vm
+
+
+# ---- calls on a RuntimeLeases with dict requests (the manager's own surface) ----------------------
+
+def create(leases, profile=PUBLIC, **fields):
+    return leases.create(fields, profile, from_json=False)
+
+
+def evaluate(leases, profile=PUBLIC, **fields):
+    return leases.eval(fields, profile, from_json=False)
+
+
+def status(leases, profile=PUBLIC, **fields):
+    return leases.status(fields, profile, from_json=False)
+
+
+def close(leases, profile=PUBLIC, **fields):
+    return leases.close(fields, profile, from_json=False)
+
+
+def listing(leases, profile=PUBLIC, **fields):
+    return leases.list(fields, profile, from_json=False)

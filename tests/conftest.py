@@ -1,5 +1,4 @@
 import os
-import sys
 
 import pytest
 
@@ -14,3 +13,14 @@ def engine():
 
     with LuaEngine() as eng:
         yield eng
+
+
+@pytest.fixture
+def lease_env(tmp_path):
+    """(RuntimeLeases with a fake clock and no sweeper, the clock), torn down after the test."""
+    from _lease_support import make_leases
+
+    engine, leases, clock = make_leases(tmp_path)
+    yield leases, clock
+    leases.shutdown()
+    engine.close()

@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from _lease_support import KillRecorder, WALL_BASE_MS, lease_vm, make_leases, wait_until
+from _lease_support import (close, create, evaluate, KillRecorder, lease_vm, listing, status,
+                            wait_until, WALL_BASE_MS)
 from luaskills_runtime.leases import PUBLIC, SYSTEM
 
 CREATE_FIELDS = {"ok", "sid", "lease_id", "generation", "profile", "lifetime", "cwd",
@@ -16,34 +17,6 @@ EVAL_FIELDS = {"ok", "sid", "lease_id", "generation", "profile", "lifetime", "cw
 ERROR_FIELDS = {"ok", "error_code", "message"}
 
 
-@pytest.fixture
-def env(tmp_path):
-    engine, leases, clock = make_leases(tmp_path)
-    yield leases, clock
-    leases.shutdown()
-    engine.close()
-
-
-def create(leases, profile=PUBLIC, **fields):
-    return leases.create(fields, profile, from_json=False)
-
-
-def evaluate(leases, profile=PUBLIC, **fields):
-    return leases.eval(fields, profile, from_json=False)
-
-
-def status(leases, profile=PUBLIC, **fields):
-    return leases.status(fields, profile, from_json=False)
-
-
-def close(leases, profile=PUBLIC, **fields):
-    return leases.close(fields, profile, from_json=False)
-
-
-def listing(leases, profile=PUBLIC, **fields):
-    return leases.list(fields, profile, from_json=False)
-
-
 def error(payload):
     assert set(payload) == ERROR_FIELDS and payload["ok"] is False, payload
     return payload["error_code"], payload["message"]
@@ -51,8 +24,8 @@ def error(payload):
 
 # ---- create ------------------------------------------------------------------------------------
 
-def test_create_payload(env):
-    leases, clock = env
+def test_create_payload(lease_env):
+    leases, clock = lease_env
     payload = create(leases, sid="a", workspace_root="/ws")
     assert set(payload) == CREATE_FIELDS
     assert payload["ok"] is True and payload["sid"] == "a" and payload["generation"] == 1
@@ -63,8 +36,8 @@ def test_create_payload(env):
     assert payload["expires_at_unix_ms"] == clock.wall_ms() + 600_000
 
 
-def test_lease_ids_use_wall_ms_and_a_sequence(env):
-    leases, clock = env
+def test_lease_ids_use_wall_ms_and_a_sequence(lease_env):
+    leases, clock = lease_env
     first = create(leases, sid="a")["lease_id"]
     clock.advance(1.5)
     second = create(leases, sid="b")["lease_id"]
@@ -74,8 +47,8 @@ def test_lease_ids_use_wall_ms_and_a_sequence(env):
     assert create(leases, sid="c")["lease_id"].endswith("_3")
 
 
-def test_generations_count_per_sid(env):
-    leases, _ = env
+def test_generations_count_per_sid(lease_env):
+    leases, _ = lease_env
     a1 = create(leases, sid="a")
     b1 = create(leases, sid="b")
     a2 = create(leases, sid="a", replace=True)
@@ -86,8 +59,8 @@ def test_generations_count_per_sid(env):
     assert s1["generation"] == 4
 
 
-def test_lease_exists_without_replace(env):
-    leases, _ = env
+def test_lease_exists_without_replace(lease_env):
+    leases, _ = lease_env
     first = create(leases, sid="a")
     code, message = error(create(leases, sid="a"))
     assert code == "lease_exists"
@@ -95,8 +68,8 @@ def test_lease_exists_without_replace(env):
     assert status(leases, lease_id=first["lease_id"])["ok"] is True
 
 
-def test_replace_retires_the_old_lease_and_kills_its_resources(env):
-    leases, _ = env
+def test_replace_retires_the_old_lease_and_kills_its_resources(lease_env):
+    leases, _ = lease_env
     old = create(leases, sid="a")
     recorder = KillRecorder()
     lease_vm(leases, old["lease_id"]).track(recorder)
@@ -110,8 +83,8 @@ def test_replace_retires_the_old_lease_and_kills_its_resources(env):
     assert [entry["lease_id"] for entry in listing(leases)["leases"]] == [new["lease_id"]]
 
 
-def test_replace_without_existing_lease_just_creates(env):
-    leases, _ = env
+def test_replace_without_existing_lease_just_creates(lease_env):
+    leases, _ = lease_env
     assert create(leases, sid="fresh", replace=True)["generation"] == 1
 
 
@@ -138,8 +111,8 @@ class RunningEval:
         return self.result
 
 
-def test_busy_lease_answers_without_blocking(env):
-    leases, _ = env
+def test_busy_lease_answers_without_blocking(lease_env):
+    leases, _ = lease_env
     lease = create(leases, sid="a")
     lease_id = lease["lease_id"]
     running = RunningEval(leases, lease_id)
@@ -165,8 +138,8 @@ def test_busy_lease_answers_without_blocking(env):
     assert create(leases, sid="a", replace=True)["generation"] == 2
 
 
-def test_busy_lease_does_not_expire_mid_eval(env, tmp_path):
-    leases, clock = env
+def test_busy_lease_does_not_expire_mid_eval(lease_env, tmp_path):
+    leases, clock = lease_env
     lease = create(leases, sid="a", ttl_sec=10)
     flag = tmp_path / "finish"
     running = RunningEval(leases, lease["lease_id"], code=(
@@ -184,8 +157,8 @@ def test_busy_lease_does_not_expire_mid_eval(env, tmp_path):
     assert status(leases, lease_id=lease["lease_id"])["ok"] is True
 
 
-def test_failed_eval_longer_than_ttl_leaves_the_lease_expired(env):
-    leases, clock = env
+def test_failed_eval_longer_than_ttl_leaves_the_lease_expired(lease_env):
+    leases, clock = lease_env
     lease = create(leases, sid="a", ttl_sec=10)
     running = RunningEval(leases, lease["lease_id"])
     clock.advance(60)
@@ -196,8 +169,8 @@ def test_failed_eval_longer_than_ttl_leaves_the_lease_expired(env):
 
 # ---- limit -------------------------------------------------------------------------------------
 
-def test_at_most_eight_active_leases_across_profiles(env):
-    leases, _ = env
+def test_at_most_eight_active_leases_across_profiles(lease_env):
+    leases, _ = lease_env
     ids = [create(leases, sid=f"p{i}")["lease_id"] for i in range(5)]
     ids += [create(leases, SYSTEM, sid=f"s{i}")["lease_id"] for i in range(3)]
     assert error(create(leases, sid="ninth")) == ("lease_limit_exceeded", "runtime session lease limit exceeded")
@@ -211,8 +184,8 @@ def test_at_most_eight_active_leases_across_profiles(env):
 
 # ---- tombstones, not found, identity, profile ---------------------------------------------------
 
-def test_closed_and_unknown_leases(env):
-    leases, clock = env
+def test_closed_and_unknown_leases(lease_env):
+    leases, clock = lease_env
     lease = create(leases, sid="a")
     lease_id = lease["lease_id"]
     closed = close(leases, lease_id=lease_id)
@@ -231,8 +204,8 @@ def test_closed_and_unknown_leases(env):
         "lease_not_found", f"runtime session lease `{lease_id}` was not found")
 
 
-def test_identity_checks_on_active_leases_and_tombstones(env):
-    leases, _ = env
+def test_identity_checks_on_active_leases_and_tombstones(lease_env):
+    leases, _ = lease_env
     lease = create(leases, sid="a")
     lease_id = lease["lease_id"]
     sid_mismatch = ("lease_sid_mismatch", f"runtime session lease `{lease_id}` belongs to sid `a`, not `b`")
@@ -251,8 +224,8 @@ def test_identity_checks_on_active_leases_and_tombstones(env):
     assert error(status(leases, lease_id=lease_id, generation=2)) == gen_mismatch
 
 
-def test_profile_mismatch_on_the_wrong_surface(env):
-    leases, _ = env
+def test_profile_mismatch_on_the_wrong_surface(lease_env):
+    leases, _ = lease_env
     public = create(leases, sid="p")["lease_id"]
     system = create(leases, SYSTEM, sid="s")["lease_id"]
     wrong_public = ("lease_profile_mismatch",
@@ -274,8 +247,8 @@ def test_profile_mismatch_on_the_wrong_surface(env):
 
 # ---- TTL -------------------------------------------------------------------------------------
 
-def test_expiry_and_refresh_on_eval(env):
-    leases, clock = env
+def test_expiry_and_refresh_on_eval(lease_env):
+    leases, clock = lease_env
     lease = create(leases, sid="a", ttl_sec=100)
     lease_id = lease["lease_id"]
     clock.advance(99)
@@ -291,8 +264,8 @@ def test_expiry_and_refresh_on_eval(env):
     assert listing(leases)["leases"] == []
 
 
-def test_failed_eval_also_refreshes_like_the_reference(env):
-    leases, clock = env
+def test_failed_eval_also_refreshes_like_the_reference(lease_env):
+    leases, clock = lease_env
     lease_id = create(leases, sid="a", ttl_sec=100)["lease_id"]
     clock.advance(90)
     assert error(evaluate(leases, lease_id=lease_id, code="error('x')"))[0] == "eval_failed"
@@ -300,8 +273,8 @@ def test_failed_eval_also_refreshes_like_the_reference(env):
     assert status(leases, lease_id=lease_id)["ok"] is True
 
 
-def test_sweep_frees_expired_vm_and_resources(env):
-    leases, clock = env
+def test_sweep_frees_expired_vm_and_resources(lease_env):
+    leases, clock = lease_env
     lease_id = create(leases, sid="a", ttl_sec=5)["lease_id"]
     recorder = KillRecorder()
     lease_vm(leases, lease_id).track(recorder)
@@ -315,8 +288,8 @@ def test_sweep_frees_expired_vm_and_resources(env):
     assert create(leases, sid="a")["generation"] == 2
 
 
-def test_system_leases_without_ttl_never_expire(env):
-    leases, clock = env
+def test_system_leases_without_ttl_never_expire(lease_env):
+    leases, clock = lease_env
     lease_id = create(leases, SYSTEM, sid="s")["lease_id"]
     clock.advance(10**7)
     leases.manager.sweep()
@@ -337,16 +310,16 @@ def test_sweeper_thread_frees_expired_leases_without_a_call(tmp_path):
 
 # ---- status and list --------------------------------------------------------------------------
 
-def test_status_payload(env):
-    leases, clock = env
+def test_status_payload(lease_env):
+    leases, clock = lease_env
     lease = create(leases, sid="a", ttl_sec=30, workspace_root="/w")
     payload = status(leases, lease_id=lease["lease_id"])
     assert set(payload) == STATUS_FIELDS
     assert payload == {**lease, "closed": False, "expired": False}
 
 
-def test_list_is_sorted_and_filtered(env):
-    leases, clock = env
+def test_list_is_sorted_and_filtered(lease_env):
+    leases, clock = lease_env
     b = create(leases, sid="b")
     a1 = create(leases, sid="a")
     clock.advance(1)
@@ -362,7 +335,7 @@ def test_list_is_sorted_and_filtered(env):
     assert {b["lease_id"], c["lease_id"]} <= {e["lease_id"] for e in listed["leases"]}
 
 
-def test_list_orders_by_lease_id_within_equal_sid_and_generation(env):
+def test_list_orders_by_lease_id_within_equal_sid_and_generation(lease_env):
     from luaskills_runtime.leases.manager import _list_order
     rows = [{"sid": "a", "generation": 1, "lease_id": "rt_2_10"},
             {"sid": "a", "generation": 1, "lease_id": "rt_2_9"},
@@ -372,8 +345,8 @@ def test_list_orders_by_lease_id_within_equal_sid_and_generation(env):
 
 # ---- eval payloads ----------------------------------------------------------------------------
 
-def test_eval_success_payload(env):
-    leases, clock = env
+def test_eval_success_payload(lease_env):
+    leases, clock = lease_env
     lease = create(leases, sid="a")
     payload = evaluate(leases, lease_id=lease["lease_id"], code="return args.n * 2", args={"n": 21})
     assert set(payload) == EVAL_FIELDS
@@ -389,8 +362,8 @@ def test_eval_success_payload(env):
     ("return function() end", "Cannot convert Lua function to JSON"),
     ("local t = {} t.self = t return t", "Cannot convert cyclic Lua table to JSON"),
 ])
-def test_eval_failed(env, code, message, caplog):
-    leases, _ = env
+def test_eval_failed(lease_env, code, message, caplog):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     with caplog.at_level("ERROR", logger="luaskills_runtime"):
         code_, text = error(evaluate(leases, lease_id=lease_id, code=code))
@@ -402,8 +375,8 @@ def test_eval_failed(env, code, message, caplog):
     assert evaluate(leases, lease_id=lease_id, code="return 5")["result"] == 5
 
 
-def test_eval_returns_only_the_first_value_and_null_for_none(env):
-    leases, _ = env
+def test_eval_returns_only_the_first_value_and_null_for_none(lease_env):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     assert evaluate(leases, lease_id=lease_id, code="return 1, 2")["result"] == 1
     assert evaluate(leases, lease_id=lease_id, code="x = 1")["result"] is None

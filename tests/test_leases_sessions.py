@@ -7,7 +7,7 @@ import uuid
 import psutil
 import pytest
 
-from _lease_support import make_leases, wait_until
+from _lease_support import wait_until
 from luaskills_runtime import HostOptions, LuaEngine
 from luaskills_runtime.leases import PUBLIC
 
@@ -53,16 +53,8 @@ def open_pipe(leases, lease_id, tag):
     return tagged_children(tag)
 
 
-@pytest.fixture
-def env(tmp_path):
-    engine, leases, clock = make_leases(tmp_path)
-    yield leases, clock
-    leases.shutdown()
-    engine.close()
-
-
-def test_popen_child_lives_across_evals_and_dies_on_close(env):
-    leases, _ = env
+def test_popen_child_lives_across_evals_and_dies_on_close(lease_env):
+    leases, _ = lease_env
     lease_id = leases.create({"sid": "a"}, PUBLIC, from_json=False)["lease_id"]
     tag = new_tag()
     procs = open_pipe(leases, lease_id, tag)
@@ -74,8 +66,8 @@ def test_popen_child_lives_across_evals_and_dies_on_close(env):
     assert wait_until(lambda: all_gone(procs), 5)  # close kills synchronously; allow the reap
 
 
-def test_popen_child_dies_on_replace_and_on_expiry(env):
-    leases, clock = env
+def test_popen_child_dies_on_replace_and_on_expiry(lease_env):
+    leases, clock = lease_env
     replaced = leases.create({"sid": "a"}, PUBLIC, from_json=False)["lease_id"]
     first = open_pipe(leases, replaced, new_tag())
     leases.create({"sid": "a", "replace": True}, PUBLIC, from_json=False)
@@ -128,8 +120,8 @@ def _has_process_sessions() -> bool:
 
 
 @pytest.mark.skipif(not _has_process_sessions(), reason="vulcan.process.session is not installed yet")
-def test_process_session_kept_across_evals_and_killed_with_the_lease(env):
-    leases, _ = env
+def test_process_session_kept_across_evals_and_killed_with_the_lease(lease_env):
+    leases, _ = lease_env
     lease_id = leases.create({"sid": "a"}, PUBLIC, from_json=False)["lease_id"]
     tag = new_tag()
     opened = leases.eval({"lease_id": lease_id, "code": (
@@ -147,8 +139,8 @@ def test_process_session_kept_across_evals_and_killed_with_the_lease(env):
 
 
 @pytest.mark.skipif(not _has_process_sessions(), reason="vulcan.process.session is not installed yet")
-def test_process_sessions_die_on_replace_expiry_and_shutdown(env):
-    leases, clock = env
+def test_process_sessions_die_on_replace_expiry_and_shutdown(lease_env):
+    leases, clock = lease_env
 
     def open_session(lease_id):
         tag = new_tag()

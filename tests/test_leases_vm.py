@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from _lease_support import KillRecorder, lease_vm, make_leases, wait_until
+from _lease_support import create, evaluate, KillRecorder, lease_vm, make_leases, wait_until
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
 from luaskills_runtime.leases import PUBLIC, SYSTEM
 
@@ -29,23 +29,6 @@ def os_error_text(call, *args):
     raise AssertionError("expected an OSError")
 
 
-@pytest.fixture
-def env(tmp_path):
-    engine, leases, clock = make_leases(tmp_path)
-    yield leases, clock
-    leases.shutdown()
-    engine.close()
-
-
-def create(leases, profile=PUBLIC, **fields):
-    payload = leases.create(fields, profile, from_json=False)
-    return payload
-
-
-def evaluate(leases, profile=PUBLIC, **fields):
-    return leases.eval(fields, profile, from_json=False)
-
-
 def result_of(leases, lease_id, code, profile=PUBLIC, **fields):
     payload = evaluate(leases, profile, lease_id=lease_id, code=code, **fields)
     assert payload["ok"] is True, payload
@@ -60,8 +43,8 @@ def failure_of(leases, lease_id, code, profile=PUBLIC, **fields):
 
 # ---- state and scope ----------------------------------------------------------------------------
 
-def test_globals_persist_per_lease_and_replace_starts_fresh(env):
-    leases, _ = env
+def test_globals_persist_per_lease_and_replace_starts_fresh(lease_env):
+    leases, _ = lease_env
     a = create(leases, sid="a")["lease_id"]
     b = create(leases, sid="b")["lease_id"]
     counter = "counter = (counter or 0) + 1 return counter"
@@ -72,8 +55,8 @@ def test_globals_persist_per_lease_and_replace_starts_fresh(env):
     assert evaluate(leases, lease_id=a, code="return counter")["error_code"] == "lease_replaced"
 
 
-def test_args_and_request_scope(env):
-    leases, _ = env
+def test_args_and_request_scope(lease_env):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     code = """return {
       args = args,
@@ -106,8 +89,8 @@ def test_args_and_request_scope(env):
                      "active": True, "skill_dir": "nil"}
 
 
-def test_a_broken_namespace_fails_evals_with_the_scope_error(env):
-    leases, _ = env
+def test_a_broken_namespace_fails_evals_with_the_scope_error(lease_env):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     assert result_of(leases, lease_id, "vulcan.context = nil return 1") == 1
     message = failure_of(leases, lease_id, "return 2")
@@ -116,8 +99,8 @@ def test_a_broken_namespace_fails_evals_with_the_scope_error(env):
 
 # ---- module roots ---------------------------------------------------------------------------------
 
-def test_lua_and_c_roots_are_prepended_in_order(env, tmp_path):
-    leases, _ = env
+def test_lua_and_c_roots_are_prepended_in_order(lease_env, tmp_path):
+    leases, _ = lease_env
     r1, r2 = tmp_path / "r1", tmp_path / "r2"
     (r1 / "pkg").mkdir(parents=True)
     r2.mkdir()
@@ -133,8 +116,8 @@ def test_lua_and_c_roots_are_prepended_in_order(env, tmp_path):
     assert got[4].startswith(f"/c1{SEP}?{NATIVE};/c1{SEP}?{SEP}init{NATIVE};")
 
 
-def test_no_roots_leave_the_default_paths(env):
-    leases, _ = env
+def test_no_roots_leave_the_default_paths(lease_env):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     other = create(leases, sid="b", lua_roots=["/x"])["lease_id"]
     default = result_of(leases, lease_id, "return package.path")
@@ -143,8 +126,8 @@ def test_no_roots_leave_the_default_paths(env):
 
 # ---- cwd -------------------------------------------------------------------------------------------
 
-def test_cwd_applies_during_eval_and_is_restored(env, tmp_path):
-    leases, _ = env
+def test_cwd_applies_during_eval_and_is_restored(lease_env, tmp_path):
+    leases, _ = lease_env
     work = tmp_path / "work"
     work.mkdir()
     (work / "data.txt").write_text("hello")
@@ -158,8 +141,8 @@ def test_cwd_applies_during_eval_and_is_restored(env, tmp_path):
     assert os.getcwd() == before
 
 
-def test_missing_cwd_fails_the_eval_with_the_os_error(env, tmp_path):
-    leases, _ = env
+def test_missing_cwd_fails_the_eval_with_the_os_error(lease_env, tmp_path):
+    leases, _ = lease_env
     missing = tmp_path / "missing"
     lease_id = create(leases, sid="a", cwd=str(missing))["lease_id"]
     assert failure_of(leases, lease_id, "return 1") == (
@@ -167,16 +150,17 @@ def test_missing_cwd_fails_the_eval_with_the_os_error(env, tmp_path):
         f"{os_error_text(os.chdir, missing)}")
 
 
-def test_cwd_lock_wait_honours_timeout_and_cancel(env, tmp_path):
-    leases, _ = env
+def test_cwd_lock_wait_honours_timeout_and_cancel(lease_env, tmp_path):
+    leases, _ = lease_env
     holder = create(leases, sid="holder", cwd=str(tmp_path))["lease_id"]
     waiter = create(leases, sid="waiter", cwd=str(tmp_path))["lease_id"]
+    # the holder leaves a mark in its cwd once it runs there, i.e. holds the cwd lock
     spinning = threading.Thread(target=evaluate, args=(leases,), kwargs=dict(
-        lease_id=holder, code="while true do end", timeout_ms=30_000))
+        lease_id=holder, code="io.open('holder-entered', 'w'):close() while true do end",
+        timeout_ms=30_000))
     spinning.start()
     try:
-        assert wait_until(lambda: leases.manager._leases[holder].busy.locked())
-        time.sleep(0.1)  # let the holder take the cwd lock
+        assert wait_until(lambda: (tmp_path / "holder-entered").exists())
         started = time.monotonic()
         assert failure_of(leases, waiter, "return 1", timeout_ms=300) == (
             "Runtime session eval error: runtime error: luaexec execution timed out after 300 ms")
@@ -265,8 +249,8 @@ def test_memory_cap_ends_runaway_allocation_cleanly(tmp_path):
 
 # ---- timeouts --------------------------------------------------------------------------------------
 
-def test_timeout_in_a_plain_loop(env):
-    leases, _ = env
+def test_timeout_in_a_plain_loop(lease_env):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     started = time.monotonic()
     assert failure_of(leases, lease_id, "while true do end", timeout_ms=200) == (
@@ -275,8 +259,8 @@ def test_timeout_in_a_plain_loop(env):
     assert result_of(leases, lease_id, "return 'still usable'") == "still usable"
 
 
-def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(env):
-    leases, _ = env
+def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(lease_env):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     lvm = leases.manager._leases[lease_id].lvm
     # Compile the loop with the JIT on, as code that got hold of the real jit.on could (lease
@@ -297,8 +281,8 @@ def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(env):
         sum(i % 7 for i in range(1, 11)), False]
 
 
-def test_lease_code_cannot_turn_the_jit_on(env):
-    leases, _ = env
+def test_lease_code_cannot_turn_the_jit_on(lease_env):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     message = failure_of(leases, lease_id, "jit.on()")
     assert message == ("Runtime session eval error: runtime error: runtime_lease:3: jit.on is not "
@@ -308,8 +292,8 @@ def test_lease_code_cannot_turn_the_jit_on(env):
         "Runtime session eval error: runtime error: luaexec execution timed out after 300 ms")
 
 
-def test_timeout_cannot_be_swallowed_by_pcall(env):
-    leases, _ = env
+def test_timeout_cannot_be_swallowed_by_pcall(lease_env):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     code = "while true do pcall(function() while true do end end) end"
     assert failure_of(leases, lease_id, code, timeout_ms=200) == (
@@ -318,8 +302,8 @@ def test_timeout_cannot_be_swallowed_by_pcall(env):
 
 # ---- cancellation ----------------------------------------------------------------------------------
 
-def test_cancel_a_running_eval(env):
-    leases, _ = env
+def test_cancel_a_running_eval(lease_env):
+    leases, _ = lease_env
     lease = create(leases, sid="a")
     lease_id = lease["lease_id"]
     idle = leases.cancel({"lease_id": lease_id}, PUBLIC, from_json=False)
@@ -344,8 +328,8 @@ def test_cancel_a_running_eval(env):
     assert result_of(leases, lease_id, "return x > 0") is True  # globals survive a cancel
 
 
-def test_cancel_errors(env):
-    leases, _ = env
+def test_cancel_errors(lease_env):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     cancel = lambda **f: leases.cancel(f, PUBLIC, from_json=False)
     assert cancel(lease_id="nope")["error_code"] == "lease_not_found"
@@ -372,8 +356,8 @@ def test_cancel_through_the_engine_json_api(tmp_path):
 
 # ---- parallel evals ----------------------------------------------------------------------------------
 
-def test_evals_of_different_leases_run_at_the_same_time(env, tmp_path):
-    leases, _ = env
+def test_evals_of_different_leases_run_at_the_same_time(lease_env, tmp_path):
+    leases, _ = lease_env
     waiter = create(leases, sid="waiter")["lease_id"]
     signaller = create(leases, sid="signaller")["lease_id"]
     flag = str(tmp_path / "flag")
@@ -429,8 +413,8 @@ def test_engine_close_stops_a_running_eval(tmp_path):
 
 # ---- managed io ---------------------------------------------------------------------------------
 
-def test_managed_io_is_installed_and_files_persist_across_evals(env, tmp_path):
-    leases, _ = env
+def test_managed_io_is_installed_and_files_persist_across_evals(lease_env, tmp_path):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     target = tmp_path / "out.txt"
     assert result_of(leases, lease_id, "return select(2, pcall(io.popen, 'true', 'w'))") == \
@@ -451,8 +435,8 @@ def test_native_io_when_the_host_disables_managed_io(tmp_path):
         engine.close()
 
 
-def test_largest_timeout_is_accepted(env):
-    leases, _ = env
+def test_largest_timeout_is_accepted(lease_env):
+    leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
     assert result_of(leases, lease_id, "return 1", timeout_ms=2**64 - 1) == 1
 

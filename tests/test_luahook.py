@@ -384,14 +384,33 @@ def test_destroying_runtime_and_guard_while_armed_many_times():
     time.sleep(0.05)
 
 
+def _live_count(kind) -> int:
+    return sum(1 for obj in gc.get_objects() if type(obj) is kind)
+
+
 def test_guard_in_a_reference_cycle_with_its_runtime():
     runtime = new_runtime()
+    runtime_type = type(runtime)
+    gc.collect()
+    guards_before, runtimes_before = _live_count(TimeoutGuard), _live_count(runtime_type)
     guard = TimeoutGuard(runtime)
     runtime.globals()[b"guard_ref"] = guard  # runtime -> guard -> runtime
     guard.arm(30, MESSAGE)
     del runtime, guard
     gc.collect()
-    time.sleep(0.1)
+    # the cycle collector freed both, the armed guard included
+    assert _live_count(TimeoutGuard) == guards_before
+    assert _live_count(runtime_type) == runtimes_before - 1
+    time.sleep(0.1)  # past the freed guard's deadline: its timer must not touch freed memory
+    other = new_runtime()
+    other.execute(b"jit.off()")
+    fresh = TimeoutGuard(other)
+    fresh.arm(20, MESSAGE)
+    try:
+        with pytest.raises(lupa.LuaError, match=MESSAGE.decode()):
+            other.execute(b"while true do end")
+    finally:
+        fresh.disarm()
 
 
 def test_dropping_guard_while_its_lua_runs_in_another_thread():

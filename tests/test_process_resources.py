@@ -1,6 +1,7 @@
 """Resources: no descriptor, thread or zombie left behind; one drainer thread for many sessions;
 the GIL is free while a read waits; a flooding child never blocks and the newest bytes stay."""
 import gc
+import inspect
 import sys
 import threading
 import time
@@ -9,6 +10,7 @@ import psutil
 import pytest
 
 from luaskills_runtime.process import ProcessSession
+from _lease_support import wait_until
 from _process_support import open_fds, os_threads, wait_gone, wait_threads_at_most
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX descriptors and threads")
@@ -75,17 +77,19 @@ def test_a_blocked_read_does_not_hold_the_gil():
             result["read"] = session.read(timeout_ms=1000)
 
         thread = threading.Thread(target=reader)
-        counter = 0
         thread.start()
-        time.sleep(0.05)   # the reader is now inside its wait
-        start = time.monotonic()
+        start = last = time.monotonic()
+        longest_gap = 0.0
         while thread.is_alive():
-            counter += 1
-        elapsed = time.monotonic() - start
+            now = time.monotonic()
+            longest_gap = max(longest_gap, now - last)
+            last = now
+        elapsed = last - start
         thread.join()
         assert result["read"]["timed_out"] is True
-        # the main thread kept running Python bytecode for the whole wait
-        assert elapsed > 0.5 and counter > 100000
+        # the main thread kept running Python bytecode for the whole one-second wait: a read
+        # holding the GIL would have frozen this loop for about that long
+        assert elapsed > 0.5 and longest_gap < 0.25
 
 
 def test_close_from_another_thread_wakes_a_blocked_reader():
@@ -97,9 +101,18 @@ def test_close_from_another_thread_wakes_a_blocked_reader():
         result["read"] = session.read(timeout_ms=30000)
         result["elapsed"] = time.monotonic() - start
 
+    source, first = inspect.getsourcelines(reader)
+    read_line = first + next(i for i, line in enumerate(source) if "session.read(" in line)
+
+    def reader_is_reading():
+        # the reader thread's innermost Python frame stands on the read call: it is in the
+        # native read (which waits without the GIL, so this thread gets to look)
+        frame = sys._current_frames().get(thread.ident)
+        return frame is not None and frame.f_code is reader.__code__ and frame.f_lineno == read_line
+
     thread = threading.Thread(target=reader)
     thread.start()
-    time.sleep(0.1)
+    assert wait_until(reader_is_reading)
     session.kill()
     thread.join(10)
     assert not thread.is_alive()

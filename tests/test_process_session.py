@@ -285,12 +285,15 @@ def test_close_validation_text():
 
 def test_fractional_numbers_truncate_like_the_reference():
     # 0.5 passes the positivity check and becomes 0: a zero-byte drain, a one-byte buffer.
-    with sh("printf abc; read _", buffer_limit_bytes=0.5) as session:
+    # stdout closes after "abc": its EOF says every byte went through the one-byte buffer
+    with sh("printf abc; exec >&-; read _", buffer_limit_bytes=0.5) as session:
         assert session.read(timeout_ms=5000, max_bytes=0.5)["stdout"] == ""
-        deadline = time.monotonic() + 5
-        while session._streams()[1] == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.05)
+        deadline = session._deadline(5000)
+        seq, _, _, stdout_eof, _ = session._streams()
+        while not stdout_eof and session._now_ms() < deadline:
+            session._wait_change(seq, deadline)
+            seq, _, _, stdout_eof, _ = session._streams()
+        assert stdout_eof
         assert session.read(timeout_ms=1000)["stdout"] == "c"   # newest byte only
 
 

@@ -61,7 +61,7 @@ def test_coerced_lua_object_strings_are_rejected(engine, fn, maker, prefix):
 def test_fs_round_trip(engine, tmp_path):
     path = str(tmp_path / "f.bin")
     assert engine.run_lua("return vulcan.fs.write(args.p, 'a\\0\\255b')", {"p": path}) is True
-    assert open(path, "rb").read() == b"a\x00\xffb"
+    assert (tmp_path / "f.bin").read_bytes() == b"a\x00\xffb"
     assert engine.run_lua("return #vulcan.fs.read(args.p)", {"p": path}) == 4
     assert engine.run_lua("return vulcan.fs.exists(args.p)", {"p": path}) is True
     assert engine.run_lua("return vulcan.fs.is_dir(args.d)", {"d": str(tmp_path)}) is True
@@ -74,7 +74,7 @@ def test_fs_round_trip(engine, tmp_path):
 def test_io_text_helpers(engine, tmp_path):
     path = str(tmp_path / "t.txt")
     engine.run_lua("return vulcan.io.write_text(args.p, 'h\\195\\169')", {"p": path})
-    assert open(path, "rb").read() == "hé".encode()
+    assert (tmp_path / "t.txt").read_bytes() == "hé".encode()
     assert engine.run_lua("return vulcan.io.read_text(args.p)", {"p": path}) == "hé"
     assert engine.run_lua("return vulcan.io.read_text(args.p, 'latin1')", {"p": path}) == "hÃ©"
     bad = pcall_message(engine, f"vulcan.io.read_text, '{path}', 'klingon'")
