@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUN_SH = ROOT / "native" / "tests_windows" / "run.sh"
 WINE_CANDIDATES = ("wine64", "/usr/lib/wine/wine64")
 
