@@ -107,6 +107,26 @@ def test_concurrent_run_lua_uses_bounded_pool():
             t.join()
         assert not errors
         assert engine._main_pool.stats()["total"] <= 2
+        assert engine._main_pool.created <= 2
+
+
+def test_run_lua_grows_the_pool_to_max_then_waits_for_a_free_vm():
+    from _lease_support import wait_until
+
+    with LuaEngine(HostOptions(main_pool=(1, 2, 60))) as engine:
+        pool = engine._main_pool
+        first, second = pool.acquire(), pool.acquire()   # grows from min 1 to max 2
+        assert pool.stats()["total"] == 2 and pool.created == 2
+        got = []
+        worker = threading.Thread(target=lambda: got.append(engine.run_lua("return 7")))
+        worker.start()
+        assert wait_until(lambda: len(pool._cond._waiters) == 1)   # run_lua is waiting
+        assert got == []
+        pool.release(first)
+        worker.join(10)
+        assert got == [7]
+        assert pool.created == 2   # it ran on the released VM, no third one
+        pool.release(second)
 
 
 def test_closed_engine_refuses_work():

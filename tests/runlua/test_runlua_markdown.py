@@ -19,27 +19,6 @@ def run(engine, **request):
     return engine.execute_runlua_request_inline(request)
 
 
-def success(task, printed, blocks):
-    lines = ["# Runtime Execution Result", "", "## Task", task, "", "## Status", "SUCCESS"]
-    if printed is not None:
-        lines += ["", "## Printed Output", "```text", printed, "```"]
-    lines += ["", "## Returned Values"]
-    for index, (fmt, content) in enumerate(blocks):
-        lines += [f"{index + 1}. ", f"```{fmt}", content, "```"]
-        if index + 1 < len(blocks):
-            lines.append("")
-    return "\n".join(lines)
-
-
-def failure(task, error, printed=None):
-    lines = ["# Runtime Execution Error", "", "## Task", task, "", "## Status", "FAILED", "",
-             "## Error", "```text", error, "```"]
-    if printed is not None:
-        lines += ["", "## Printed Output", "```text", printed, "```"]
-    return "\n".join(lines)
-
-
-DEFAULT_TASK = "Execute Lua runtime code"
 
 
 def test_success_without_prints_exact_bytes(engine):
@@ -58,39 +37,52 @@ def test_success_with_prints_exact_bytes(engine):
 
 def test_several_values_blank_line_between(engine):
     report = run(engine, code='return 1, "two", {3, 4}, {a = {b = true}}, false')
-    assert report == success(DEFAULT_TASK, None, [
-        ("json", "1"), ("text", "two"), ("json", "[\n  3,\n  4\n]"),
-        ("json", '{\n  "a": {\n    "b": true\n  }\n}'), ("json", "false")])
+    assert report == ("# Runtime Execution Result\n\n## Task\nExecute Lua runtime code\n"
+                      "\n## Status\nSUCCESS\n\n## Returned Values\n1. \n```json\n"
+                      "1\n```\n\n2. \n```text\ntwo\n```\n\n3. \n```json\n"
+                      "[\n  3,\n  4\n]\n```\n\n4. \n```json\n{\n"'  "a": {\n'
+                      '    "b": true\n'"  }\n}\n```\n\n5. \n```json\nfalse\n```")
 
 
 def test_strings_are_text_blocks_even_when_json_like(engine):
     report = run(engine, code='return "[1, 2]", "line1\\nline2", ""')
-    assert report == success(DEFAULT_TASK, None, [
-        ("text", "[1, 2]"), ("text", "line1\nline2"), ("text", "")])
+    assert report == ("# Runtime Execution Result\n\n## Task\nExecute Lua runtime code\n"
+                      "\n## Status\nSUCCESS\n\n## Returned Values\n1. \n```text\n"
+                      "[1, 2]\n```\n\n2. \n```text\nline1\nline2\n```\n\n"
+                      "3. \n```text\n\n```")
 
 
 @pytest.mark.parametrize("code", ["return", "local x = 1", "return nil"])
 def test_no_values_or_nil_render_null(engine, code):
-    assert run(engine, code=code) == success(DEFAULT_TASK, None, [("json", "null")])
+    assert run(engine, code=code) == ("# Runtime Execution Result\n\n## Task\n"
+                                      "Execute Lua runtime code\n\n## Status\nSUCCESS\n"
+                                      "\n## Returned Values\n1. \n```json\nnull\n```")
 
 
 def test_nil_among_values_keeps_positions(engine):
     report = run(engine, code="return nil, 2, nil")
-    assert report == success(DEFAULT_TASK, None, [("json", "null"), ("json", "2"),
-                                                  ("json", "null")])
+    assert report == ("# Runtime Execution Result\n\n## Task\nExecute Lua runtime code\n"
+                      "\n## Status\nSUCCESS\n\n## Returned Values\n1. \n```json\n"
+                      "null\n```\n\n2. \n```json\n2\n```\n\n3. \n```json\n"
+                      "null\n```")
 
 
 def test_numbers_follow_the_json_rules(engine):
     report = run(engine, code="return 3.0, 1.5, 1e20, 0/0, 1/0, -0.5e-7, 2^53")
-    assert report == success(DEFAULT_TASK, None, [
-        ("json", "3"), ("json", "1.5"), ("json", "1e20"), ("json", "null"), ("json", "null"),
-        ("json", "-5e-8"), ("json", "9007199254740992")])
+    assert report == ("# Runtime Execution Result\n\n## Task\nExecute Lua runtime code\n"
+                      "\n## Status\nSUCCESS\n\n## Returned Values\n1. \n```json\n"
+                      "3\n```\n\n2. \n```json\n1.5\n```\n\n3. \n```json\n"
+                      "1e20\n```\n\n4. \n```json\nnull\n```\n\n5. \n"
+                      "```json\nnull\n```\n\n6. \n```json\n-5e-8\n```\n\n"
+                      "7. \n```json\n9007199254740992\n```")
 
 
 def test_empty_table_and_object_keys(engine):
     report = run(engine, code='return {}, {b = 1, a = 2, [3] = "x"}')
-    assert report == success(DEFAULT_TASK, None, [
-        ("json", "[]"), ("json", '{\n  "3": "x",\n  "a": 2,\n  "b": 1\n}')])
+    assert report == ("# Runtime Execution Result\n\n## Task\nExecute Lua runtime code\n"
+                      "\n## Status\nSUCCESS\n\n## Returned Values\n1. \n```json\n"
+                      "[]\n```\n\n2. \n```json\n{\n"'  "3": "x",\n''  "a": 2,\n'
+                      '  "b": 1\n'"}\n```")
 
 
 def test_unconvertible_values_render_as_text(engine):
@@ -103,8 +95,11 @@ def test_unconvertible_values_render_as_text(engine):
 
 
 def test_string_that_is_not_utf8_renders_empty_like_the_reference(engine):
-    assert run(engine, code='return "\\255\\254"') == success(DEFAULT_TASK, None,
-                                                              [("text", "")])
+    assert run(engine, code='return "\\255\\254"') == ("# Runtime Execution Result\n\n"
+                                                       "## Task\nExecute Lua runtime code\n"
+                                                       "\n## Status\nSUCCESS\n\n"
+                                                       "## Returned Values\n1. \n```text\n"
+                                                       "\n```")
 
 
 def test_failure_without_prints_exact_bytes(engine):
@@ -117,38 +112,56 @@ def test_failure_with_prints(engine):
     report = run(engine, code='print("before") print("a\\tb") error({}, 0)')
     error = report.split("```text\n", 1)[1].split("\n```", 1)[0]
     assert error.startswith("runtime error: table: 0x")
-    assert report == failure(DEFAULT_TASK, error, printed="before\na\tb")
+    assert report == ("# Runtime Execution Error\n\n## Task\nExecute Lua runtime code\n\n"
+                      "## Status\nFAILED\n\n## Error\n```text\n" + error + "\n```\n\n"
+                      "## Printed Output\n```text\nbefore\na\tb\n```")
 
 
 def test_error_values_without_position(engine):
-    assert run(engine, code='error("plain", 0)') == failure(DEFAULT_TASK,
-                                                             "runtime error: plain")
-    assert run(engine, code="error(nil)") == failure(DEFAULT_TASK, "runtime error: nil")
+    assert run(engine, code='error("plain", 0)') == ("# Runtime Execution Error\n\n"
+                                                     "## Task\nExecute Lua runtime code\n"
+                                                     "\n## Status\nFAILED\n\n"
+                                                     "## Error\n```text\n"
+                                                     "runtime error: plain\n```")
+    assert run(engine, code="error(nil)") == ("# Runtime Execution Error\n\n## Task\n"
+                                              "Execute Lua runtime code\n\n## Status\n"
+                                              "FAILED\n\n## Error\n```text\n"
+                                              "runtime error: nil\n```")
 
 
 def test_syntax_error(engine):
-    assert run(engine, code="local = 1") == failure(
-        DEFAULT_TASK, "syntax error: [string \"luaexec\"]:4: '<name>' expected near '='")
+    assert run(engine, code="local = 1") == ("# Runtime Execution Error\n\n## Task\n"
+                                             "Execute Lua runtime code\n\n## Status\n"
+                                             "FAILED\n\n## Error\n```text\n"
+                                             'syntax error: [string "luaexec"]:4: \'<name>\' expected near \'=\'\n'
+                                             "```")
 
 
 def test_print_uses_tostring_metamethods(engine):
     report = run(engine, code='print(setmetatable({}, {__tostring = function() return "T!" end}), '
                               '1.5, 10/2, -0.0) return true')
-    assert report == success(DEFAULT_TASK, "T!\t1.5\t5\t-0", [("json", "true")])
+    assert report == ("# Runtime Execution Result\n\n## Task\nExecute Lua runtime code\n"
+                      "\n## Status\nSUCCESS\n\n## Printed Output\n```text\n"
+                      "T!\t1.5\t5\t-0\n```\n\n## Returned Values\n1. \n```json\n"
+                      "true\n```")
 
 
 def test_args_are_a_local(engine):
     report = engine.execute_runlua_request_json_inline(
         json.dumps({"code": "return args.name, #args.list, args.missing", "args": {
             "name": "n", "list": [1, 2, 3]}}))
-    assert report == success(DEFAULT_TASK, None, [("text", "n"), ("json", "3"),
-                                                  ("json", "null")])
+    assert report == ("# Runtime Execution Result\n\n## Task\nExecute Lua runtime code\n"
+                      "\n## Status\nSUCCESS\n\n## Returned Values\n1. \n```text\n"
+                      "n\n```\n\n2. \n```json\n3\n```\n\n3. \n```json\n"
+                      "null\n```")
 
 
 @pytest.mark.parametrize("args", [None, 5, "text", True])
 def test_non_container_args_become_an_empty_table(engine, args):
     report = run(engine, code="return type(args), next(args)", args=args)
-    assert report == success(DEFAULT_TASK, None, [("text", "table"), ("json", "null")])
+    assert report == ("# Runtime Execution Result\n\n## Task\nExecute Lua runtime code\n"
+                      "\n## Status\nSUCCESS\n\n## Returned Values\n1. \n```text\n"
+                      "table\n```\n\n2. \n```json\nnull\n```")
 
 
 # ---- serde_json compatibility of the JSON blocks ----------------------------------------------
