@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import luaskills_runtime
+
 PACKAGE = "luaskills_runtime"
-ROOT = Path(__file__).resolve().parents[1] / "src" / PACKAGE
+ROOT = Path(luaskills_runtime.__file__).resolve().parent   # the package under test
 
 # Bottom-up.  A module may import its own concept and any concept of a lower layer; never a
 # higher layer, nor another concept of its own layer.  A concept is the first name below the
@@ -185,7 +187,7 @@ def test_the_engine_still_loads_lua():
 
 def _env():
     import os
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT.parent)] + sys.path))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
 
 
 @pytest.mark.parametrize("public", ["LuaEngine", "HostOptions", "LuaSkillsError"])
