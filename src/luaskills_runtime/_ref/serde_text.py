@@ -143,6 +143,20 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_object_pairs, parse_constant=_rej
 _SCAN = _DECODER.scan_once
 
 
+def request_text(data) -> Any:
+    """Request bytes as text (anything else is returned as it is); bytes that are not UTF-8
+    raise JsonSyntaxError naming where, as serde_json does for a byte slice."""
+    if not isinstance(data, (bytes, bytearray)):
+        return data
+    data = bytes(data)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise JsonSyntaxError(f"invalid unicode code point at line {line} column {column}") from None
+
+
 def load_json(text: str) -> Any:
     """Decode request JSON as serde_json would accept it (no NaN/Infinity); objects that repeat
     a key carry `duplicate_keys`.  Raises JsonSyntaxError with serde_json's wording."""

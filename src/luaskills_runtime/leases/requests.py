@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime._ref.serde_text import JsonSyntaxError, load_json, u64_detail, unexpected
+from luaskills_runtime._ref.serde_text import (JsonSyntaxError, load_json, request_text, u64_detail,
+                                              unexpected)
 
 DEFAULT_EVAL_TIMEOUT_MS = 60_000
 PUBLIC_DEFAULT_TTL_SEC = 600
@@ -108,11 +109,10 @@ class _Fields:
 # ---- JSON text -> Python values -----------------------------------------------------------------
 
 def _load_json(text: Any) -> Any:
-    if isinstance(text, (bytes, bytearray)):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise RequestShapeError(f"invalid unicode code point at byte {error.start}") from None
+    try:
+        text = request_text(text)
+    except JsonSyntaxError as error:
+        raise RequestShapeError(str(error)) from None
     if not isinstance(text, str):
         raise TypeError(f"request JSON must be a str, got {type(text).__name__}")
     try:

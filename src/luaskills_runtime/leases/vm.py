@@ -167,7 +167,7 @@ class LeaseVM:
         try:
             values = self._run_guarded((code, EVAL_CHUNKNAME, lua_args) + scope, request.timeout_ms)
         except _ScopeFailure as error:
-            vm.broken = True
+            vm.mark_broken()
             raise EvalFailure(f"request scope reset failed: {error}") from None
         except LuaSkillsError as error:
             message = f"Runtime session eval error: {error}"

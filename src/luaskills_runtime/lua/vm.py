@@ -91,6 +91,10 @@ class LuaVM:
             self.broken = True
             raise LuaSkillsError(f"request scope reset failed: {lua_error_text(error)}") from None
 
+    def mark_broken(self) -> None:
+        """The VM's namespace or state is damaged: its owner must not reuse it."""
+        self.broken = True
+
     def internal_fields(self) -> dict:
         return self._internal
 

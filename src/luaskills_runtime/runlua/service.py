@@ -29,7 +29,8 @@ from luaskills_runtime.lua.luajson import json_to_lua
 from luaskills_runtime.runlua.markdown import NO_VALUES, render_error, render_success, render_value
 from luaskills_runtime.lua.pool import VmPool
 from luaskills_runtime._ref.rust import os_error_text, rust_trim
-from luaskills_runtime._ref.serde_text import JsonSyntaxError, load_json, u64_detail, unexpected
+from luaskills_runtime._ref.serde_text import (JsonSyntaxError, load_json, request_text, u64_detail,
+                                              unexpected)
 from luaskills_runtime.lua.vm import RUNLUA, LuaVM
 from luaskills_runtime.vulcan import new_vm
 from luaskills_runtime.vulcan.io_compat import install_managed_io
@@ -69,11 +70,10 @@ class RunluaRequest:
 def parse_request_json(text) -> RunluaRequest:
     """Parse request JSON; errors read ``Invalid luaexec request JSON: <detail>``."""
     prefix = "Invalid luaexec request JSON: "
-    if isinstance(text, (bytes, bytearray)):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise LuaSkillsError(f"{prefix}invalid UTF-8 at byte {error.start}") from None
+    try:
+        text = request_text(text)
+    except JsonSyntaxError as error:
+        raise LuaSkillsError(prefix + str(error)) from None
     if not isinstance(text, str):
         raise LuaSkillsError(f"{prefix}request must be a JSON string, got {type(text).__name__}")
     try:
