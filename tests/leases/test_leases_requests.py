@@ -197,10 +197,15 @@ def test_closed_engine_raises(tmp_path):
     assert raises_text(engine.list_runtime_leases) == "LuaEngine is closed"
 
 
+def json_containers(children):
+    # a named function: hypothesis reads a multi-line lambda's source unreliably (and warns)
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**63, 2**64) | st.text() |
     st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    json_containers,
     max_leaves=20)
 
 

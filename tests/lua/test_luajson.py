@@ -84,13 +84,19 @@ def test_json_to_lua_depth_limit(lua):
         json_to_lua(lua, value)
 
 
+def json_containers(children):
+    # a named function: hypothesis reads a multi-line lambda's source unreliably (and warns)
+    present = children.filter(lambda v: v is not None)
+    keys = st.text(min_size=1, max_size=8).filter(lambda k: not k.lstrip("-").isdigit())
+    return (st.lists(present, min_size=1, max_size=5)
+            | st.dictionaries(keys, present, min_size=1, max_size=5))
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53)
     | st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer())
     | st.text(max_size=20),
-    lambda children: st.lists(children.filter(lambda v: v is not None), min_size=1, max_size=5)
-    | st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda k: not k.lstrip("-").isdigit()),
-                      children.filter(lambda v: v is not None), min_size=1, max_size=5),
+    json_containers,
     max_leaves=20,
 )
 
