@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Hashable, Optional
 
+from luaskills_runtime._ref.rust import is_blank
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.leases import PUBLIC, SYSTEM, RuntimeLeases, dump_payload
 from luaskills_runtime.options import HostOptions
@@ -22,7 +23,7 @@ class EngineState:
         self.engine = engine
         self.options = options
         label = options.default_text_encoding
-        if label is None or not str(label).strip():
+        if label is None or is_blank(str(label)):
             self.default_text_mode = default_mode()
         else:
             self.default_text_mode = normalize_encoding(label)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime._ref.rust import rust_trim
 from luaskills_runtime._ref.serde_text import (JsonSyntaxError, load_json, request_text, u64_detail,
                                               unexpected)
 
@@ -250,7 +251,7 @@ def parse_list(data: Any) -> ListRequest:
 # ---- normalisation rules of the reference (raised as LuaSkillsError) --------------------------
 
 def normalize_sid(value: str) -> str:
-    sid = value.strip()
+    sid = rust_trim(value)
     if not sid:
         raise LuaSkillsError("runtime session sid must not be empty")
     if len(sid.encode("utf-8", "surrogatepass")) > SID_MAX_BYTES:
@@ -272,7 +273,7 @@ def resolve_ttl(system_profile: bool, requested: Optional[int]) -> Optional[int]
 
 
 def _has_invalid_windows_path_syntax(text: str) -> bool:
-    trimmed = text.strip()
+    trimmed = rust_trim(text)
     if trimmed.startswith("\\\\?\\"):
         return False
     for index, ch in enumerate(trimmed):
@@ -287,7 +288,7 @@ def normalize_optional_path(value: Optional[str], field_name: str) -> Optional[s
     """Trimmed path text; blank means absent.  Kept as given (relative paths stay relative)."""
     if value is None:
         return None
-    trimmed = value.strip()
+    trimmed = rust_trim(value)
     if not trimmed:
         return None
     if "\0" in trimmed:

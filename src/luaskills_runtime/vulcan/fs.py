@@ -5,6 +5,7 @@ import os
 import platform
 import sys
 
+from luaskills_runtime._ref.rust import is_blank
 from luaskills_runtime._ref.lua_args import lua_type_name, require_path, require_string
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.text import decode_text, encode_text, normalize_encoding
@@ -73,7 +74,7 @@ def install(vm, vulcan) -> None:
         if value is None:
             return vm.default_text_mode
         label = require_string(value, fn_name, "encoding", allow_blank=True)
-        if not label.strip():
+        if is_blank(label):
             return vm.default_text_mode
         try:
             return normalize_encoding(label)

@@ -1,7 +1,7 @@
 """Managed `io` compatibility library (SPEC 4) for runlua and lease VMs.
 
 ``install_managed_io(vm)`` replaces the VM's global ``io``, ``package.loaded.io`` and
-``package.preload.io`` with the managed library (luaskills_runtime/managed_io.lua) unless the host
+``package.preload.io`` with the managed library (vulcan/chunks/managed_io.lua) unless the host
 set ``enable_managed_io_compat=False``.  File handles and their buffering live in Lua; this module
 supplies the byte-level primitives over handle ids, and owns every file and child process the
 Lua code opened, so the VM's owner can close them all (``reset_managed_io`` at the end of a
