@@ -79,13 +79,13 @@ class LuaEngine:
 
         Request errors raise LuaSkillsError; pass `request_id` to be able to cancel_runlua()."""
         self._check_open()
-        return self.runlua_service.execute(parse_request_json(request_json), request_id)
+        return self.runlua_service.run(parse_request_json(request_json), request_id).markdown
 
     def execute_runlua_request_inline(self, request: dict, *,
                                       request_id: Optional[Hashable] = None) -> str:
         """Dict twin of execute_runlua_request_json_inline (same fields, same Markdown)."""
         self._check_open()
-        return self.runlua_service.execute(request_from_mapping(request), request_id)
+        return self.runlua_service.run(request_from_mapping(request), request_id).markdown
 
     def _lua_exec(self, data: Any, caller_tool_name: Optional[str]) -> str:
         """`vulcan.runtime.lua.exec` of main VMs: a runlua request from Lua."""

@@ -344,13 +344,13 @@ class RunluaService:
                 count, text = answer[1], answer[2]
                 if answer[3] != -1:
                     restored = answer[3:6]
-                outcome = runner_outcome(state.control, answer[:1] + answer[6:])
-                if outcome.status is RunStatus.SCOPE:
-                    discard = True
-                    raise LuaSkillsError(outcome.error)
-                if outcome.ok:
-                    outcome = self._render_values(vm, state, outcome.values, request, deadline,
-                                                  token)
+                if answer[0] == b"ok":   # the common case, read without the general decoder
+                    outcome = self._render_values(vm, state, answer[6:], request, deadline, token)
+                else:
+                    outcome = runner_outcome(state.control, answer[:1] + answer[6:])
+                    if outcome.status is RunStatus.SCOPE:
+                        discard = True
+                        raise LuaSkillsError(outcome.error)
             else:
                 count, text = self._printed_after_stop(vm, state)
             printed = [text.decode("utf-8", "replace")] if count else []
