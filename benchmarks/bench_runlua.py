@@ -86,9 +86,9 @@ def main(quick: bool = False) -> None:
         # 3. Isolation cost: call the VM's restore directly, on a clean VM and after a request
         # that changed library tables, globals and a metatable.
         pool = engine.runlua_service.pool
-        vm = pool.acquire()
+        state = pool.acquire()   # a RunluaVM: the pooled LuaVM with its environment
+        vm = state.vm
         try:
-            state = vm.runlua
             t_clean = per_call(state.restore, calls, repeat)
             in_lua = vm.runtime.eval(
                 "function(f, n) local c = os.clock() for i = 1, n do f() end "
@@ -108,7 +108,7 @@ def main(quick: bool = False) -> None:
 
             t_dirty = per_call(dirty_then_restore, calls, repeat) - per_call(dirty, calls, repeat)
         finally:
-            pool.release(vm)
+            pool.release(state)
         print(f"[3] isolation (compare ~{entries} snapshot entries / restore after each request)")
         print(f"    compare, nothing changed    : {t_clean * 1e6:8.1f} us from Python, "
               f"{t_clean_lua * 1e6:.1f} us inside Lua "
