@@ -8,7 +8,8 @@ Lua code opened, so the VM's owner can close them all (``reset_managed_io`` at t
 runlua request; ``vm.close()`` for any VM, through ``vm.track``).  The owner hands in a limits
 provider (its guard control's ``current_limits``) instead of this module reaching for the guard.
 
-``io.popen(command)`` runs the command through the shell with its stdout piped to us, stdin from
+``io.popen(command)`` (luaskills_runtime.process.pipe.ShellPipe) runs the command through the
+shell with its stdout piped to us, stdin from
 the null device (a child must not read the host's own stdin), in its own process group.  Reads
 and ``close()`` respect the deadline and cancel state of the guarded run in progress: when it
 passes, the whole group is killed and reaped and the read raises the run's timeout message.
@@ -21,25 +22,20 @@ import errno as errno_codes
 import io as pyio
 import os
 import re
-import select
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
-from collections import deque
 from typing import Callable, Dict, Optional
 
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime._ref.lua_args import lua_type_name, require_path, require_string
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.process.pipe import ShellPipe
 
 _SOURCE = read_chunk("luaskills_runtime.vulcan", "managed_io.lua")
-_WINDOWS = sys.platform == "win32"
 _MODE = re.compile(r"[rwa]\+?b*")
 _PY_MODES = {"r": "rb", "w": "wb", "a": "ab", "r+": "r+b", "w+": "w+b", "a+": "a+b"}
 _WHENCE = {b"set": os.SEEK_SET, b"cur": os.SEEK_CUR, b"end": os.SEEK_END}
-_POLL_SLICE = 0.05  # how often a blocked pipe read looks at the cancel flag
 
 # The guarded run's ExecutionLimits (luaskills_runtime.lua.guard) or None between runs.
 LimitsProvider = Callable[[], Optional[object]]
@@ -93,145 +89,6 @@ class _StdStream:
 
     def seek(self, offset, whence):
         raise OSError(errno_codes.ESPIPE, os.strerror(errno_codes.ESPIPE))
-
-
-class _Pipe:
-    """A shell command whose stdout we read (io.popen in read mode)."""
-
-    def __init__(self, command: str):
-        kwargs = dict(shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, bufsize=0)
-        if _WINDOWS:
-            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
-        else:
-            kwargs["start_new_session"] = True  # own process group: close/kill reach the tree
-        self.proc = subprocess.Popen(command, **kwargs)
-        self._fd = self.proc.stdout.fileno()
-        self._closed = False
-        if _WINDOWS:  # no select() on Windows pipes: a thread drains them
-            self._chunks: deque = deque()
-            self._eof = False
-            self._cond = threading.Condition()
-            self._reader = threading.Thread(target=self._drain, daemon=True)
-            self._reader.start()
-
-    # -- reading -----------------------------------------------------------------------------
-    def read1(self, size: int, limits) -> bytes:
-        if _WINDOWS:
-            return self._read_windows(size, limits)
-        while True:
-            wait = None
-            if limits is not None:
-                reason = limits.stop_reason()
-                if reason is not None:
-                    self.kill()
-                    raise LuaSkillsError(reason)
-                wait = min(limits.remaining(), _POLL_SLICE)
-            ready, _, _ = select.select([self._fd], [], [], wait)
-            if ready:
-                try:
-                    return os.read(self._fd, size)
-                except InterruptedError:
-                    continue
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                data = os.read(self._fd, 65536)
-            except OSError:
-                data = b""
-            with self._cond:
-                if data:
-                    self._chunks.append(data)
-                else:
-                    self._eof = True
-                self._cond.notify_all()
-            if not data:
-                return
-
-    def _read_windows(self, size: int, limits) -> bytes:
-        with self._cond:
-            while not self._chunks and not self._eof:
-                if limits is not None:
-                    reason = limits.stop_reason()
-                    if reason is not None:
-                        self.kill()
-                        raise LuaSkillsError(reason)
-                    self._cond.wait(min(limits.remaining(), _POLL_SLICE))
-                else:
-                    self._cond.wait()
-            if not self._chunks:
-                return b""
-            data = self._chunks.popleft()
-            if len(data) > size:
-                self._chunks.appendleft(data[size:])
-                data = data[:size]
-            return data
-
-    def write(self, data):
-        raise OSError(errno_codes.EBADF, os.strerror(errno_codes.EBADF))
-
-    def seek(self, offset, whence):
-        raise OSError(errno_codes.ESPIPE, os.strerror(errno_codes.ESPIPE))
-
-    def flush(self):
-        pass
-
-    # -- ending ------------------------------------------------------------------------------
-    def close(self, limits):
-        """Close our end, wait for the exit status, kill what the group left behind."""
-        if not _WINDOWS:
-            self._close_fd()
-        if limits is None:
-            self.proc.wait()
-        else:
-            while True:
-                reason = limits.stop_reason()
-                if reason is not None:
-                    self.kill()
-                    raise LuaSkillsError(reason)
-                try:
-                    self.proc.wait(timeout=min(limits.remaining(), _POLL_SLICE) or 0.001)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
-        self._kill_group()
-        self._finish()
-        code = self.proc.returncode
-        if code < 0:
-            return (None, b"signal", -code)
-        return (True if code == 0 else None, b"exit", code)
-
-    def kill(self) -> None:
-        """Kill the whole group now and reap the shell (idempotent)."""
-        self._kill_group()
-        try:
-            self.proc.kill()
-        except OSError:
-            pass
-        self.proc.wait()
-        self._close_fd()
-        self._finish()
-
-    def _kill_group(self) -> None:
-        if _WINDOWS:
-            if self.proc.poll() is None:
-                subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.proc.pid)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def _close_fd(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.proc.stdout.close()
-
-    def _finish(self) -> None:
-        if _WINDOWS:
-            self._reader.join()
-            self._close_fd()
 
 
 class ManagedIo:
@@ -289,14 +146,14 @@ class ManagedIo:
         if not re.fullmatch(r"rb?", mode_text):
             raise LuaSkillsError(f"vulcan.io.popen: invalid mode `{mode_text}`")
         try:
-            return self._add(_Pipe(text))
+            return self._add(ShellPipe(text))
         except OSError as error:
             return _os_failure(error, text)
 
     def read(self, handle_id, size):
         handle = self._get(handle_id)
         try:
-            if isinstance(handle, _Pipe):
+            if isinstance(handle, ShellPipe):
                 return handle.read1(int(size), self._limits())
             return handle.read1(int(size))
         except pyio.UnsupportedOperation:
@@ -342,7 +199,7 @@ class ManagedIo:
             handle = self._handles.pop(handle_id, None)
         if handle is None:
             raise LuaSkillsError("attempt to use a closed file")
-        if isinstance(handle, _Pipe):
+        if isinstance(handle, ShellPipe):
             return handle.close(self._limits())
         try:
             handle.close()
@@ -372,7 +229,7 @@ class ManagedIo:
 
 def _discard(handle) -> None:
     try:
-        if isinstance(handle, _Pipe):
+        if isinstance(handle, ShellPipe):
             handle.kill()
         else:
             handle.close()
