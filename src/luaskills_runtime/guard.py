@@ -4,8 +4,9 @@ Shared by runlua requests and runtime-lease evals.  Public pieces:
 
 * ``prepare_guarded_vm(vm)``: once per VM.  Turns the JIT off and flushes its traces (compiled
   traces never look at hooks), makes ``jit.on`` raise (it would let code escape the guard), and
-  binds a native ``TimeoutGuard`` to the VM (which also wraps ``debug.sethook`` so user hooks
-  cannot remove the guard's).
+  binds a timeout guard to the VM: the native ``TimeoutGuard``, or ``LuaHookGuard`` where lupa's
+  Lua C API cannot be reached (luaskills_runtime.lua_hook_guard).  Both wrap ``debug.sethook`` so
+  user hooks cannot remove the guard's.
 * ``guarded_run(vm, code, chunkname, timeout_ms=..., cancel=..., cwd=...)`` compiles and runs
   `code` and returns a :class:`GuardedResult` (status, returned values, error text).  It never
   raises for a failure of the Lua code itself.
@@ -28,7 +29,7 @@ import lupa.luajit21 as lupa_engine
 
 from luaskills_runtime.cwd import CwdLockTimeout, working_directory
 
-from luaskills_runtime._native.luahook import TimeoutGuard
+from luaskills_runtime.lua_hook_guard import new_timeout_guard
 from luaskills_runtime.vm import lua_error_text, lua_text
 
 CANCEL_MESSAGE = "luaexec execution cancelled by the host"
@@ -142,7 +143,7 @@ class _GuardControl:
         controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of)
         self.runner = controls[b"run"]
         self.collect = controls[b"collect"]
-        self.guard = TimeoutGuard(vm.runtime)
+        self.guard = new_timeout_guard(vm.runtime)  # native, or the Lua hook (lua_hook_guard)
         self.limits: Optional[ExecutionLimits] = None
         self.memory_cap = vm.runtime.get_max_memory() or None
 
