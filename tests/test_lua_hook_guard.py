@@ -252,3 +252,26 @@ def test_runlua_uses_the_forced_mechanism():
                           timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True", "lua-hook"]
+
+
+class _Sentinel:
+    pass
+
+
+@pytest.mark.parametrize("disarm", [True, False], ids=["disarmed", "dropped-while-armed"])
+def test_a_pending_deadline_does_not_keep_a_dropped_vm_alive(disarm):
+    import gc
+    import weakref
+
+    runtime = new_runtime()
+    sentinel = _Sentinel()
+    runtime.globals()[b"sentinel"] = sentinel  # freed when the Lua state is
+    alive = weakref.ref(sentinel)
+    del sentinel
+    guard = LuaHookGuard(runtime)
+    guard.arm(600_000, MESSAGE)
+    if disarm:
+        guard.disarm()
+    del guard, runtime
+    gc.collect()
+    assert alive() is None

@@ -28,6 +28,7 @@ import itertools
 import os
 import threading
 import time
+import weakref
 from importlib import resources
 from typing import Optional
 
@@ -72,7 +73,8 @@ def _timeout_seconds(timeout_ms) -> float:
 class _Watchdog:
     """One thread per process that fires guards whose deadline passed.
 
-    Deadlines sit in a heap of (deadline, seq, guard, generation).  Disarming only bumps the
+    Deadlines sit in a heap of (deadline, seq, weak reference to the guard, generation): a
+    pending deadline must not keep a dropped guard's Lua state alive.  Disarming only bumps the
     guard's generation; stale entries are dropped when they come up, or all at once when more
     than half the heap may be stale (so a stream of disarmed long timeouts cannot grow it).
     """
@@ -91,7 +93,7 @@ class _Watchdog:
 
     def schedule(self, guard: "LuaHookGuard", deadline: float, generation: int) -> None:
         with self._cond:
-            entry = (deadline, next(self._seq), guard, generation)
+            entry = (deadline, next(self._seq), weakref.ref(guard), generation)
             heapq.heappush(self._heap, entry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, daemon=True,
@@ -105,7 +107,7 @@ class _Watchdog:
         with self._cond:
             self._stale += 1
             if self._stale > 64 and 2 * self._stale > len(self._heap):
-                self._heap = [e for e in self._heap if e[2]._generation == e[3]]
+                self._heap = [e for e in self._heap if _live_entry(e)]
                 heapq.heapify(self._heap)
                 self._stale = 0
 
@@ -125,8 +127,15 @@ class _Watchdog:
                 if not due:
                     self._cond.wait(heap[0][0] - now if heap else None)
                     continue
-            for _deadline, _seq, guard, generation in due:
-                guard._fire_timeout(generation)
+            for _deadline, _seq, guard_ref, generation in due:
+                guard = guard_ref()
+                if guard is not None:
+                    guard._fire_timeout(generation)
+
+
+def _live_entry(entry) -> bool:
+    guard = entry[2]()
+    return guard is not None and guard._generation == entry[3]
 
 
 _watchdog = _Watchdog()
