@@ -275,3 +275,16 @@ def test_a_pending_deadline_does_not_keep_a_dropped_vm_alive(disarm):
     del guard, runtime
     gc.collect()
     assert alive() is None
+
+
+def test_an_arm_that_fails_in_lua_leaves_the_guard_idle():
+    guard = LuaHookGuard(new_runtime())
+
+    def failing_arm():
+        raise lupa.LuaMemoryError("not enough memory")
+
+    guard._lua_arm = failing_arm
+    with pytest.raises(lupa.LuaMemoryError):
+        guard.arm(100, MESSAGE)
+    assert guard.state == "idle"
+    assert guard.cancel(b"x") is False

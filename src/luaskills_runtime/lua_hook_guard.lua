@@ -111,7 +111,8 @@ end
 local function arm()
   if armed then return end
   local fn, mask, count = gethook()
-  if fn == hook then fn, mask, count = nil, "", 0 end
+  -- ours (left by a run that could not disarm), or a C hook ("external hook"): nothing to keep
+  if fn == hook or type(fn) ~= "function" then fn, mask, count = nil, "", 0 end
   user_hook, user_mask, user_count = fn, type(mask) == "string" and mask or "", tonumber(count) or 0
   user_due = user_count
   raising = nil

@@ -206,7 +206,13 @@ class LuaHookGuard:
             self._set_flag(0)
         if was_armed:
             _watchdog.note_stale()
-        self._lua_arm()
+        try:
+            self._lua_arm()
+        except BaseException:  # e.g. a memory error in the Lua state: leave the guard idle
+            with self._lock:
+                self._armed = False
+                self._generation += 1
+            raise
         _watchdog.schedule(self, time.monotonic() + seconds, generation)
 
     def disarm(self) -> None:
