@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the source distribution the way a platform without a wheel uses it:
-#   1. builds the sdist (python -m build --sdist) and checks it holds every tracked file under
-#      native/, src/ and examples/ (a Windows-only file the Linux build never reads still counts);
+#   1. builds the sdist (python -m build --sdist) from a clean copy of the tree and checks it holds
+#      every tracked file under native/, src/ and examples/ (a Windows-only file the Linux build
+#      never reads still counts);
 #   2. builds a wheel from the unpacked sdist (build's isolated, fresh environment);
 #   3. installs that wheel into a fresh venv and, from outside the checkout, runs the README's
 #      main job (luaskills-runtime run examples/system_report.lua, the copy from the sdist) and
@@ -23,8 +24,20 @@ start=$(date +%s)
 # machine's setting, not the project's, so builds run without it.
 build() { env -u PYTHONDONTWRITEBYTECODE "$python" -m build "$@"; }
 
+# The sdist is built from a clean copy of the tree (the files git tracks or would track): a
+# checkout that was built before has an egg-info whose SOURCES.txt setuptools would merge into the
+# sdist, hiding a file MANIFEST.in misses.
+srcdir=.
+if command -v git >/dev/null && git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
+  mkdir "$work/tree"
+  git -C "$root" ls-files -z -c -o --exclude-standard |
+    while IFS= read -r -d '' path; do if [ -e "$path" ]; then printf '%s\n' "$path"; fi; done >"$work/files"
+  tar -cf - -T "$work/files" | tar -xf - -C "$work/tree"
+  srcdir="$work/tree"
+fi
+
 echo "check-sdist: building the sdist"
-build --sdist --outdir "$work/dist" . >"$work/sdist.log" 2>&1 || { cat "$work/sdist.log"; exit 1; }
+build --sdist --outdir "$work/dist" "$srcdir" >"$work/sdist.log" 2>&1 || { cat "$work/sdist.log"; exit 1; }
 sdist=$(ls "$work"/dist/*.tar.gz)
 if grep -i -n "warning" "$work/sdist.log"; then
   echo "check-sdist: the sdist build printed warnings (above)" >&2
