@@ -5,6 +5,7 @@ Anchor: the same loop in a bare lupa.luajit21 runtime with no hook.  Compared wi
   * LuaHookGuard armed (the guard that needs no exported Lua C API: a count hook every
     CHECK_EVERY instructions reading a flag the watchdog sets)      goal <= 1.05x
   * a Lua-level count hook every 1000 instructions checking a deadline (the reference's way)
+and, on PUC Lua 5.1 (lupa.lua51), LuaHookGuard armed vs a bare lua51 runtime   goal <= 1.05x.
 Calls are interleaved and the best is kept, so background load affects all variants alike.
 
 Run: PYTHONPATH=src python3 benchmarks/bench_timeout_guard.py [--rounds 7] [--slices 10] [--vms 3]
@@ -15,7 +16,7 @@ import time
 
 import lupa.luajit21 as lupa
 
-from _timing import report, timed
+from _timing import interleaved_best, report, timed
 from luaskills_runtime._native.luahook import TimeoutGuard
 from luaskills_runtime.lua_hook_guard import CHECK_EVERY, LuaHookGuard
 
@@ -157,6 +158,40 @@ def main():
         print(f"{label} overhead: {ratio:.3f}x (goal <= 1.05x) -> "
               f"{'OK' if ratio <= 1.05 else 'ABOVE GOAL'}")
         report(f"CPU loop under the {label} vs no hook", ratio, "<= 1.05x")
+    lua51_overhead(options.rounds * slices, slice_n)
+
+
+def lua51_overhead(calls, slice_n):
+    """The same loop on PUC Lua 5.1 (lupa.lua51, the engine planned where lupa ships no LuaJIT):
+    LuaHookGuard armed vs a bare lua51 runtime.  PUC Lua checks its hook mask on every
+    instruction anyway, so a count hook adds almost nothing there (unlike LuaJIT)."""
+    try:
+        import lupa.lua51 as lua51
+    except ImportError:
+        print("lupa.lua51 not available: PUC Lua 5.1 comparison skipped")
+        return
+
+    def runtime():
+        return lua51.LuaRuntime(register_eval=False, register_builtins=False,
+                                unpack_returned_tuples=True, encoding=None)
+
+    bare_loop = runtime().eval(LOOP)
+    guarded_runtime = runtime()
+    guard, guarded_loop = LuaHookGuard(guarded_runtime), guarded_runtime.eval(LOOP)
+    n = max(slice_n, 100_000)
+
+    def run_guarded():
+        guard.arm(600_000, b"luaexec execution timed out after 600000 ms")
+        try:
+            guarded_loop(n)
+        finally:
+            guard.disarm()
+
+    bare, armed = interleaved_best((lambda: bare_loop(n), run_guarded), max(calls // 2, 3))
+    ratio = armed / bare
+    print(f"PUC Lua 5.1 (lupa.lua51), N={n:,}: bare {bare * 1000:.1f} ms, LuaHookGuard armed "
+          f"{armed * 1000:.1f} ms -> {ratio:.3f}x (goal <= 1.05x)")
+    report("CPU loop under the Lua-hook guard vs no hook, PUC Lua 5.1", ratio, "<= 1.05x")
 
 
 if __name__ == "__main__":
