@@ -288,3 +288,65 @@ def test_an_arm_that_fails_in_lua_leaves_the_guard_idle():
         guard.arm(100, MESSAGE)
     assert guard.state == "idle"
     assert guard.cancel(b"x") is False
+
+
+# Attempts to switch the Lua-hook guard off from inside a run.  Each one, if it worked, would let
+# a loop of 2 s CPU time finish and return "escaped"; the guard must stop it at its timeout.
+ESCAPES = {
+    "clear `armed` through debug.setupvalue": """
+        for i = 1, 64 do
+          local name = debug.getupvalue(debug.sethook, i)
+          if name == "armed" then debug.setupvalue(debug.sethook, i, false) end
+        end
+        debug.sethook()""",
+    "call the original sethook from an upvalue": """
+        for i = 1, 64 do
+          local name, value = debug.getupvalue(debug.sethook, i)
+          if name == "sethook" then value() end
+        end""",
+    "join an upvalue of sethook": """
+        local armed = false
+        pcall(debug.upvaluejoin, debug.sethook, 1, function() return armed end, 1)
+        debug.sethook()""",
+    "replace every function in the registry": """
+        local registry = debug.getregistry()
+        for key, value in pairs(registry) do
+          if type(value) == "function" then registry[key] = function() end end
+        end""",
+    "reach the registry through the view's metatable": """
+        local mt = debug.getmetatable(debug.getregistry())
+        for i = 1, 64 do
+          local name, value = debug.getupvalue(mt and mt.__index or print, i)
+          if type(value) == "table" then
+            for key, fn in pairs(value) do
+              if type(fn) == "function" then value[key] = function() end end
+            end
+          end
+        end""",
+}
+
+
+@pytest.fixture(scope="module")
+def lua_hook_engine():
+    from luaskills_runtime import HostOptions, LuaEngine
+
+    original = lua_hook_guard.guard_mechanism
+    lua_hook_guard.guard_mechanism = lambda: lua_hook_guard.LUA_HOOK
+    try:
+        with LuaEngine(HostOptions(runlua_pool=(1, 1, 60))) as engine:
+            yield engine
+    finally:
+        lua_hook_guard.guard_mechanism = original
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPES))
+def test_runlua_code_cannot_switch_the_lua_hook_guard_off(lua_hook_engine, name):
+    code = ESCAPES[name] + "\nlocal t = os.clock() while os.clock() - t < 2 do end\nreturn 'escaped'"
+    start = time.monotonic()
+    report = lua_hook_engine.execute_runlua_request_inline({"code": code, "timeout_ms": 300})
+    assert "luaexec execution timed out after 300 ms" in report, report
+    assert time.monotonic() - start < 0.3 + SLACK_S
+    # and the guard still works for the next request on the same VM
+    report = lua_hook_engine.execute_runlua_request_inline({"code": "while true do end",
+                                                            "timeout_ms": 100})
+    assert "luaexec execution timed out after 100 ms" in report, report

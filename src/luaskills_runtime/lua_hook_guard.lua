@@ -15,13 +15,19 @@
 -- Returns arm, disarm, and the ffi flag cell's address (nil when the flag is read through Python).
 local G, CHECK_EVERY, take_message, poll_flag, use_ffi = ...
 local error, type, select, tonumber = error, type, select, tonumber
+local gsub = G.string.gsub
 local debug = G.debug
 local sethook, gethook = debug.sethook, debug.gethook
 
 local flag_set
 local flag_address = nil
 if use_ffi then
+  -- Loaded for this file only: package.loaded.ffi stays as it was, since runlua's isolation
+  -- takes an ffi loaded by a request as the sign that the VM must be discarded (luaexec_env.lua).
+  local package_loaded = type(G.package) == "table" and G.package.loaded or nil
+  local ffi_was_loaded = type(package_loaded) == "table" and G.rawget(package_loaded, "ffi") ~= nil
   local ok, ffi = pcall(G.require, "ffi")
+  if not ffi_was_loaded and type(package_loaded) == "table" then G.rawset(package_loaded, "ffi", nil) end
   if ok and type(ffi) == "table" then
     -- Lua owns the cell (the host's guard keeps the runtime, hence the cell, alive), so the hook
     -- reads plain memory: no call into Python, no interpreter lock.
@@ -96,7 +102,7 @@ local function guarded_sethook(...)
   else
     user_hook, user_mask, user_count = fn, type(mask) == "string" and mask or "", tonumber(count) or 0
     -- a count hook is ours; the user's count is carried by our count events
-    user_mask = user_mask:gsub("[^crl]", "")
+    user_mask = gsub(user_mask, "[^crl]", "")
   end
   user_due = user_count
   install()
@@ -132,12 +138,86 @@ local function disarm()
   user_hook = nil
 end
 
-debug.sethook = guarded_sethook
-debug.gethook = guarded_gethook
+-- User code must not reach the guard's state: the wrappers above keep it in upvalues (armed,
+-- the original sethook, ...), which debug.getupvalue/setupvalue/upvaluejoin would hand out, and
+-- debug.sethook keeps the installed hook function in the registry, where replacing it would
+-- silence the guard.  So the debug library's doors to both are wrapped: the guard's functions
+-- show no upvalues, and debug.getregistry gives a view of the registry without the hook's slot
+-- (indexing and assignment go through; pairs() over the view yields nothing).
+local getupvalue, setupvalue = debug.getupvalue, debug.setupvalue
+local upvalueid, upvaluejoin = debug.upvalueid, debug.upvaluejoin
+local getregistry = debug.getregistry
+local setmetatable, rawequal, pairs = setmetatable, rawequal, pairs
+local guarded = {}    -- the guard's own functions (keys), whose upvalues stay hidden
+
+local function refuse(fn)
+  if guarded[fn] then error("the timeout guard's functions have no accessible upvalues", 3) end
+end
+
+local wrappers = {}
+function wrappers.getupvalue(fn, n)
+  if guarded[fn] then return nil end
+  return getupvalue(fn, n)
+end
+function wrappers.setupvalue(fn, n, value)
+  if guarded[fn] then return nil end
+  return setupvalue(fn, n, value)
+end
+if upvalueid then
+  function wrappers.upvalueid(fn, n) refuse(fn) return upvalueid(fn, n) end
+end
+if upvaluejoin then
+  function wrappers.upvaluejoin(f1, n1, f2, n2) refuse(f1) refuse(f2) return upvaluejoin(f1, n1, f2, n2) end
+end
+
+-- Where debug.sethook keeps the hook function: LuaJIT stores it in the registry under a key of
+-- its own, PUC Lua 5.1 in a registry table keyed by coroutine.  Found once with a probe hook.
+local registry = getregistry and getregistry()
+local hook_slot = nil
+if registry ~= nil then
+  local function probe() end
+  sethook(probe, "", 1e9)
+  for key, value in pairs(registry) do
+    if rawequal(value, probe) then
+      hook_slot = key
+    elseif type(value) == "table" then
+      for _, inner in pairs(value) do
+        if rawequal(inner, probe) then hook_slot = key end
+      end
+    end
+  end
+  sethook()
+end
+if registry ~= nil and hook_slot ~= nil then
+  local function view_index(_, key)
+    if rawequal(key, hook_slot) then return nil end
+    return registry[key]
+  end
+  local function view_newindex(_, key, value)
+    if rawequal(key, hook_slot) then error("this registry slot belongs to the timeout guard", 2) end
+    registry[key] = value
+  end
+  -- (debug.getmetatable still reaches this metatable: its functions are guarded below)
+  local view = setmetatable({}, { __index = view_index, __newindex = view_newindex,
+                                  __metatable = false })
+  function wrappers.getregistry() return view end
+  guarded[view_index], guarded[view_newindex] = true, true
+end
+
+wrappers.sethook = guarded_sethook
+wrappers.gethook = guarded_gethook
+for _, fn in pairs(wrappers) do guarded[fn] = true end
+for _, fn in pairs({ hook, arm, disarm, install, our_count, flag_set, refuse }) do
+  guarded[fn] = true
+end
+
+local function install_wrappers(lib)
+  for name, fn in pairs(wrappers) do lib[name] = fn end
+end
+install_wrappers(debug)
 local loaded = G.package and G.package.loaded
 if type(loaded) == "table" and type(loaded.debug) == "table" and loaded.debug ~= debug then
-  loaded.debug.sethook = guarded_sethook
-  loaded.debug.gethook = guarded_gethook
+  install_wrappers(loaded.debug)
 end
 
 return arm, disarm, flag_address
