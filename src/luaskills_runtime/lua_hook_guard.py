@@ -8,6 +8,11 @@ sets at the deadline or on cancel (a LuaJIT ffi cell, so the check needs no call
 once set, the hook raises the guard's message on every instruction until disarm, exactly like the
 native guard (same messages, pcall loops cannot swallow it).  See lua_hook_guard.lua.
 
+User code cannot switch it off: its Lua functions show no upvalues through the debug library, and
+``debug.getregistry()`` returns a view of the registry without the slot where ``debug.sethook``
+keeps the hook (reads and writes go through; ``pairs`` over the view yields nothing).  The ffi it
+loads is not left in ``package.loaded`` (runlua's isolation watches that entry).
+
 Its price: LuaJIT sends every interpreted instruction through its hook dispatcher as soon as any
 count hook is set, whatever the count, so CPU-bound code runs slower while armed
 (benchmarks/bench_timeout_guard.py prints both guards' overhead).  The native guard installs no
