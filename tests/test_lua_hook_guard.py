@@ -167,6 +167,15 @@ def test_disarmed_deadlines_do_not_pile_up():
     assert lua_hook_guard._watchdog.pending() - before <= 200
 
 
+def test_message_limit_is_the_native_guards():
+    from luaskills_runtime._native import luahook
+
+    assert lua_hook_guard.MESSAGE_MAX == luahook.MESSAGE_MAX
+    guard = LuaHookGuard(new_runtime())
+    guard.arm(100, b"x" * lua_hook_guard.MESSAGE_MAX)  # the longest message is accepted
+    guard.disarm()
+
+
 def test_bad_arguments():
     guard = LuaHookGuard(new_runtime())
     with pytest.raises(ValueError):

@@ -49,7 +49,7 @@ MECHANISMS = (NATIVE, LUA_HOOK)
 # fired guard is noticed: 100k interpreted instructions take well under a millisecond.
 CHECK_EVERY = 100_000
 
-MESSAGE_MAX = 1024  # as the native guard (LSR_HOOK_MESSAGE_MAX)
+MESSAGE_MAX = 4096  # as the native guard (LSR_HOOK_MESSAGE_MAX, native/luahook.h)
 
 _LUA_SOURCE = resources.files("luaskills_runtime").joinpath("lua_hook_guard.lua").read_text("utf-8")
 
