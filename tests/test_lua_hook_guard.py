@@ -8,6 +8,8 @@ import time
 
 import lupa.luajit21 as lupa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from luaskills_runtime import engine_info, lua_hook_guard
 from luaskills_runtime.errors import LuaSkillsError
@@ -359,3 +361,36 @@ def test_runlua_code_cannot_switch_the_lua_hook_guard_off(lua_hook_engine, name)
     report = lua_hook_engine.execute_runlua_request_inline({"code": "while true do end",
                                                             "timeout_ms": 100})
     assert "luaexec execution timed out after 100 ms" in report, report
+
+
+WRAPPER_INSTRUCTIONS = 40  # more than debug.sethook's Lua wrapper runs per call, twice
+COUNT_EVENTS = b"""
+function(count, n)
+  local events = 0
+  debug.sethook(function(event) if event == "count" then events = events + 1 end end, "", count)
+  local x = 0
+  for i = 1, n do x = x + i end
+  debug.sethook()
+  return events
+end
+"""
+
+
+@given(count=st.integers(min_value=1, max_value=lua_hook_guard.CHECK_EVERY),
+       n=st.integers(min_value=0, max_value=200_000))
+@settings(max_examples=40, deadline=None)
+def test_user_count_hooks_see_the_same_events_under_the_guard(count, n):
+    # Model: the same code in a VM without the guard.  For counts up to CHECK_EVERY the guard's
+    # hook runs at the user's count, so the user's hook gets the events it would alone, plus
+    # those of the few instructions the guard's Lua wrapper of debug.sethook runs itself (the
+    # native guard's wrapper is C and runs none).
+    plain = new_runtime().eval(COUNT_EVENTS)
+    runtime = new_runtime()
+    guarded_fn = runtime.eval(COUNT_EVENTS)
+    guard = LuaHookGuard(runtime)
+    guard.arm(60_000, MESSAGE)
+    try:
+        assert abs(guarded_fn(count, n) - plain(count, n)) <= WRAPPER_INSTRUCTIONS // count + 1
+    finally:
+        guard.disarm()
+    assert not guard.fired
