@@ -8,30 +8,16 @@ with ``input=``).  Goal for /bin/true: at most 1.1x the anchor.
 import os
 import subprocess
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import ratio_line  # noqa: E402
+from _timing import interleaved_best, ratio_line, report_ratio  # noqa: E402
 from luaskills_runtime import LuaEngine  # noqa: E402
 from luaskills_runtime.process import ProcessSession, exec_command  # noqa: E402
 
 TRUE = "/bin/true" if os.path.exists("/bin/true") else "true"
 CALLS = 40
 ROUNDS = 9
-
-
-def paired_best(ours_fn, anchor_fn, rounds, number):
-    """Best time per call of each, measuring them in alternating rounds so that load changes on
-    this shared machine hit both alike."""
-    best = [float("inf"), float("inf")]
-    for _ in range(rounds):
-        for slot, fn in ((1, anchor_fn), (0, ours_fn)):
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            best[slot] = min(best[slot], (time.perf_counter() - start) / number)
-    return best
 
 
 def main():
@@ -41,23 +27,23 @@ def main():
         exec_command(program=TRUE)
         subprocess.run([TRUE], capture_output=True)
 
-    ours, anchor = paired_best(lambda: exec_command(program=TRUE),
-                               lambda: subprocess.run([TRUE], capture_output=True), ROUNDS, CALLS)
-    print(ratio_line(f"exec_command(program='{TRUE}') vs subprocess.run(['{TRUE}'], "
-                     "capture_output=True)", ours, anchor, goal="<= 1.1x"))
+    ours, anchor = interleaved_best((lambda: exec_command(program=TRUE),
+                                     lambda: subprocess.run([TRUE], capture_output=True)), ROUNDS, CALLS)
+    report_ratio(f"exec_command(program='{TRUE}') vs subprocess.run(['{TRUE}'], "
+                 "capture_output=True)", ours, anchor, goal="<= 1.1x")
 
     payload = "x" * 100_000
-    ours, anchor = paired_best(
+    ours, anchor = interleaved_best((
         lambda: exec_command(program="cat", stdin=payload),
-        lambda: subprocess.run(["cat"], input=payload.encode(), capture_output=True),
+        lambda: subprocess.run(["cat"], input=payload.encode(), capture_output=True)),
         ROUNDS, CALLS // 2)
     print(ratio_line("exec_command(program='cat', stdin=100 kB) vs subprocess.run(input=...)",
                      ours, anchor))
 
     command = "head -c 20000000 /dev/zero"
-    ours, anchor = paired_best(
+    ours, anchor = interleaved_best((
         lambda: exec_command(command, encoding="latin1"),
-        lambda: subprocess.run(command, shell=True, capture_output=True).stdout.decode("latin-1"),
+        lambda: subprocess.run(command, shell=True, capture_output=True).stdout.decode("latin-1")),
         5, 2)
     print(ratio_line("exec_command(20 MB of output, latin1) vs subprocess.run(shell=True) + "
                      "decode", ours, anchor, unit="ms", scale=1e3))
@@ -65,9 +51,9 @@ def main():
     with LuaEngine() as engine:
         lua_exec = f"return vulcan.exec{{program='{TRUE}'}}.ok"
         engine.run_lua(lua_exec)
-        ours, anchor = paired_best(lambda: engine.run_lua(lua_exec),
-                                   lambda: subprocess.run([TRUE], capture_output=True),
-                                   ROUNDS, CALLS)
+        ours, anchor = interleaved_best((lambda: engine.run_lua(lua_exec),
+                                         lambda: subprocess.run([TRUE], capture_output=True)),
+                                        ROUNDS, CALLS)
     print(ratio_line(f"run_lua(vulcan.exec{{program='{TRUE}'}}) vs subprocess.run", ours, anchor))
 
     # The shared drainer thread starts with its first process and stops with its last, so a
@@ -75,14 +61,14 @@ def main():
     print("== the same with the drainer thread already running (one session open) ==")
     session = ProcessSession.open("sleep", ["600"])
     try:
-        ours, anchor = paired_best(lambda: exec_command(program=TRUE),
-                                   lambda: subprocess.run([TRUE], capture_output=True),
-                                   ROUNDS, CALLS)
-        print(ratio_line(f"exec_command(program='{TRUE}') vs subprocess.run", ours, anchor,
-                         goal="<= 1.1x"))
-        ours, anchor = paired_best(
+        ours, anchor = interleaved_best((lambda: exec_command(program=TRUE),
+                                         lambda: subprocess.run([TRUE], capture_output=True)),
+                                        ROUNDS, CALLS)
+        report_ratio(f"exec_command(program='{TRUE}') vs subprocess.run (drainer running)",
+                     ours, anchor, goal="<= 1.1x")
+        ours, anchor = interleaved_best((
             lambda: exec_command(program="cat", stdin=payload),
-            lambda: subprocess.run(["cat"], input=payload.encode(), capture_output=True),
+            lambda: subprocess.run(["cat"], input=payload.encode(), capture_output=True)),
             ROUNDS, CALLS // 2)
         print(ratio_line("exec_command(program='cat', stdin=100 kB) vs subprocess.run(input=...)",
                          ours, anchor))

@@ -20,6 +20,7 @@ import psutil
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
+from _timing import report, timings  # noqa: E402
 from luaskills_runtime.process import ProcessSession  # noqa: E402
 
 QUICK = "--quick" in sys.argv
@@ -30,12 +31,8 @@ SESSIONS = 500
 
 
 def best_per_op(fn, count):
-    """Best over ROUNDS of the mean time per operation, in microseconds."""
-    results = []
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        fn(count)
-        results.append((time.perf_counter() - start) / count * 1e6)
+    """Best and median over ROUNDS of the mean time per operation, in microseconds."""
+    results = [seconds / count * 1e6 for seconds in timings(lambda: fn(count), ROUNDS)]
     return min(results), statistics.median(results)
 
 
@@ -174,6 +171,8 @@ def main():
           f"{ours / raw:.2f}x raw   (goal <= 1.5x)")
     print(f"   pexpect PopenSpawn          {pex:8.1f} us  [{pex_med:.1f}]   "
           f"ProcessSession is {pex / ours:.1f}x faster   (goal >= 4x)")
+    report("echo round trip: ProcessSession vs raw pipe", ours / raw, "<= 1.5x")
+    report("echo round trip: pexpect time / ProcessSession time", pex / ours, ">= 4x")
 
     print("\n2. non-reaping status probe, per call")
     if hasattr(os, "waitid"):
@@ -181,6 +180,7 @@ def main():
         print(f"   os.waitid(WNOWAIT)          {wait:8.2f} us  [{wait_med:.2f}]   (anchor)")
         print(f"   ProcessSession.status()     {stat:8.2f} us  [{stat_med:.2f}]   "
               f"{stat / wait:.2f}x waitid   (goal <= 4x)")
+        report("ProcessSession.status() vs os.waitid(WNOWAIT)", stat / wait, "<= 4x")
     else:
         print("   skipped: no os.waitid anchor on this platform")
 
@@ -188,6 +188,7 @@ def main():
     print(f"\n3. OS threads with {SESSIONS} live sessions")
     print(f"   before {before}, with {SESSIONS} sessions {during}, after closing {after}: "
           f"{during - before} added   (goal <= 8)")
+    report(f"OS threads added by {SESSIONS} live sessions (a count)", during - before, "<= 8")
     print(f"   open {opened / SESSIONS * 1e3:.2f} ms/session, kill {closed / SESSIONS * 1e3:.2f} ms/session")
 
 

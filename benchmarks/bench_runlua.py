@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import statistics
 import sys
-import time
 
 import lupa.luajit21 as lupa_engine
 
+from _timing import median_of, report, timed
 from luaskills_runtime import HostOptions, LuaEngine
 
 LOOP_BODY = """
@@ -27,22 +27,10 @@ return s
 """
 
 
-def best_of(fn, repeat: int) -> float:
-    """Median of `repeat` timings of fn() (seconds); the machine is shared, so use the median."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def per_call(fn, calls: int, repeat: int) -> float:
-    """Median over `repeat` batches of the mean time of one call (seconds)."""
-    def batch():
-        for _ in range(calls):
-            fn()
-    return best_of(batch, repeat) / calls
+    """Median over `repeat` batches of `calls` calls of the time of one call (seconds); the
+    machine is shared, so the median."""
+    return median_of(fn, repeat, number=calls)
 
 
 def main(quick: bool = False) -> None:
@@ -57,19 +45,20 @@ def main(quick: bool = False) -> None:
     with LuaEngine(HostOptions(runlua_pool=(1, 1, 60))) as engine:
         request = {"code": code, "timeout_ms": 600_000}
         expected = bare_loop()
-        report = engine.execute_runlua_request_inline(request)
-        assert f"\n{expected}\n" in report, report
+        markdown = engine.execute_runlua_request_inline(request)
+        assert f"\n{expected}\n" in markdown, markdown
 
         # 1. CPU-bound loop; alternate the two so load changes on the shared machine hit both.
         bare_times, runlua_times = [], []
         for _ in range(repeat):
-            bare_times.append(best_of(bare_loop, 1))
-            runlua_times.append(best_of(lambda: engine.execute_runlua_request_inline(request), 1))
+            bare_times.append(timed(bare_loop)[0])
+            runlua_times.append(timed(engine.execute_runlua_request_inline, request)[0])
         t_bare, t_runlua = statistics.median(bare_times), statistics.median(runlua_times)
         print(f"[1] CPU loop ({n:,} iterations)")
         print(f"    bare lupa, jit.off, no hook : {t_bare * 1e3:8.1f} ms")
         print(f"    runlua request (guard armed): {t_runlua * 1e3:8.1f} ms")
         print(f"    ratio                       : {t_runlua / t_bare:8.3f}x   (goal <= 1.05x)")
+        report("runlua CPU loop (guard armed) vs bare lupa, jit.off", t_runlua / t_bare, "<= 1.05x")
 
         # 2. Trivial request vs creating a bare runtime.
         calls = 200 if quick else 1000
@@ -82,6 +71,7 @@ def main(quick: bool = False) -> None:
         print(f"    LuaRuntime() creation       : {t_create * 1e6:8.1f} us")
         print(f"    runlua request              : {t_request * 1e6:8.1f} us")
         print(f"    ratio                       : {t_request / t_create:8.3f}x   (goal <= 0.5x)")
+        report("runlua trivial request vs LuaRuntime() creation", t_request / t_create, "<= 0.5x")
 
         # 3. Isolation cost: call the VM's restore directly, on a clean VM and after a request
         # that changed library tables, globals and a metatable.

@@ -6,19 +6,15 @@ Run: PYTHONPATH=src python3 benchmarks/bench_text.py
 import base64
 import subprocess
 import sys
-import timeit
 
+from _timing import best_of
 from luaskills_runtime.text import TextMode, decode_text, encode_text
 
 SIZE = 1 << 20
 
 
-def best(fn, number=5, repeat=5):
-    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
-
-
 def ratio(name, ours, anchor):
-    t_ours, t_anchor = best(ours), best(anchor)
+    t_ours, t_anchor = best_of(ours, repeat=5, number=5), best_of(anchor, repeat=5, number=5)
     print(f"{name:<44} {t_ours / t_anchor:6.2f}x   (anchor {t_anchor * 1e3:7.2f} ms)")
 
 
@@ -56,7 +52,7 @@ def main():
     # interpreter start-up with the module imported.
     probe = "import time,sys; from luaskills_runtime.text import _gb18030 as g; t=time.perf_counter(); {}; print(time.perf_counter()-t)"
     build = float(subprocess.check_output([sys.executable, "-c", probe.format("g.tables()")]))
-    anchor = best(lambda: gb.decode("gb18030"), number=1)
+    anchor = best_of(lambda: gb.decode("gb18030"), repeat=5, number=1)
     print(f"{'first-use table build':<44} {build / anchor:6.2f}x   "
           f"(of one 1 MiB anchor decode, {build * 1e3:.1f} ms)")
 

@@ -2,7 +2,10 @@
 
 Anchor: the same loop in a bare lupa.luajit21 runtime with no hook.  Compared with it:
   * native guard armed (TimeoutGuard: no hook until the deadline)   goal <= 1.05x
+  * LuaHookGuard armed (the guard that needs no exported Lua C API: a count hook every
+    CHECK_EVERY instructions reading a flag the watchdog sets)      goal <= 1.05x
   * a Lua-level count hook every 1000 instructions checking a deadline (the reference's way)
+and, on PUC Lua 5.1 (lupa.lua51), LuaHookGuard armed vs a bare lua51 runtime   goal <= 1.05x.
 Calls are interleaved and the best is kept, so background load affects all variants alike.
 
 Run: PYTHONPATH=src python3 benchmarks/bench_timeout_guard.py [--rounds 7] [--slices 10] [--vms 3]
@@ -13,7 +16,9 @@ import time
 
 import lupa.luajit21 as lupa
 
+from _timing import interleaved_best, report, timed
 from luaskills_runtime._native.luahook import TimeoutGuard
+from luaskills_runtime.lua.lua_hook_guard import CHECK_EVERY, LuaHookGuard
 
 LOOP = b"""
 function(n)
@@ -43,12 +48,6 @@ def new_runtime():
     return runtime
 
 
-def timed(fn, *args):
-    start = time.perf_counter()
-    result = fn(*args)
-    return time.perf_counter() - start, result
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -65,6 +64,10 @@ def main():
     for _ in range(vms):
         runtime = new_runtime()
         guarded.append((TimeoutGuard(runtime), runtime.eval(LOOP)))
+    lua_guarded = []
+    for _ in range(vms):
+        runtime = new_runtime()
+        lua_guarded.append((LuaHookGuard(runtime), runtime.eval(LOOP)))
     hooked = []
     for _ in range(vms):
         runtime = new_runtime()
@@ -99,6 +102,16 @@ def main():
         check(result)
         return seconds
 
+    def run_lua_hook_guard(k):
+        guard, loop = lua_guarded[k]
+        guard.arm(600_000, b"luaexec execution timed out after 600000 ms")
+        try:
+            seconds, result = timed(loop, slice_n)
+        finally:
+            guard.disarm()
+        check(result)
+        return seconds
+
     def run_lua_hook(k):
         loop, arm_lua_hook, clear_lua_hook = hooked[k]
         arm_lua_hook(600_000)
@@ -111,13 +124,14 @@ def main():
 
     variants = [("bare runtime, no hook (anchor)", run_bare),
                 ("native TimeoutGuard armed", run_guard),
+                (f"LuaHookGuard armed (count {CHECK_EVERY})", run_lua_hook_guard),
                 ("Lua count hook every 1000 instr.", run_lua_hook)]
     fastest = {name: float("inf") for name, _ in variants}
     for call_index in range(options.rounds * slices):
         for name, run in variants:
             fastest[name] = min(fastest[name], run(call_index % vms))
     best = {name: seconds * slices for name, seconds in fastest.items()}
-    assert not any(guard.fired for guard, _ in guarded)
+    assert not any(guard.fired for guard, _ in guarded + lua_guarded)
 
     guard = guarded[0][0]
     pairs = 20_000
@@ -133,9 +147,51 @@ def main():
     for name, _ in variants:
         print(f"  {name:<36} {best[name] * 1000:8.1f} ms   {best[name] / anchor:5.2f}x")
     print(f"  arm() + disarm() pair                {arm_pair_us:8.2f} us")
-    ratio = best[variants[1][0]] / anchor
-    print(f"native guard overhead: {ratio:.3f}x (goal <= 1.05x) -> "
-          f"{'OK' if ratio <= 1.05 else 'ABOVE GOAL'}")
+    lua_guard = lua_guarded[0][0]
+    start = time.perf_counter()
+    for _ in range(pairs):
+        lua_guard.arm(600_000, b"luaexec execution timed out after 600000 ms")
+        lua_guard.disarm()
+    print(f"  LuaHookGuard arm() + disarm() pair   {(time.perf_counter() - start) / pairs * 1e6:8.2f} us")
+    for label, name in (("native guard", variants[1][0]), ("Lua-hook guard", variants[2][0])):
+        ratio = best[name] / anchor
+        print(f"{label} overhead: {ratio:.3f}x (goal <= 1.05x) -> "
+              f"{'OK' if ratio <= 1.05 else 'ABOVE GOAL'}")
+        report(f"CPU loop under the {label} vs no hook", ratio, "<= 1.05x")
+    lua51_overhead(options.rounds * slices, slice_n)
+
+
+def lua51_overhead(calls, slice_n):
+    """The same loop on PUC Lua 5.1 (lupa.lua51, the engine planned where lupa ships no LuaJIT):
+    LuaHookGuard armed vs a bare lua51 runtime.  PUC Lua checks its hook mask on every
+    instruction anyway, so a count hook adds almost nothing there (unlike LuaJIT)."""
+    try:
+        import lupa.lua51 as lua51
+    except ImportError:
+        print("lupa.lua51 not available: PUC Lua 5.1 comparison skipped")
+        return
+
+    def runtime():
+        return lua51.LuaRuntime(register_eval=False, register_builtins=False,
+                                unpack_returned_tuples=True, encoding=None)
+
+    bare_loop = runtime().eval(LOOP)
+    guarded_runtime = runtime()
+    guard, guarded_loop = LuaHookGuard(guarded_runtime), guarded_runtime.eval(LOOP)
+    n = max(slice_n, 100_000)
+
+    def run_guarded():
+        guard.arm(600_000, b"luaexec execution timed out after 600000 ms")
+        try:
+            guarded_loop(n)
+        finally:
+            guard.disarm()
+
+    bare, armed = interleaved_best((lambda: bare_loop(n), run_guarded), max(calls // 2, 3))
+    ratio = armed / bare
+    print(f"PUC Lua 5.1 (lupa.lua51), N={n:,}: bare {bare * 1000:.1f} ms, LuaHookGuard armed "
+          f"{armed * 1000:.1f} ms -> {ratio:.3f}x (goal <= 1.05x)")
+    report("CPU loop under the Lua-hook guard vs no hook, PUC Lua 5.1", ratio, "<= 1.05x")
 
 
 if __name__ == "__main__":

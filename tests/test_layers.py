@@ -190,7 +190,7 @@ def _env():
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
 
 
-@pytest.mark.parametrize("public", ["LuaEngine", "HostOptions", "LuaSkillsError"])
+@pytest.mark.parametrize("public", ["LuaEngine", "HostOptions", "LuaSkillsError", "engine_info"])
 def test_public_api_stays(public):
     import luaskills_runtime
     assert public in luaskills_runtime.__all__

@@ -8,6 +8,7 @@ from typing import List, Optional
 
 from luaskills_runtime.engine import LuaEngine
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.lua.runtime_info import engine_info
 from luaskills_runtime.runlua import DEFAULT_TIMEOUT_MS, request_from_mapping
 
 
@@ -64,9 +65,33 @@ def _timeout_ms(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
+def version_text() -> str:
+    """What --version prints: the package version, the Lua engine and the timeout guard."""
+    info = engine_info()
+    return (f"luaskills-runtime {info['version']} (engine {info['engine']}: {info['lua_version']}, "
+            f"lupa {info['lupa_version']}, guard {info['guard']})")
+
+
+class _VersionAction(argparse.Action):
+    """--version: computed only when asked for (it starts a Lua state)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            text = version_text()
+        except LuaSkillsError as error:  # e.g. LUASKILLS_GUARD set to an unknown mechanism
+            parser.exit(2, f"luaskills-runtime: {error}\n")
+        print(text)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="luaskills-runtime",
                                      description="Run LuaSkills Lua code on LuaJIT.")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the version, the Lua engine and the timeout guard, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
     p_eval = sub.add_parser("eval", help="evaluate a Lua snippet (run_lua) and print the JSON result")
     p_eval.add_argument("code", help="Lua code; `args` holds --args")

@@ -1,7 +1,8 @@
 """Runs the Windows process core's C harness (native/tests_windows) under Wine.
 
 The harness cross-compiles proc_windows.c / drain_windows.c / tree_windows.c with mingw-w64
-(-Wall -Wextra -Werror) and exercises them against real Windows child processes: Job Object and
+(-Wall -Wextra -Werror; run.sh also compiles every other Windows C source, e.g. the timeout
+guard's luahook.c and luaapi_windows.c) and exercises them against real Windows child processes: Job Object and
 ToolHelp-snapshot tree teardown, the creation-time cutoff, non-reaping status, output draining and
 spawn errors.  Skipped only when the cross compiler or Wine is not installed
 (.ci/install-windows-toolchain.sh installs both on Debian).
@@ -57,3 +58,6 @@ def test_windows_process_core_under_wine():
     passed, failed = map(int, summary[-1])
     assert failed == 0 and passed >= 20, output
     assert "built with -Wall -Wextra -Werror" in output, output
+    # every other Windows C source compiled too, the timeout guard's among them
+    compiled = re.findall(r"^run\.sh: also compiled (.*)$", output, re.MULTILINE)
+    assert compiled and {"exec.c", "luahook.c", "luaapi_windows.c"} <= set(compiled[-1].split()), output

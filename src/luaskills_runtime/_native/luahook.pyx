@@ -328,6 +328,16 @@ def pause_error():
     return None if err == NULL else _c_text(err)
 
 
+def c_api_error():
+    """Why this guard cannot reach lupa.luajit21's Lua C API (lupa's Windows wheels export no
+    lua_* symbol), or None when it can.  luaskills_runtime.lua.lua_hook_guard falls back on this."""
+    try:
+        _ensure_api()
+    except LuaSkillsError as error:
+        return str(error)
+    return None
+
+
 def watchdog_running():
     """True while the process-wide watchdog thread exists."""
     return bool(lsr_watchdog_running())

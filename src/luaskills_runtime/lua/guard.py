@@ -5,8 +5,10 @@ Shared by runlua requests and runtime-lease evals.  Public pieces:
 * ``prepare_guarded_vm(vm)``: once per VM, by its owner, which keeps the returned control.
   Turns the JIT off and flushes its traces (compiled
   traces never look at hooks), makes ``jit.on`` raise (it would let code escape the guard), and
-  binds a native ``TimeoutGuard`` to the VM (which also wraps ``debug.sethook`` so user hooks
-  cannot remove the guard's).
+  binds a timeout guard to the VM: the native ``TimeoutGuard``, or ``LuaHookGuard`` where lupa's
+  Lua C API cannot be reached (luaskills_runtime.lua.lua_hook_guard).  Both wrap ``debug.sethook``
+  so user hooks cannot remove the guard's, and both raise on every instruction once fired, so the
+  run-outcome protocol below reads either one's stop the same way (``guard.fired``).
 * ``guarded_run(control, code, chunkname, timeout_ms=..., cancel=..., cwd=...)`` compiles and runs
   `code` and returns a :class:`GuardedResult` (status, returned values, error text).  It never
   raises for a failure of the Lua code itself.
@@ -30,7 +32,7 @@ import lupa.luajit21 as lupa_engine
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 
-from luaskills_runtime._native.luahook import TimeoutGuard
+from luaskills_runtime.lua.lua_hook_guard import new_timeout_guard
 from luaskills_runtime.lua.outcome import (OUT_OF_MEMORY, RunOutcome, RunStatus, answer_outcome,
                                            lua_error_text, outcome)
 
@@ -123,7 +125,7 @@ class _GuardControl:
         controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of)
         self.runner = vm.lua_run   # runner.lua's run: "ok", values... | status, message
         self.collect = controls[b"collect"]
-        self.guard = TimeoutGuard(vm.runtime)
+        self.guard = new_timeout_guard(vm.runtime)  # native, or the Lua hook (lua_hook_guard)
         self.limits: Optional[ExecutionLimits] = None
         self.memory_cap = vm.runtime.get_max_memory() or None
 

@@ -1,4 +1,4 @@
--- Guarded-run support, loaded once per VM by luaskills_runtime.guard (the caller passes the VM's
+-- Guarded-run support, loaded once per VM by luaskills_runtime.lua.guard (the caller passes the VM's
 -- globals table).  Keeps what it needs in locals, so later changes to globals by user code cannot
 -- change how runs are started or reported.
 local G, message_of = ...

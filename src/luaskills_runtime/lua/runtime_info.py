@@ -1,0 +1,29 @@
+"""What this installation runs on: the Lua engine, lupa's version and the timeout guard in use."""
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any, Dict
+
+from luaskills_runtime._version import __version__
+from luaskills_runtime.lua import vm
+from luaskills_runtime.lua.lua_hook_guard import guard_mechanism
+
+
+def engine_info() -> Dict[str, Any]:
+    """A dict: ``engine`` (lupa's engine module, e.g. "luajit21"), ``lua_version`` (the engine's
+    own version string), ``lupa_version``, ``guard`` ("native" or "lua-hook", see
+    luaskills_runtime.lua.lua_hook_guard) and ``version`` (this package's)."""
+    module = vm.lupa_engine
+    runtime = module.LuaRuntime(register_eval=False, register_builtins=False)
+    lua_version = runtime.eval("jit and jit.version or _VERSION")
+    try:
+        lupa_version = metadata.version("lupa")
+    except metadata.PackageNotFoundError:  # lupa used from a source tree
+        lupa_version = getattr(module, "__version__", "unknown")
+    return {
+        "version": __version__,
+        "engine": module.__name__.rsplit(".", 1)[-1],
+        "lua_version": lua_version,
+        "lupa_version": lupa_version,
+        "guard": guard_mechanism(),
+    }
