@@ -16,6 +16,8 @@ MAIN, RUNLUA, LEASE = "main", "runlua", "lease"
 
 _SCOPE_SOURCE = resources.files("luaskills_runtime").joinpath("scope.lua").read_text("utf-8")
 _RUNNER_SOURCE = resources.files("luaskills_runtime").joinpath("runner.lua").read_text("utf-8")
+# The library half of the reference's Lua dialect (LuaJIT's Lua 5.2 compatibility), every VM kind.
+_COMPAT52_SOURCE = resources.files("luaskills_runtime").joinpath("compat52.lua").read_bytes()
 
 # The reference wraps run_lua code like this, so user code sees `args` as a local and its line
 # numbers start at 3.
@@ -55,6 +57,7 @@ class LuaVM:
         g = self.runtime.globals()
         g[b"python"] = None
         self.runtime.execute("package.loaded.python = nil")
+        self.runtime.execute(_COMPAT52_SOURCE, g, name="=compat52.lua", mode="t")
         self.bridge = LuaBridge(self.runtime)
         self._run_chunk, self.lua_message_of = self.runtime.execute(_RUNNER_SOURCE)
         # The Lua reset function behind reset_scope; runlua's environment calls it from Lua.

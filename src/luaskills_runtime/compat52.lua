@@ -1,0 +1,223 @@
+-- The library half of LuaJIT's Lua 5.2 compatibility mode (LUAJIT_ENABLE_LUA52COMPAT, which the
+-- reference's mlua feature `luajit52` turns on; lupa's LuaJIT is built without it).  Installed
+-- once into every VM by the VM factory (vm.py), before anything else captures library functions.
+-- Each item behaves as LuaJIT's own C code does in that mode (doc/extensions.html, lib_*.c under
+-- `#if LJ_52`); tests/lua_reference checks them against a luajit built with the flag.
+-- What the parser and the VM do differently (`#` calling __len on tables, __lt/__le for mixed
+-- types, `break` anywhere, `goto` reserved) cannot be added by a library: see the README.
+--
+-- Errors: a wrapper whose arguments are wrong tail-calls the original with them, so LuaJIT raises
+-- its own message, naming the function as the caller called it, at the caller's line.  New
+-- functions raise the same way through arg_error.
+local G = ...
+local type, select, rawget, tonumber, tostring, error = type, select, rawget, tonumber, tostring, error
+local floor = math.floor
+local getmetatable, getinfo = debug.getmetatable, debug.getinfo
+local getfenv, setfenv = getfenv, setfenv
+local table, string, coroutine, debug, package, os = G.table, G.string, G.coroutine, G.debug,
+  G.package, G.os
+local windows = type(package.config) == "string" and package.config:sub(1, 1) == "\\"
+
+-- LuaJIT's argument error for the function at level 2 (the wrapper), raised at level 3 (its
+-- caller): "bad argument #n to 'name' (what)", or "calling 'name' on bad self (what)" when the
+-- wrapper was called as a method and the first argument is wrong.
+local function arg_error(narg, what)
+  local info = getinfo(2, "n")
+  local name = info and info.name or "?"
+  if info and info.namewhat == "method" then
+    narg = narg - 1
+    if narg == 0 then error("calling '" .. name .. "' on bad self (" .. what .. ")", 3) end
+  end
+  error("bad argument #" .. narg .. " to '" .. name .. "' (" .. what .. ")", 3)
+end
+
+-- "got no value" when the argument is absent, as lj_err_argt reports it.
+local function typename(n, count, value)
+  if n > count then return "no value" end
+  return type(value)
+end
+
+-- ---- base library -----------------------------------------------------------------------------
+local next_pairs, next_ipairs = G.pairs, G.ipairs
+
+local function metamethod(value, event)
+  local mt = getmetatable(value)
+  if mt == nil then return nil end
+  return rawget(mt, event)
+end
+
+-- pairs/ipairs: a __pairs/__ipairs metamethod of any value is called with that value alone and
+-- all its results returned; otherwise LuaJIT's own (tables, cdata, errors).
+local function pairs(...)
+  local value = ...
+  if select("#", ...) > 0 then
+    local handler = metamethod(value, "__pairs")
+    if handler ~= nil then return handler(value) end
+  end
+  return next_pairs(...)
+end
+
+local function ipairs(...)
+  local value = ...
+  if select("#", ...) > 0 then
+    local handler = metamethod(value, "__ipairs")
+    if handler ~= nil then return handler(value) end
+  end
+  return next_ipairs(...)
+end
+G.pairs, G.ipairs = pairs, ipairs
+
+-- rawlen: a string's byte length or a table's border, never __len (this VM's `#` on a table
+-- never calls __len, so it is the raw length).
+local function rawlen(...)
+  local value = ...
+  local kind = type(value)
+  if kind == "string" or kind == "table" then return #value end
+  arg_error(1, "table expected, got " .. typename(1, select("#", ...), value))
+end
+G.rawlen = rawlen
+
+-- ---- table ------------------------------------------------------------------------------------
+if table.pack == nil then
+  table.pack = function(...) return { n = select("#", ...), ... } end
+end
+if table.unpack == nil then table.unpack = G.unpack end
+
+-- ---- string: find/match return nil when init is past the end + 1 (lib_string.c, LJ_52) ----------
+local function bounded(original)
+  return function(s, pattern, init, plain)
+    if init ~= nil then
+      local kind = type(s)
+      local start = tonumber(init)
+      if start ~= nil and start >= 1 and (kind == "string" or kind == "number") then
+        local length = kind == "string" and #s or #tostring(s)
+        if floor(start) > length + 1 then
+          if type(pattern) == "string" or type(pattern) == "number" then return nil end
+        end
+      end
+    end
+    return original(s, pattern, init, plain)
+  end
+end
+string.find = bounded(string.find)
+string.match = bounded(string.match)
+string.gfind = nil
+
+-- ---- math -------------------------------------------------------------------------------------
+G.math.mod = nil
+
+-- ---- coroutine.running: (thread, is_main) -------------------------------------------------------
+-- The main thread cannot be named from Lua in 5.1 mode; the VM factory passes it in when its
+-- native helper could fetch it (main_thread may be nil: then the first result is nil there).
+do
+  local running = coroutine.running
+  local main_thread = select(2, ...)
+  coroutine.running = function()
+    local thread = running()
+    if thread ~= nil then return thread, false end
+    return main_thread, true
+  end
+end
+
+-- ---- debug ------------------------------------------------------------------------------------
+do
+  local set = debug.setmetatable
+  debug.setmetatable = function(...)
+    local value, mt = ...
+    if select("#", ...) < 2 or (mt ~= nil and type(mt) ~= "table") then return set(...) end
+    set(value, mt)
+    return value
+  end
+end
+
+local function getuservalue(value)
+  if type(value) ~= "userdata" then return nil end
+  return (getfenv(value))
+end
+debug.getuservalue = getuservalue
+
+local setuservalue_env = debug.setfenv
+local function setuservalue(...)
+  local value, env = ...
+  local count = select("#", ...)
+  if type(value) ~= "userdata" then
+    arg_error(1, "userdata expected, got " .. typename(1, count, value))
+  end
+  if type(env) ~= "table" then arg_error(2, "table expected, got " .. typename(2, count, env)) end
+  setuservalue_env(value, env)
+  return value
+end
+debug.setuservalue = setuservalue
+
+-- ---- package ----------------------------------------------------------------------------------
+package.searchers = package.loaders
+
+-- module() returns the module table.  The original sets the environment of the Lua function
+-- that calls it: here a fresh closure, whose environment is then the module table; that table
+-- becomes the environment of our caller.
+if type(G.module) == "function" then
+  local original = G.module
+  G.module = function(...)
+    local name = ...
+    if type(name) ~= "string" and type(name) ~= "number" then return original(...) end
+    local holder = function(...) original(...) end
+    holder(...)
+    local module_table = getfenv(holder)
+    setfenv(2, module_table)
+    return module_table
+  end
+end
+
+-- ---- os.execute: (true|nil, "exit"|"signal", code) --------------------------------------------
+-- luaL_execresult in 5.2 mode, decoded from the wait status that 5.1 mode returns.
+if type(os) == "table" and type(os.execute) == "function" then
+  local execute = os.execute
+  os.execute = function(...)
+    local command = ...
+    if command == nil then
+      execute()
+      return true
+    end
+    if type(command) ~= "string" and type(command) ~= "number" then return execute(...) end
+    local status = execute(command)
+    if status == -1 then return nil, "system() failed", -1 end
+    if windows then
+      if status == 0 then return true, "exit", 0 end
+      return nil, "exit", status
+    end
+    local low = status % 128
+    if low ~= 0 and low ~= 127 then return nil, "signal", low end
+    if low == 0 then status = floor(status / 256) % 256 end
+    if status == 0 then return true, "exit", 0 end
+    return nil, "exit", status
+  end
+end
+
+-- ---- io: write returns the file (LuaJIT's own io; runlua and lease VMs replace io with managed
+-- io, which follows the same rules itself) --------------------------------------------------------
+local function writable(first, ...)
+  for i = first, select("#", ...) do
+    local kind = type((select(i, ...)))
+    if kind ~= "string" and kind ~= "number" then return false end
+  end
+  return true
+end
+
+local io = G.io
+local file_methods = type(io) == "table" and rawget(debug.getregistry(), "FILE*")
+file_methods = type(file_methods) == "table" and rawget(file_methods, "__index")
+if type(file_methods) == "table" and type(file_methods.write) == "function" then
+  local io_type, io_output, io_write, file_write = io.type, io.output, io.write, file_methods.write
+  io.write = function(...)
+    if not writable(1, ...) or io_type(io_output()) ~= "file" then return io_write(...) end
+    local ok, message, code = io_write(...)
+    if ok then return io_output() end
+    return ok, message, code
+  end
+  file_methods.write = function(file, ...)
+    if io_type(file) ~= "file" or not writable(1, ...) then return file_write(file, ...) end
+    local ok, message, code = file_write(file, ...)
+    if ok then return file end
+    return ok, message, code
+  end
+end
