@@ -9,11 +9,15 @@
 -- Errors: a wrapper whose arguments are wrong tail-calls the original with them, so LuaJIT raises
 -- its own message, naming the function as the caller called it, at the caller's line.  New
 -- functions raise the same way through arg_error.
-local G = ...
+-- Arguments: the globals table; the path of the library holding the Lua C API (lupa's LuaJIT
+-- module), for the main thread; whether to give LuaJIT's own io.popen handles the detailed close
+-- status (main VMs only: it loads the FFI; runlua and lease VMs replace io with managed io,
+-- which does it itself).
+local G, lua_api_library, native_pipe_status = ...
 local type, select, rawget, tonumber, tostring, error = type, select, rawget, tonumber, tostring, error
 local floor = math.floor
 local getmetatable, getinfo = debug.getmetatable, debug.getinfo
-local getfenv, setfenv = getfenv, setfenv
+local getfenv, setfenv, getfenv_any = getfenv, setfenv, debug.getfenv
 local table, string, coroutine, debug, package, os = G.table, G.string, G.coroutine, G.debug,
   G.package, G.os
 local windows = type(package.config) == "string" and package.config:sub(1, 1) == "\\"
@@ -107,11 +111,21 @@ string.gfind = nil
 G.math.mod = nil
 
 -- ---- coroutine.running: (thread, is_main) -------------------------------------------------------
--- The main thread cannot be named from Lua in 5.1 mode; the VM factory passes it in when its
--- native helper could fetch it (main_thread may be nil: then the first result is nil there).
+-- 5.1 mode's coroutine.running() pushes the main thread and then returns nil in its place, so
+-- Lua code cannot name the main thread.  lua_pushthread itself can: its signature is a
+-- lua_CFunction's, and called from the main thread (as this chunk is) it pushes that thread and
+-- returns 1, one result.  package.loadlib takes it from the library that holds the Lua API.
 do
   local running = coroutine.running
-  local main_thread = select(2, ...)
+  local main_thread
+  local loadlib = package.loadlib
+  if type(lua_api_library) == "string" and type(loadlib) == "function" then
+    local push_thread = loadlib(lua_api_library, "lua_pushthread")
+    if type(push_thread) == "function" then
+      local thread = push_thread()
+      if type(thread) == "thread" then main_thread = thread end
+    end
+  end
   coroutine.running = function()
     local thread = running()
     if thread ~= nil then return thread, false end
@@ -132,7 +146,7 @@ end
 
 local function getuservalue(value)
   if type(value) ~= "userdata" then return nil end
-  return (getfenv(value))
+  return (getfenv_any(value))
 end
 debug.getuservalue = getuservalue
 
@@ -169,7 +183,19 @@ if type(G.module) == "function" then
 end
 
 -- ---- os.execute: (true|nil, "exit"|"signal", code) --------------------------------------------
--- luaL_execresult in 5.2 mode, decoded from the wait status that 5.1 mode returns.
+-- luaL_execresult in 5.2 mode, from a wait status (system()/pclose() result, not -1).
+local function exec_result(status)
+  if windows then
+    if status == 0 then return true, "exit", 0 end
+    return nil, "exit", status
+  end
+  local low = status % 128
+  if low ~= 0 and low ~= 127 then return nil, "signal", low end
+  if low == 0 then status = floor(status / 256) % 256 end
+  if status == 0 then return true, "exit", 0 end
+  return nil, "exit", status
+end
+
 if type(os) == "table" and type(os.execute) == "function" then
   local execute = os.execute
   os.execute = function(...)
@@ -180,16 +206,9 @@ if type(os) == "table" and type(os.execute) == "function" then
     end
     if type(command) ~= "string" and type(command) ~= "number" then return execute(...) end
     local status = execute(command)
+    -- system() failed: 5.1 mode keeps no errno to report
     if status == -1 then return nil, "system() failed", -1 end
-    if windows then
-      if status == 0 then return true, "exit", 0 end
-      return nil, "exit", status
-    end
-    local low = status % 128
-    if low ~= 0 and low ~= 127 then return nil, "signal", low end
-    if low == 0 then status = floor(status / 256) % 256 end
-    if status == 0 then return true, "exit", 0 end
-    return nil, "exit", status
+    return exec_result(status)
   end
 end
 
@@ -219,5 +238,72 @@ if type(file_methods) == "table" and type(file_methods.write) == "function" then
     local ok, message, code = file_write(file, ...)
     if ok then return file end
     return ok, message, code
+  end
+end
+
+-- ---- io.popen handles of LuaJIT's own io: close returns the detailed exit status ----------------
+-- 5.1 mode's close calls pclose() and keeps only "it did not fail", so a pipe opened here is closed
+-- by calling pclose() through the FFI on the handle's FILE*: LuaJIT's file userdata is
+-- IOFileUD { FILE *fp; uint32_t type; } (lib_io.c; type 1 = pipe).  Clearing fp afterwards is what
+-- LuaJIT's own close does: the handle reads as "closed file" and its finaliser skips it.  Symbols
+-- are declared under private names (asm labels) so user cdefs of pclose/strerror still work.
+if native_pipe_status and type(file_methods) == "table" and type(io.popen) == "function" then
+  local loaded, ffi = pcall(require, "ffi")
+  local pclose = windows and "_pclose" or "pclose"
+  if loaded and type(ffi) == "table" and pcall(ffi.cdef,
+      "int luaskills_compat52_pclose(void *stream) __asm__(\"" .. pclose .. "\");\n" ..
+      "char *luaskills_compat52_strerror(int errnum) __asm__(\"strerror\");") then
+    local C, cast, errno, to_string = ffi.C, ffi.cast, ffi.errno, ffi.string
+    local format_address = string.format
+    local file_ud = ffi.typeof("struct { void *fp; uint32_t type; } *")
+    local pipes = setmetatable({}, { __mode = "k" })
+    local io_popen, io_close, io_type, io_output = io.popen, io.close, io.type, io.output
+    local file_close = file_methods.close
+
+    -- the handle's IOFileUD when it is an open pipe from io.popen, else nil
+    -- (The FFI converts a file userdata to its FILE*, so the IOFileUD's address comes from
+    -- string.format's %p, which gives a userdata's payload address; it is used only when its fp
+    -- is that same FILE* and its type says pipe.)
+    local function open_pipe(file)
+      if not pipes[file] or io_type(file) ~= "file" then return nil end
+      local address = tonumber(format_address("%p", file):match("^0x(%x+)$") or "", 16)
+      if address == nil then return nil end
+      local ud = cast(file_ud, cast("uintptr_t", address))
+      if ud.fp == nil or ud.fp ~= cast("void *", file) or ud.type ~= 1 then return nil end
+      return ud
+    end
+
+    local function close_pipe(ud)
+      local status = C.luaskills_compat52_pclose(ud.fp)
+      ud.fp = nil
+      if status == -1 then
+        local code = errno()
+        return nil, to_string(C.luaskills_compat52_strerror(code)), code
+      end
+      return exec_result(status)
+    end
+
+    io.popen = function(...)
+      local command, mode = ...
+      local kind = type(command)
+      if (kind ~= "string" and kind ~= "number") or (mode ~= nil and type(mode) ~= "string") then
+        return io_popen(...)
+      end
+      local file, message, code = io_popen(...)
+      if file then pipes[file] = true end
+      return file, message, code
+    end
+    file_methods.close = function(...)
+      local ud = open_pipe((...))
+      if ud == nil then return file_close(...) end
+      return close_pipe(ud)
+    end
+    io.close = function(...)
+      local file = ...
+      if file == nil then file = io_output() end
+      local ud = open_pipe(file)
+      if ud == nil then return io_close(...) end
+      return close_pipe(ud)
+    end
   end
 end

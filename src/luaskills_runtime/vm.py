@@ -1,6 +1,7 @@
 """One Lua VM (a lupa LuaJIT runtime) with the vulcan namespace, and its request scope."""
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from importlib import resources
@@ -18,6 +19,8 @@ _SCOPE_SOURCE = resources.files("luaskills_runtime").joinpath("scope.lua").read_
 _RUNNER_SOURCE = resources.files("luaskills_runtime").joinpath("runner.lua").read_text("utf-8")
 # The library half of the reference's Lua dialect (LuaJIT's Lua 5.2 compatibility), every VM kind.
 _COMPAT52_SOURCE = resources.files("luaskills_runtime").joinpath("compat52.lua").read_bytes()
+# lupa's LuaJIT module exports the Lua C API; compat52.lua takes lua_pushthread from it.
+_LUA_API_LIBRARY = os.fsencode(lupa_engine.__file__)
 
 # The reference wraps run_lua code like this, so user code sees `args` as a local and its line
 # numbers start at 3.
@@ -57,7 +60,8 @@ class LuaVM:
         g = self.runtime.globals()
         g[b"python"] = None
         self.runtime.execute("package.loaded.python = nil")
-        self.runtime.execute(_COMPAT52_SOURCE, g, name="=compat52.lua", mode="t")
+        self.runtime.execute(_COMPAT52_SOURCE, g, _LUA_API_LIBRARY, kind == MAIN,
+                             name="=compat52.lua", mode="t")
         self.bridge = LuaBridge(self.runtime)
         self._run_chunk, self.lua_message_of = self.runtime.execute(_RUNNER_SOURCE)
         # The Lua reset function behind reset_scope; runlua's environment calls it from Lua.

@@ -1,0 +1,106 @@
+"""The reference's Lua dialect in every VM kind (issue 19).
+
+The reference runs LuaJIT built with LUAJIT_ENABLE_LUA52COMPAT.  A standalone luajit is built
+from the LuaJIT sources in lupa's sdist with and without that flag (tests/lua_reference, cached
+per lupa version).  Every LIBRARY snippet must give exactly the compat luajit's results in
+run_lua, runlua and lease evals; LANGUAGE snippets (parser and VM, which no library can change)
+are printed as a table and must give plain LuaJIT's results, the same in all three VM kinds.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from lua_reference import corpus
+from lua_reference.build_luajit import BuildUnavailable, luajit_path
+from luaskills_runtime import HostOptions, LuaEngine
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="reference luajit is built on POSIX")
+
+ALL = corpus.LIBRARY + corpus.LANGUAGE
+KINDS = ("run_lua", "runlua", "lease")
+
+
+def _reference(flavour: str):
+    try:
+        binary = luajit_path(flavour)
+    except BuildUnavailable as error:
+        if os.environ.get("LSR_REQUIRE_LUA_REFERENCE") == "1":
+            pytest.fail(f"reference luajit ({flavour}) could not be built: {error}")
+        pytest.skip(f"reference luajit ({flavour}) could not be built: {error}")
+    program = "print((function()\n" + corpus.driver(ALL) + "\nend)())"
+    done = subprocess.run([str(binary), "-"], input=program.encode(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=60)
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    return corpus.decode(done.stdout.decode())
+
+
+def _in_vms(tmp_path):
+    code = corpus.driver(ALL)
+    answers = {}
+    with LuaEngine(HostOptions(system_lua_lib_dir=str(tmp_path / "lib"))) as engine:
+        answers["run_lua"] = corpus.decode(engine.run_lua(code))
+        markdown = engine.execute_runlua_request_json_inline(json.dumps({"code": code}))
+        assert "## Status\nSUCCESS" in markdown, markdown
+        answers["runlua"] = corpus.decode(re.search(r"^([0-9a-f]{64,})$", markdown, re.M).group(1))
+        lease_id = engine.create_runtime_lease(sid="dialect")["lease_id"]
+        answer = engine.eval_runtime_lease(lease_id=lease_id, code=code)
+        assert answer["ok"], answer
+        answers["lease"] = corpus.decode(answer["result"])
+    return answers
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    compat = _reference("compat52")
+    plain = _reference("plain")
+    return compat, plain, _in_vms(tmp_path_factory.mktemp("dialect"))
+
+
+def _table(title, snippets, compat, plain, ours):
+    rows = [(ident, compat[ident], plain[ident], *(ours[k][ident] for k in KINDS))
+            for ident, _ in snippets]
+    head = ("snippet", "luajit 5.2 compat", "luajit plain", *KINDS)
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+    lines = [title, " | ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines += [" | ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    print("\n" + "\n".join(lines))
+
+
+@pytest.mark.parametrize("ident", [ident for ident, _ in corpus.LIBRARY])
+def test_library_item_matches_compat_luajit(results, ident):
+    compat, plain, ours = results
+    for kind in KINDS:
+        assert ours[kind][ident] == compat[ident], (kind, ident)
+
+
+def test_language_items_are_luajits_own_in_every_vm(results):
+    compat, plain, ours = results
+    _table("Library level (compat52.lua), must equal the compat column:", corpus.LIBRARY,
+           compat, plain, ours)
+    _table("Parser/VM level (not changeable by a library; README 'Lua dialect'):",
+           corpus.LANGUAGE, compat, plain, ours)
+    for ident, _ in corpus.LANGUAGE:
+        assert compat[ident] != plain[ident], f"{ident}: not a 5.2-mode difference"
+        for kind in KINDS:
+            assert ours[kind][ident] == plain[ident], (kind, ident)
+
+
+def test_runner_helpers_are_not_request_globals(tmp_path):
+    """Nothing but the dialect's own functions is added to the globals a request sees."""
+    probe = ("local names = {} for k in next, _G do names[#names + 1] = tostring(k) end "
+             "table.sort(names) return table.concat(names, ' ')")
+    with LuaEngine(HostOptions(system_lua_lib_dir=str(tmp_path / "lib"))) as engine:
+        main = set(engine.run_lua(probe).split())
+        markdown = engine.execute_runlua_request_json_inline(json.dumps({"code": probe}))
+        lease_id = engine.create_runtime_lease(sid="globals")["lease_id"]
+        lease = set(engine.eval_runtime_lease(lease_id=lease_id, code=probe)["result"].split())
+    runlua = set(re.search(r"```text\n(.*?)\n```", markdown.split("## Returned Values")[1],
+                           re.S).group(1).split())
+    assert "rawlen" in main and "rawlen" in runlua and "rawlen" in lease
+    assert not {name for name in main | runlua | lease if name.startswith("__")} - {"__runlua_args"}
