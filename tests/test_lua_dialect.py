@@ -104,3 +104,51 @@ def test_runner_helpers_are_not_request_globals(tmp_path):
                            re.S).group(1).split())
     assert "rawlen" in main and "rawlen" in runlua and "rawlen" in lease
     assert not {name for name in main | runlua | lease if name.startswith("__")} - {"__runlua_args"}
+
+
+_PIPE_STRESS = r"""
+import sys
+from luaskills_runtime import LuaEngine
+code = '''
+local closed, statuses = 0, {}
+for i = 1, 60 do
+  local f = io.popen("exit " .. (i % 4))
+  if i % 3 == 0 then
+    local ok, how, code = f:close()
+    statuses[#statuses + 1] = tostring(ok) .. how .. code
+    closed = closed + 1
+    assert(io.type(f) == "closed file")
+    assert(not pcall(f.read, f))
+  elseif i % 3 == 1 then
+    local ok, how, code = io.close(f)
+    assert(how == "exit" and code == i % 4)
+    closed = closed + 1
+  end                                   -- the rest: collected unclosed below
+  if i % 10 == 0 then collectgarbage() end
+end
+local w = io.popen("cat > /dev/null", "w")
+assert(w:write("data") == w)
+io.output(w)
+local ok, how, code = io.close()        -- closes the default output: the pipe
+io.output(io.stdout)
+collectgarbage() collectgarbage()
+return closed .. " " .. table.concat(statuses, ",") .. " " .. tostring(ok) .. how .. code
+'''
+with LuaEngine() as engine:
+    print(engine.run_lua(code))
+"""
+
+
+def test_native_pipe_close_stress_in_subprocess():
+    """LuaJIT's own io (main VMs): pipes closed through the FFI path, closed twice, left to the
+    collector and closed as the default output; a use-after-free would crash the child."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, "-c", _PIPE_STRESS], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    closed, statuses, last = done.stdout.decode().split()
+    assert closed == "40"
+    expected = ",".join(("true" if i % 4 == 0 else "nil") + "exit" + str(i % 4)
+                        for i in range(3, 61, 3))
+    assert statuses == expected
+    assert last == "trueexit0"

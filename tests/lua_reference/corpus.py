@@ -71,6 +71,10 @@ LIBRARY: List[Tuple[str, str]] = [
     ("popen close ok", "local f = io.popen('echo hi') local line = f:read('*l') return line, f:close()"),
     ("popen io.close", "local f = io.popen('exit 5') return io.close(f)"),
     ("popen close signal", "local f = io.popen('kill -9 $$') return f:close()"),
+    ("popen after close", "local f = io.popen('exit 2') f:close() "
+                          "return io.type(f), pcall(f.close, f), pcall(f.read, f), tostring(f)"),
+    ("popen read to end then close", "local f = io.popen('printf 1; printf 2; exit 7') "
+                                     "local all = f:read('*a') return all, f:close()"),
     ("math.mod string.gfind", "return math.mod, string.gfind"),
     ("module returns table", "local G = _G local m = module('lsr_dialect_probe', package.seeall) "
                              "return G.type(m), m == G.package.loaded.lsr_dialect_probe, G.getfenv(1) == m"),
