@@ -91,19 +91,24 @@ def test_language_items_are_luajits_own_in_every_vm(results):
             assert ours[kind][ident] == plain[ident], (kind, ident)
 
 
-def test_runner_helpers_are_not_request_globals(tmp_path):
-    """Nothing but the dialect's own functions is added to the globals a request sees."""
-    probe = ("local names = {} for k in next, _G do names[#names + 1] = tostring(k) end "
-             "table.sort(names) return table.concat(names, ' ')")
+def test_every_vm_kind_sees_the_same_library(tmp_path):
+    """The globals and the standard library tables a request sees are the same in the three VM
+    kinds: the dialect's functions everywhere, no runner helper anywhere."""
+    probe = ("local out = {} for _, lib in ipairs({'_G', 'table', 'string', 'math', 'os', 'io', "
+             "'coroutine', 'debug', 'package'}) do local t = lib == '_G' and _G or _G[lib] "
+             "for k in next, t do out[#out + 1] = lib .. '.' .. tostring(k) end end "
+             "table.sort(out) return table.concat(out, ' ')")
     with LuaEngine(HostOptions(system_lua_lib_dir=str(tmp_path / "lib"))) as engine:
         main = set(engine.run_lua(probe).split())
         markdown = engine.execute_runlua_request_json_inline(json.dumps({"code": probe}))
         lease_id = engine.create_runtime_lease(sid="globals")["lease_id"]
         lease = set(engine.eval_runtime_lease(lease_id=lease_id, code=probe)["result"].split())
-    runlua = set(re.search(r"```text\n(.*?)\n```", markdown.split("## Returned Values")[1],
-                           re.S).group(1).split())
-    assert "rawlen" in main and "rawlen" in runlua and "rawlen" in lease
-    assert not {name for name in main | runlua | lease if name.startswith("__")} - {"__runlua_args"}
+    returned = markdown.split("## Returned Values")[1]
+    runlua = set(re.search(r"```text\n(.*?)\n```", returned, re.S).group(1).split())
+    assert {"table.pack", "table.unpack", "_G.rawlen", "package.searchers",
+            "debug.getuservalue"} <= main
+    assert not {"math.mod", "string.gfind"} & main
+    assert main == runlua == lease, (main ^ runlua, main ^ lease)
 
 
 _PIPE_STRESS = r"""

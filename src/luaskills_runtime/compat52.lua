@@ -52,20 +52,24 @@ end
 
 -- pairs/ipairs: a __pairs/__ipairs metamethod of any value is called with that value alone and
 -- all its results returned; otherwise LuaJIT's own (tables, cdata, errors).
+-- (The base getmetatable is a fast function and answers nil only for a value without a
+-- metatable, so plain tables take one cheap call; the rest look the handler up raw.)
+local plain_getmetatable = G.getmetatable
+
 local function pairs(...)
   local value = ...
-  if select("#", ...) > 0 then
+  if plain_getmetatable(value) ~= nil then
     local handler = metamethod(value, "__pairs")
-    if handler ~= nil then return handler(value) end
+    if handler ~= nil and select("#", ...) > 0 then return handler(value) end
   end
   return next_pairs(...)
 end
 
 local function ipairs(...)
   local value = ...
-  if select("#", ...) > 0 then
+  if plain_getmetatable(value) ~= nil then
     local handler = metamethod(value, "__ipairs")
-    if handler ~= nil then return handler(value) end
+    if handler ~= nil and select("#", ...) > 0 then return handler(value) end
   end
   return next_ipairs(...)
 end
@@ -88,19 +92,29 @@ end
 if table.unpack == nil then table.unpack = G.unpack end
 
 -- ---- string: find/match return nil when init is past the end + 1 (lib_string.c, LJ_52) ----------
+-- (LuaJIT converts init to int32 first, so values beyond that range take the original's path.)
+local function past_end(s, pattern, init)
+  local kind = type(s)
+  local start = tonumber(init)
+  if start == nil or start >= 2147483648 or (kind ~= "string" and kind ~= "number") then
+    return false
+  end
+  if type(pattern) ~= "string" and type(pattern) ~= "number" then return false end
+  local length = kind == "string" and #s or #tostring(s)
+  return floor(start) > length + 1
+end
+
 local function bounded(original)
-  return function(s, pattern, init, plain)
+  return function(...)
+    local s, pattern, init = ...
     if init ~= nil then
-      local kind = type(s)
-      local start = tonumber(init)
-      if start ~= nil and start >= 1 and (kind == "string" or kind == "number") then
-        local length = kind == "string" and #s or #tostring(s)
-        if floor(start) > length + 1 then
-          if type(pattern) == "string" or type(pattern) == "number" then return nil end
-        end
+      -- the common case, decided inline: a string and a number init not past the end
+      if type(s) == "string" and type(init) == "number" and init < #s + 2 then
+        return original(...)
       end
+      if past_end(s, pattern, init) then return nil end
     end
-    return original(s, pattern, init, plain)
+    return original(...)
   end
 end
 string.find = bounded(string.find)

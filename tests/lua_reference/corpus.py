@@ -85,6 +85,18 @@ LIBRARY: List[Tuple[str, str]] = [
     ("string.find negative", "return ('abc'):find('b', -10)"),
     ("string.match past end", "return string.match('abc', '()', 5)"),
     ("string.match at end", "return string.match('abc', '()', 4)"),
+    ("string.find huge init", "return ('abc'):find('a', 2^40)"),
+    ("string.find string init", "return ('abc'):find('', '9')"),
+    ("string.find no pattern", "local ok, e = pcall(function() local r = string.find('abc') return r end) "
+                               "return e"),
+    ("string.find bad pattern past end", "local ok, e = pcall(function() "
+                                         "local r = string.find('abc', {}, 9) return r end) return e"),
+    ("pairs __metatable hidden", "local t = setmetatable({}, {__metatable = false, __pairs = function() "
+                                 "return function() end, nil, nil end}) local n = 0 "
+                                 "for _ in pairs(t) do n = n + 1 end return n, getmetatable(t)"),
+    ("pairs nil metatable __pairs", "debug.setmetatable(nil, {__pairs = function() return 'h' end}) "
+                                    "local a = pairs(nil) local ok, e = pcall(pairs) "
+                                    "debug.setmetatable(nil, nil) return a, ok, e"),
     ("string.find bad arg", "local ok, e = pcall(function() local r = string.find({}, 'x', 9) return r end) "
                             "return e"),
 ]
