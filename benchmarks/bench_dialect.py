@@ -31,12 +31,26 @@ N = 200_000
 def runtime(with_dialect: bool, jit_on: bool):
     lua = lupa_engine.LuaRuntime()
     if with_dialect:
-        lua.execute(vm_module._COMPAT52_SOURCE, lua.globals(), vm_module._LUA_API_LIBRARY, False)
+        lua.execute(vm_module._COMPAT52_BYTECODE, lua.globals(), vm_module._LUA_API_LIBRARY,
+                    False, mode="b")
     lua.execute("jit.on()" if jit_on else "jit.off()")
     return lua
 
 
+def creation(with_dialect: bool, main_vm: bool):
+    def run():
+        lua = lupa_engine.LuaRuntime()
+        if with_dialect:
+            lua.execute(vm_module._COMPAT52_BYTECODE, lua.globals(), vm_module._LUA_API_LIBRARY,
+                        main_vm, mode="b")
+    return run
+
+
 def main():
+    anchor = best_of(creation(False, False), repeat=7, number=20)
+    for label, main_vm in (("runlua/lease VM", False), ("main VM (+ FFI pipe close)", True)):
+        print(ratio_line(f"LuaRuntime() + compat52.lua, {label}",
+                         best_of(creation(True, main_vm), repeat=7, number=20), anchor))
     print(f"dialect wrappers vs bare LuaJIT builtins, {N} iterations per call")
     for jit_on in (True, False):
         ours, anchor = runtime(True, jit_on), runtime(False, jit_on)
