@@ -101,6 +101,33 @@ LIBRARY: List[Tuple[str, str]] = [
                             "return e"),
 ]
 
+
+def _generated() -> List[Tuple[str, str]]:
+    """A grid over the edges of the items with numeric behaviour: find/match init around the end
+    of strings of several lengths, exit codes and signals through os.execute and popen close."""
+    cases = []
+    for subject in ("", "a", "abc", "hello"):
+        for init in (-7, -1, 0, 1, len(subject), len(subject) + 1, len(subject) + 2,
+                     len(subject) + 1.5, len(subject) + 2.5, 100):
+            for call in (f"string.find({subject!r}, '', {init})",
+                         f"string.find({subject!r}, 'l', {init}, true)",
+                         f"string.match({subject!r}, '()', {init})",
+                         f"string.match({subject!r}, '.$', {init})"):
+                cases.append((f"grid {call}", f"return {call}"))
+    for code in (0, 1, 2, 126, 127, 128, 255):
+        cases.append((f"grid os.execute exit {code}", f"return os.execute('exit {code}')"))
+        cases.append((f"grid popen exit {code}", f"return io.popen('exit {code}'):close()"))
+    for signal in ("TERM", "KILL", "HUP", "USR1"):
+        cases.append((f"grid os.execute {signal}", f"return os.execute('kill -{signal} $$')"))
+        cases.append((f"grid popen {signal}", f"return io.popen('kill -{signal} $$'):close()"))
+    cases.append(("grid os.execute number", "return os.execute(1)"))
+    cases.append(("grid os.execute table", "local ok, e = pcall(function() local r = os.execute({}) "
+                                           "return r end) return e"))
+    return cases
+
+
+LIBRARY += _generated()
+
 LANGUAGE: List[Tuple[str, str]] = [
     ("# calls __len on tables", "return #setmetatable({1, 2}, {__len = function() return 7 end})"),
     ("__len second argument", "local u = newproxy(true) getmetatable(u).__len = function(a, b) "
