@@ -22,7 +22,7 @@ from luaskills_runtime import HostOptions, LuaEngine
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="reference luajit is built on POSIX")
 
-ALL = corpus.LIBRARY + corpus.LANGUAGE
+ALL = corpus.LIBRARY + corpus.NATIVE_IO + corpus.LANGUAGE
 KINDS = ("run_lua", "runlua", "lease")
 
 
@@ -79,9 +79,17 @@ def test_library_item_matches_compat_luajit(results, ident):
         assert ours[kind][ident] == compat[ident], (kind, ident)
 
 
+@pytest.mark.parametrize("ident", [ident for ident, _ in corpus.NATIVE_IO])
+def test_native_io_item_matches_compat_luajit_in_main_vms(results, ident):
+    compat, plain, ours = results
+    assert ours["run_lua"][ident] == compat[ident], ident
+
+
 def test_language_items_are_luajits_own_in_every_vm(results):
     compat, plain, ours = results
     _table("Library level (compat52.lua), must equal the compat column:", corpus.LIBRARY,
+           compat, plain, ours)
+    _table("LuaJIT's own io (main VMs; runlua/lease use managed io, SPEC 4):", corpus.NATIVE_IO,
            compat, plain, ours)
     _table("Parser/VM level (not changeable by a library; README 'Lua dialect'):",
            corpus.LANGUAGE, compat, plain, ours)

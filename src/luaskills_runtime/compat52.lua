@@ -129,6 +129,7 @@ G.math.mod = nil
 -- Lua code cannot name the main thread.  lua_pushthread itself can: its signature is a
 -- lua_CFunction's, and called from the main thread (as this chunk is) it pushes that thread and
 -- returns 1, one result.  package.loadlib takes it from the library that holds the Lua API.
+-- (Should that fail, the main thread answers nil, true: still "main", but no thread object.)
 do
   local running = coroutine.running
   local main_thread
@@ -228,8 +229,8 @@ end
 
 -- ---- io: write returns the file (LuaJIT's own io; runlua and lease VMs replace io with managed
 -- io, which follows the same rules itself) --------------------------------------------------------
-local function writable(first, ...)
-  for i = first, select("#", ...) do
+local function writable(...)
+  for i = 1, select("#", ...) do
     local kind = type((select(i, ...)))
     if kind ~= "string" and kind ~= "number" then return false end
   end
@@ -242,13 +243,13 @@ file_methods = type(file_methods) == "table" and rawget(file_methods, "__index")
 if type(file_methods) == "table" and type(file_methods.write) == "function" then
   local io_type, io_output, io_write, file_write = io.type, io.output, io.write, file_methods.write
   io.write = function(...)
-    if not writable(1, ...) or io_type(io_output()) ~= "file" then return io_write(...) end
+    if not writable(...) or io_type(io_output()) ~= "file" then return io_write(...) end
     local ok, message, code = io_write(...)
     if ok then return io_output() end
     return ok, message, code
   end
   file_methods.write = function(file, ...)
-    if io_type(file) ~= "file" or not writable(1, ...) then return file_write(file, ...) end
+    if io_type(file) ~= "file" or not writable(...) then return file_write(file, ...) end
     local ok, message, code = file_write(file, ...)
     if ok then return file end
     return ok, message, code
