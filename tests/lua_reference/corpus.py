@@ -58,6 +58,12 @@ LIBRARY: List[Tuple[str, str]] = [
     ("debug.setuservalue bad", "return pcall(debug.setuservalue, 1, {})"),
     ("debug.setuservalue bad table", "local ok, e = pcall(function() "
                                      "local r = debug.setuservalue(newproxy(), 1) return r end) return e"),
+    ("setuservalue as method", "local d = {f = debug.setuservalue} "
+                               "local ok, e = pcall(function() local r = d:f({}) return r end) return e"),
+    ("setuservalue as method arg 2", "local u = newproxy() local d = {f = debug.setuservalue} "
+                                     "local ok, e = pcall(function() local r = d.f(u, 1) return r end) return e"),
+    ("rawlen via local", "local len = rawlen local ok, e = pcall(function() local r = len(nil) return r end) "
+                         "return e"),
     ("io.write returns file", "local r = io.write() return r == io.output(), io.type(r), "
                               "select('#', io.write())"),
     ("file:write returns file", "local f = io.tmpfile() local r = f:write('x', 1) "
