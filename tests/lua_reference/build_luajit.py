@@ -3,15 +3,14 @@
 Two flavours: `compat52` (built with -DLUAJIT_ENABLE_LUA52COMPAT, the dialect of the reference,
 whose mlua feature `luajit52` builds LuaJIT that way) and `plain` (lupa's own configuration).
 Binaries are cached under ``$XDG_CACHE_HOME/luaskills-runtime/luajit-lupa-<version>/`` (or
-~/.cache/...), keyed by the installed lupa version, so only the first run downloads (pip) and
-builds (make, ~10-20 s each); later runs find the files.
+~/.cache/...), keyed by the installed lupa version, so only the first run downloads (pip, ~20 s)
+and builds (make, ~10-20 s each); later runs find the files.
 
 Run as a script to build both and print their paths:  python3 tests/lua_reference/build_luajit.py
 """
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -37,10 +36,10 @@ def cache_dir() -> Path:
     return Path(base) / "luaskills-runtime" / f"luajit-lupa-{lupa_version()}"
 
 
-def _run(command, cwd=None, timeout=600) -> None:
+def _run(command, cwd=None, env=None, timeout=600) -> None:
     try:
-        done = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=timeout)
+        done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, timeout=timeout)
     except FileNotFoundError as error:
         raise BuildUnavailable(f"{command[0]} not found: {error}") from None
     except subprocess.TimeoutExpired:
@@ -60,11 +59,9 @@ def sdist_path() -> Path:
     with tempfile.TemporaryDirectory(prefix="lsr-lupa-sdist-") as scratch:
         command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
                    "--no-binary", ":all:", "-d", scratch, f"lupa=={version}"]
-        # Preparing the sdist's metadata needs setuptools; without build isolation pip uses the
-        # installed one and skips building an isolated environment (much faster).
-        if importlib.util.find_spec("setuptools") is not None:
-            command.insert(4, "--no-build-isolation")
-        _run(command)
+        # pip runs the sdist's setup.py to read its metadata, and lupa's setup.py then builds
+        # its bundled LuaJITs (minutes); LUPA_NO_LUAJIT=true (its own option) skips that.
+        _run(command, env=dict(os.environ, LUPA_NO_LUAJIT="true"))
         found = list(Path(scratch).glob("lupa-*.tar.gz"))
         if not found:
             raise BuildUnavailable(f"pip download left no lupa sdist in {scratch}")
