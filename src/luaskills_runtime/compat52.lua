@@ -265,9 +265,12 @@ end
 if native_pipe_status and type(file_methods) == "table" and type(io.popen) == "function" then
   local loaded, ffi = pcall(require, "ffi")
   local pclose = windows and "_pclose" or "pclose"
-  if loaded and type(ffi) == "table" and pcall(ffi.cdef,
+  local declared = loaded and type(ffi) == "table" and pcall(ffi.cdef,
       "int luaskills_compat52_pclose(void *stream) __asm__(\"" .. pclose .. "\");\n" ..
-      "char *luaskills_compat52_strerror(int errnum) __asm__(\"strerror\");") then
+      "char *luaskills_compat52_strerror(int errnum) __asm__(\"strerror\");")
+  -- both symbols are resolved now: a C library without them leaves LuaJIT's close in place
+  if declared and pcall(function()
+      return ffi.C.luaskills_compat52_pclose, ffi.C.luaskills_compat52_strerror end) then
     local C, cast, errno, to_string = ffi.C, ffi.cast, ffi.errno, ffi.string
     local format_address = string.format
     local file_ud = ffi.typeof("struct { void *fp; uint32_t type; } *")
