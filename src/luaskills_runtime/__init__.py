@@ -4,4 +4,10 @@ from luaskills_runtime.engine import LuaEngine
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.options import HostOptions
 
-__all__ = ["__version__", "HostOptions", "LuaEngine", "LuaSkillsError"]
+__all__ = ["__version__", "HostOptions", "LuaEngine", "LuaSkillsError", "ffi_library_path"]
+
+
+def ffi_library_path() -> str:
+    """Path of the shared library exporting the luaskills JSON C ABI (for LUASKILLS_LIB)."""
+    from luaskills_runtime.ffi import library_path
+    return library_path()

@@ -43,13 +43,14 @@ def _optional_string(value: Any) -> Optional[str]:
     return None if value is None else _string(value)
 
 
-def _u64(value: Any) -> int:
+def _u64(value: Any, type_name: str = "u64") -> int:
+    """An unsigned integer field; `type_name` is the Rust type serde names (u64, usize)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _invalid_type(value, "u64")
+        raise _invalid_type(value, type_name)
     if value < 0:
-        raise RequestShapeError(f"invalid value: integer `{value}`, expected u64")
+        raise RequestShapeError(f"invalid value: integer `{value}`, expected {type_name}")
     if value > _U64_MAX:  # serde_json reads such a literal as a float
-        raise RequestShapeError(f"invalid type: floating point `{float(value)!r}`, expected u64")
+        raise RequestShapeError(f"invalid type: floating point `{float(value)!r}`, expected {type_name}")
     return value
 
 
@@ -269,6 +270,21 @@ def _request_context(value: Any) -> Optional[dict]:
         context["client_info"] = info
     context["client_capabilities"] = f.get("client_capabilities", _json_value, dict)
     return context
+
+
+def invocation_scope(context: Any) -> dict:
+    """A LuaInvocationContext (`{request_context, client_budget, tool_config}`, the last two
+    required as in the reference) -> the request-scope fields it sets in `vulcan.context` for one
+    call, the same ones a lease eval's flattened fields set.  Raises RequestShapeError."""
+    f = _Fields(context, "LuaInvocationContext")
+    request = f.get("request_context", _request_context)
+    return {
+        "request": request,
+        "client_info": None if request is None else request.get("client_info"),
+        "client_capabilities": None if request is None else request.get("client_capabilities"),
+        "client_budget": f.get("client_budget", _json_value, required=True),
+        "tool_config": f.get("tool_config", _json_value, required=True),
+    }
 
 
 def parse_eval(data: Any) -> EvalRequest:
