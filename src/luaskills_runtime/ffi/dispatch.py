@@ -139,7 +139,8 @@ for _action, _struct in _LEASE_STRUCTS.items():
 
 
 def _error(message: str) -> bytes:
-    return json.dumps({"ok": False, "error": message}, ensure_ascii=False).encode("utf-8", "replace")
+    return json.dumps({"ok": False, "error": message}, ensure_ascii=False,
+                      separators=(",", ":")).encode("utf-8", "replace")
 
 
 def dispatch(name: str, data: Optional[bytes], length: int) -> bytes:
