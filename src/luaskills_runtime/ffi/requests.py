@@ -86,27 +86,20 @@ class Struct:
                            at_start=isinstance(value, list))
         out = {}
         fields = self.fields
-        for key, item in value.items():
+        for key, item in value.items():  # decoded JSON: keys are unique
             field = fields.get(key)
-            if field is None or key in out:
+            if field is None:
                 continue
-            if field.struct is not None:
-                if item is None and field.optional_struct:
-                    out[key] = None
-                else:
-                    out[key] = field.struct.read(item, path + (key,))
+            struct = field.struct
+            if struct is not None:
+                out[key] = None if item is None and field.optional_struct else struct.read(item, path + (key,))
                 continue
             try:
                 out[key] = field.check(item)
             except RequestShapeError as error:
                 raise _Refused(str(error), path + (key,), isinstance(item, (dict, list))) from None
             if field.items is not None:
-                for index, element in enumerate(item):
-                    try:
-                        field.items(element)
-                    except RequestShapeError as error:
-                        raise _Refused(str(error), path + (key, index),
-                                       isinstance(element, (dict, list))) from None
+                self._read_items(field.items, item, path + (key,))
         if len(out) != len(fields):
             for key, field in fields.items():
                 if key not in out:
@@ -114,6 +107,14 @@ class Struct:
                         raise _Refused(f"missing field `{key}`", path)
                     out[key] = _fresh(field.default)
         return out
+
+    @staticmethod
+    def _read_items(check, items: list, path: tuple) -> None:
+        for index, element in enumerate(items):
+            try:
+                check(element)
+            except RequestShapeError as error:
+                raise _Refused(str(error), path + (index,), isinstance(element, (dict, list))) from None
 
 
 def decode(function_name: str, data: Optional[bytes], length: int, struct: Struct) -> Tuple[dict, str]:
