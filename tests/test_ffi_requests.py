@@ -180,3 +180,21 @@ def test_engine_options_runtime_root_sets_the_system_lua_lib_folder(tmp_path):
     assert options.temp_dir == str(tmp_path / "t")
     with pytest.raises(FfiRequestError, match="missing field `max_size` at line 1 column 40"):
         _decode(rq.ENGINE_NEW, '{"options":{"pool_config":{"min_size":1}}}')
+
+
+@pytest.mark.parametrize("text, detail", [
+    ("{", "EOF while parsing an object at line 1 column 1"),
+    ('{"engine_id":1', "EOF while parsing an object at line 1 column 14"),
+    ('{"engine_id":', "EOF while parsing a value at line 1 column 13"),
+    ('{"engine_id":1,', "EOF while parsing a value at line 1 column 15"),
+    ('{"args":[1,2', "EOF while parsing a list at line 1 column 12"),
+    ('{"code":"ret', "EOF while parsing a string at line 1 column 12"),
+    ('{"code" ', "EOF while parsing an object at line 1 column 8"),
+    ('{"args":{}\n  ', "EOF while parsing an object at line 2 column 2"),
+    ("  \n ", "EOF while parsing a value at line 2 column 1"),
+    ("{} x", "trailing characters at line 1 column 4"),
+])
+def test_syntax_errors_use_serde_json_wording(text, detail):
+    with pytest.raises(FfiRequestError) as caught:
+        _decode(rq.RUN_LUA, text)
+    assert str(caught.value) == f"fn received invalid JSON input: {detail}"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.serde_text import unexpected
+from luaskills_runtime.serde_text import eof_syntax_detail, unexpected
 
 DEFAULT_EVAL_TIMEOUT_MS = 60_000
 PUBLIC_DEFAULT_TTL_SEC = 600
@@ -169,8 +169,11 @@ def _load_json(text: Any) -> Any:
     try:
         return _DECODER.decode(text)
     except json.JSONDecodeError as error:
-        wording = _SYNTAX_WORDING.get(error.msg, error.msg[:1].lower() + error.msg[1:])
-        raise RequestShapeError(f"{wording} at line {error.lineno} column {error.colno}") from None
+        detail = eof_syntax_detail(text, error)
+        if detail is None:
+            wording = _SYNTAX_WORDING.get(error.msg, error.msg[:1].lower() + error.msg[1:])
+            detail = f"{wording} at line {error.lineno} column {error.colno}"
+        raise RequestShapeError(detail) from None
     except ValueError as error:  # NaN / Infinity literals, which JSON does not have
         raise RequestShapeError(f"expected value (got `{error}`)") from None
 

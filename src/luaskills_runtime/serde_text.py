@@ -112,3 +112,43 @@ def located(detail: str, text: str, path, at_start: bool = False) -> str:
     except (KeyError, IndexError, ValueError, StopIteration):
         return detail
     return detail + serde_position(text, start if at_start else end)
+
+
+def _open_container(text: str, end: int) -> str:
+    """The innermost `{` or `[` still open in text[:end] (strings skipped), or ""."""
+    stack, in_string, escaped = [], False, False
+    for char in text[:end]:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            stack.append(char)
+        elif char in "}]" and stack:
+            stack.pop()
+    return stack[-1] if stack else ""
+
+
+def eof_syntax_detail(text: str, error: json.JSONDecodeError):
+    """serde_json's detail when the text ended inside a value (`EOF while parsing an object` /
+    `a list` / `a string` / `a value`, positioned at the very end), or None when json's error is
+    not at the end of the text."""
+    message = error.msg
+    if message.startswith("Unterminated string"):  # json found no closing quote: the text ended
+        what = "a string"
+    elif text[error.pos:].strip(_JSON_SPACE):
+        return None
+    elif message == "Expecting property name enclosed in double quotes":
+        what = "a value" if text[:error.pos].rstrip(_JSON_SPACE).endswith(",") else "an object"
+    elif message == "Expecting ':' delimiter":
+        what = "an object"
+    elif message == "Expecting ',' delimiter":
+        what = "a list" if _open_container(text, error.pos) == "[" else "an object"
+    else:
+        what = "a value"
+    return f"EOF while parsing {what}" + serde_position(text, len(text))
