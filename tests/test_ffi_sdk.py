@@ -220,3 +220,16 @@ def test_skill_entry_points_answer_that_skills_are_outside(client):
     with pytest.raises(luaskills.LuaSkillsError, match="provider"):
         client.ffi.set_sqlite_provider_json_callback(lambda request: {})
     client.ffi.clear_sqlite_provider_json_callback()  # nothing registered: a no-op
+
+
+def test_flattened_context_fields_are_accepted(client):
+    """The core's flattened fields (request_context / client_budget / tool_config at the top)
+    work like an invocation_context, for run_lua and lease evals."""
+    code = "return {vulcan.context.request.request_id, vulcan.context.client_budget.b, vulcan.context.tool_config.t}"
+    flat = {"request_context": {"request_id": "flat"}, "client_budget": {"b": 1}, "tool_config": {"t": 2}}
+    assert client.ffi.call_json("luaskills_ffi_run_lua_json",
+                                {"engine_id": client.engine_id, "code": code, **flat}) == ["flat", 1, 2]
+    leases = client.runtime_leases()
+    lease = leases.create("flat-sid")
+    answer = leases.call_raw("eval", {"lease_id": lease["lease_id"], "code": code, **flat})
+    assert answer["ok"] is True and answer["result"] == ["flat", 1, 2]
