@@ -198,3 +198,18 @@ def test_syntax_errors_use_serde_json_wording(text, detail):
     with pytest.raises(FfiRequestError) as caught:
         _decode(rq.RUN_LUA, text)
     assert str(caught.value) == f"fn received invalid JSON input: {detail}"
+
+
+def test_engine_run_lua_invocation_context(engine):
+    from luaskills_runtime import LuaSkillsError
+    seen = engine.run_lua(
+        "return {vulcan.context.request.session_id, vulcan.context.client_info.kind, "
+        "vulcan.context.client_budget.max, vulcan.context.tool_config.on}",
+        invocation_context={"request_context": {"session_id": "s1", "client_info": {"kind": "ide"}},
+                            "client_budget": {"max": 3}, "tool_config": {"on": True}})
+    assert seen == ["s1", "ide", 3, True]
+    # only for that call
+    assert engine.run_lua("return vulcan.context.request.session_id") is None
+    with pytest.raises(LuaSkillsError) as caught:
+        engine.run_lua("return 1", invocation_context={"client_budget": {}})
+    assert str(caught.value) == "run_lua: invalid invocation_context: missing field `tool_config`"
