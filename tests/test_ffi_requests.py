@@ -213,3 +213,29 @@ def test_engine_run_lua_invocation_context(engine):
     with pytest.raises(LuaSkillsError) as caught:
         engine.run_lua("return 1", invocation_context={"client_budget": {}})
     assert str(caught.value) == "run_lua: invalid invocation_context: missing field `tool_config`"
+
+
+KEYS = st.sampled_from(["engine_id", "code", "args", "sid", "lease_id", "authority", "options",
+                        "invocation_context", "client_budget", "tool_config", "timeout_ms", "x"])
+JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=False),
+                                 st.text(max_size=3)),
+                       lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                               st.dictionaries(KEYS, inner, max_size=4)), max_leaves=10)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(__import__("luaskills_runtime.ffi.dispatch", fromlist=["HANDLERS"]).HANDLERS)
+                       + ["luaskills_ffi_list_entries_json", "luaskills_ffi_unknown_json"]),
+       st.one_of(st.none(), st.binary(max_size=40),
+                 JSONISH.map(lambda value: json.dumps(value).encode())))
+def test_dispatch_always_answers_an_envelope(name, data):
+    """Whatever arrives, the dispatcher answers one JSON envelope (engine ids here never exist,
+    so no Lua runs)."""
+    from luaskills_runtime.ffi.dispatch import dispatch
+    if name == "luaskills_ffi_engine_new_json":
+        return  # a valid request would create an engine; engine_new is covered above
+    answer = json.loads(dispatch(name, data, 0 if data is None else len(data)))
+    assert set(answer) in ({"ok", "result"}, {"ok", "error"})
+    if answer["ok"] is False:
+        assert isinstance(answer["error"], str) and answer["error"]
+        assert "internal error" not in answer["error"]
