@@ -226,3 +226,15 @@ def test_ffi_install_reports_failures(tmp_path):
                             env=child_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr.startswith("luaskills-runtime: ffi-install failed: ")
+
+
+def test_a_package_that_cannot_be_imported_gives_an_error_envelope():
+    result = raw("""
+        sys.modules["luaskills_runtime"] = None  # every import of the package now fails
+        print(json.dumps(call_no_input("luaskills_ffi_version_json")))
+    """)
+    assert result.returncode == 0, result.stderr
+    answer = __import__("json").loads(result.stdout)
+    assert answer["ok"] is False
+    assert answer["error"].startswith("luaskills_ffi_version_json: the luaskills_runtime dispatcher "
+                                      "failed: No module named 'luaskills_runtime.ffi'")
