@@ -86,7 +86,7 @@ class Struct:
                            at_start=isinstance(value, list))
         out = {}
         fields = self.fields
-        for key, item in value.items():  # decoded JSON: keys are unique
+        for key, item in value.items():  # a repeated key: its last value (unchecked)
             field = fields.get(key)
             if field is None:
                 continue
