@@ -28,7 +28,8 @@ LAYERS = (
     ("vulcan",),                          # the namespace Lua code sees
     ("runlua", "leases"),                 # the two services built on VMs
     ("engine",),                          # wires the services
-    ("cli", "ffi"),                       # host surfaces: command line, C ABI
+    ("ffi",),                             # the C ABI surface (its library locator is used by cli)
+    ("cli",),                             # the command line (ffi-path / ffi-install)
     ("__main__",),                        # `python -m luaskills_runtime`
     ("__init__",),                        # the package facade (loads LuaEngine lazily)
 )

@@ -3,7 +3,8 @@ from luaskills_runtime._version import __version__
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.options import HostOptions
 
-__all__ = ["LuaEngine", "HostOptions", "LuaSkillsError", "__version__", "engine_info"]
+__all__ = ["__version__", "HostOptions", "LuaEngine", "LuaSkillsError", "engine_info",
+           "ffi_library_path"]
 
 
 def __getattr__(name: str):
@@ -16,3 +17,9 @@ def __getattr__(name: str):
         from luaskills_runtime.lua.runtime_info import engine_info
         return engine_info
     raise AttributeError(f"module 'luaskills_runtime' has no attribute {name!r}")
+
+
+def ffi_library_path() -> str:
+    """Path of the shared library exporting the luaskills JSON C ABI (for LUASKILLS_LIB)."""
+    from luaskills_runtime.ffi import library_path
+    return library_path()

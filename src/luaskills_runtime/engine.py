@@ -5,7 +5,9 @@ import threading
 from typing import Any, Hashable, Optional
 
 from luaskills_runtime._ref.rust import is_blank
+from luaskills_runtime._ref.serde_text import RequestShapeError
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.leases.requests import invocation_scope
 from luaskills_runtime.leases import PUBLIC, SYSTEM, RuntimeLeases, dump_payload
 from luaskills_runtime.options import HostOptions
 from luaskills_runtime.lua.pool import VmPool
@@ -43,14 +45,23 @@ class LuaEngine:
         self._runtime_leases = RuntimeLeases(self._state)
 
     # ---- run_lua -------------------------------------------------------------------------------
-    def run_lua(self, code: str, args: Any = None) -> Any:
-        """Run code on a main VM with `args` as a local; returns its first value as JSON data."""
+    def run_lua(self, code: str, args: Any = None, *, invocation_context: Optional[dict] = None) -> Any:
+        """Run code on a main VM with `args` as a local; returns its first value as JSON data.
+
+        `invocation_context` (`{request_context, client_budget, tool_config}`, as luaskills'
+        LuaInvocationContext) fills `vulcan.context` for this call."""
         self._check_open()
         if not isinstance(code, str):
             raise LuaSkillsError(f"run_lua: code must be a string, got {type(code).__name__}")
+        scope = {}
+        if invocation_context is not None:
+            try:
+                scope = invocation_scope(invocation_context)
+            except RequestShapeError as error:
+                raise LuaSkillsError(f"run_lua: invalid invocation_context: {error}") from None
         vm = self._main_pool.acquire()
         try:
-            vm.reset_scope()
+            vm.reset_scope(**scope)
             run_error = result = None
             try:
                 vm.set_global("__runlua_args", json_to_lua(vm.runtime, args if args is not None else {},
