@@ -2,7 +2,7 @@
 
 The harness cross-compiles proc_windows.c / drain_windows.c / tree_windows.c with mingw-w64
 (-Wall -Wextra -Werror; run.sh also compiles every other Windows C source, e.g. the timeout
-guard's luahook.c and luaapi_windows.c) and exercises them against real Windows child processes: Job Object and
+guard's luahook.c and luaapi_windows.c, but those written against the CPython API) and exercises them against real Windows child processes: Job Object and
 ToolHelp-snapshot tree teardown, the creation-time cutoff, non-reaping status, output draining and
 spawn errors.  Skipped only when the cross compiler or Wine is not installed
 (.ci/install-windows-toolchain.sh installs both on Debian).
@@ -61,3 +61,14 @@ def test_windows_process_core_under_wine():
     # every other Windows C source compiled too, the timeout guard's among them
     compiled = re.findall(r"^run\.sh: also compiled (.*)$", output, re.MULTILINE)
     assert compiled and {"exec.c", "luahook.c", "luaapi_windows.c"} <= set(compiled[-1].split()), output
+    # ... all but the CPython-API ones (no Windows Python headers here), and only those are left out
+    left_out = re.findall(r"^run\.sh: not compiled \(CPython API\):(.*)$", output, re.MULTILINE)
+    assert left_out, output
+    expected = {source.name for source in (ROOT / "native").glob("*.c")
+                if re.search(r"^#include <Python\.h>", source.read_text("utf-8"), re.MULTILINE)}
+    assert set(left_out[-1].split()) == expected, output
+    windows_sources = {source.name for source in (ROOT / "native").glob("*.c")
+                       if not source.name.endswith("_posix.c")}
+    core = {"proc_windows.c", "drain_windows.c", "tree_windows.c", "winerr_windows.c", "notify.c",
+            "ringbuf.c"}
+    assert set(compiled[-1].split()) == windows_sources - core - expected, output
