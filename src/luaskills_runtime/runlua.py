@@ -288,6 +288,7 @@ class RunluaService:
         self._lock = threading.Lock()
         self._running: Dict[Hashable, CancelToken] = {}
         self._anonymous: set = set()
+        self._vm_of: Dict[CancelToken, LuaVM] = {}  # the VM each running request is on
         self._closed = False
 
     # -- public --------------------------------------------------------------------------------
@@ -302,7 +303,7 @@ class RunluaService:
         code, entry_file = resolve_source(request)
         token = self._register(request_id)
         try:
-            return self._execute(request, code, entry_file, token)
+            return self._execute(request, code, entry_file, token, request_id)
         finally:
             self._unregister(request_id, token)
 
@@ -310,9 +311,12 @@ class RunluaService:
         """Stop the running request registered under request_id; False when there is none."""
         with self._lock:
             token = self._running.get(request_id)
+            vm = self._vm_of.get(token) if token is not None else None
         if token is None:
             return False
         token.cancel(message)
+        if vm is not None:  # its sessions and exec trees die now (a blocked read returns)
+            vm.kill_resources()
         return True
 
     def close(self) -> None:
@@ -345,9 +349,13 @@ class RunluaService:
                 del self._running[request_id]
 
     def _execute(self, request: RunluaRequest, code: str, entry_file: Optional[str],
-                 token: CancelToken) -> "RunluaReport":
+                 token: CancelToken, request_id: Optional[Hashable] = None) -> "RunluaReport":
         entry_dir = os.path.dirname(entry_file) if entry_file else None
         vm = self.pool.acquire()
+        with self._lock:
+            self._vm_of[token] = vm
+        if request_id is not None:
+            vm.log_fields["luaskills_request_id"] = request_id
         state: _RunluaVmState = vm.runlua
         discard = False
         restored = None  # the restore answer when the run already restored the VM
@@ -388,6 +396,11 @@ class RunluaService:
             return RunluaReport(render_error(request.task, printed, outcome.error),
                                 outcome.status)
         finally:
+            with self._lock:
+                self._vm_of.pop(token, None)
+            vm.log_fields.pop("luaskills_request_id", None)
+            if token.cancelled:
+                vm.kill_resources()
             cleanup_error = None if discard else self._cleanup(vm, state, restored)
             if cleanup_error is not None:
                 discard = True

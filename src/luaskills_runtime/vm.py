@@ -64,6 +64,9 @@ class LuaVM:
         self._resources_lock = threading.Lock()
         self.broken = False
         self.closed = False
+        # `extra` fields of this VM's Lua log lines (luaskills_sid, luaskills_lease_id,
+        # luaskills_request_id), set by whoever runs a request or owns the VM.
+        self.log_fields: dict = {}
         install_vulcan(self)
 
     # ---- request scope ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ from libc.stdint cimport uint8_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, free
 
 from luaskills_runtime._native.c_ringbuf cimport (
-    lsr_ring, lsr_now_ms, lsr_ring_stats, lsr_ring_drain, lsr_notify_seq,
+    lsr_ring, lsr_now_ms, lsr_ring_stats, lsr_ring_drain, lsr_notify_seq, lsr_notify_set_wake_fd,
 )
 from luaskills_runtime._native.c_process cimport (
     lsr_error, lsr_proc, lsr_proc_spec, lsr_exit_status, lsr_marker,
@@ -309,6 +309,15 @@ cdef class ProcessCore:
         cdef bytes out = PyBytes_FromStringAndSize(NULL, held)
         cdef size_t got = lsr_ring_peek(ring, <uint8_t *>PyBytes_AS_STRING(out), held)
         return out if got == held else out[:got]
+
+    def _set_wake_fd(self, int fd):
+        """POSIX: write a byte to ``fd`` (a non-blocking pipe's write end) whenever output, EOF or
+        the exit arrives, so an event loop can wait on the pipe; -1 stops (then the pipe may be
+        closed).  Raises OSError on Windows."""
+        self._check()
+        cdef int rc = lsr_notify_set_wake_fd(lsr_proc_notify(self.proc), fd)
+        if rc != 0:
+            raise OSError(rc, "lsr_notify_set_wake_fd: not supported on this platform")
 
     def _streams(self):
         """``(notify_seq, stdout_held, stderr_held, stdout_eof, stderr_eof)``; the sequence is
