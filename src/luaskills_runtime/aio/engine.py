@@ -62,7 +62,17 @@ class AsyncLuaEngine:
             raise ValueError(f"max_workers must be a positive int, got {max_workers!r}")
         self.engine = LuaEngine(options)
         self._engine = self.engine
-        self._limiter = anyio.CapacityLimiter(max_workers)
+        self._max_workers = max_workers
+        self._limiter_of_loop: Optional[anyio.CapacityLimiter] = None
+
+    @property
+    def _limiter(self) -> anyio.CapacityLimiter:
+        # Made on first use, inside the event loop the engine then serves (anyio primitives
+        # belong to one loop).
+        limiter = self._limiter_of_loop
+        if limiter is None:
+            limiter = self._limiter_of_loop = anyio.CapacityLimiter(self._max_workers)
+        return limiter
 
     @property
     def options(self) -> HostOptions:

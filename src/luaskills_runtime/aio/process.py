@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Iterable, List, Mapping, Optional, Type, Union, cast
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from luaskills_runtime.aio._worker import run_cancellable
@@ -29,7 +30,9 @@ from luaskills_runtime.types import ExecResult, ProcessStatus, ReadResult
 __all__ = ["AsyncProcessSession", "exec_command"]
 
 _WATCH_FD = sys.platform != "win32"
-_exec_limiter: Optional[anyio.CapacityLimiter] = None
+#: Commands running at once per event loop (more wait without a thread).
+EXEC_CONCURRENCY = 16
+_exec_limiter: "anyio.lowlevel.RunVar[anyio.CapacityLimiter]" = anyio.lowlevel.RunVar("exec_limiter")
 
 
 class AsyncProcessSession:
@@ -193,17 +196,19 @@ async def exec_command(command: Optional[str] = None, *, program: Optional[str] 
                        stdin_encoding: Optional[str] = None) -> ExecResult:
     """Run one command to completion (see ``luaskills_runtime.process.exec_command``).
     Cancelling the awaiting task kills the command's whole process tree."""
-    global _exec_limiter
     check_exec_arg_types(command=command, program=program, args=args, cwd=cwd)
     request = parse_python_exec_args(
         command, program, args, cwd, env, stdin, timeout_ms, shell, encoding, stdout_encoding,
         stderr_encoding, stdin_encoding, default_mode=default_mode())
     runs: List[Any] = []
-    if _exec_limiter is None:
-        _exec_limiter = anyio.CapacityLimiter(16)
+    try:
+        limiter = _exec_limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(EXEC_CONCURRENCY)
+        _exec_limiter.set(limiter)
 
     def kill() -> None:
         for run in runs:
             run.kill()
     return cast(ExecResult, await run_cancellable(
-        lambda: run_exec_request(request, track=runs.append), kill, _exec_limiter))
+        lambda: run_exec_request(request, track=runs.append), kill, limiter))
