@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Any, Dict, Hashable, Mapping, Optional, Tuple
+from typing import Any, Dict, Hashable, Optional, Tuple
 
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.guard import CANCEL_MESSAGE, CancelToken, guarded_run
@@ -123,15 +123,20 @@ class LuaEngine:
         """Stop the run_lua call or runlua request started with `request_id` and kill the
         process trees its VM started; the call then fails with ``luaexec execution cancelled by
         the host``.  False when nothing with that id is running.  Callable from any thread."""
+        found = self._cancel_run_lua(request_id, CANCEL_MESSAGE)
+        return self.runlua_service.cancel(request_id) or found
+
+    def _cancel_run_lua(self, request_id: Hashable, message: str) -> bool:
+        """Stop the run_lua call running under `request_id` with `message` (the CLI passes a
+        timeout message) and kill its VM's process trees."""
         with self._run_lua_lock:
             entry = self._run_lua_running.get(request_id)
-        found = False
-        if entry is not None:
-            token, vm = entry
-            token.cancel(CANCEL_MESSAGE)
-            vm.kill_resources()  # a session read or exec blocked in Python returns at once
-            found = True
-        return self.runlua_service.cancel(request_id) or found
+        if entry is None:
+            return False
+        token, vm = entry
+        token.cancel(message)
+        vm.kill_resources()  # a session read or exec blocked in Python returns at once
+        return True
 
     # ---- runlua (luaskills_runtime.runlua) ------------------------------------------------------
     def execute_runlua_request_json_inline(self, request_json: str, *,
