@@ -273,9 +273,11 @@ class ProcessSession(ProcessCore):
                     return False
             if eof_out and eof_err:
                 return False
-            if deadline >= 0 and self._now_ms() >= deadline:
+            now = self._now_ms()
+            if deadline >= 0 and now >= deadline:
                 return True
-            self._wait_change(seq, deadline)
+            # in slices, so signals (Ctrl-C) are handled between them
+            self._wait_change(seq, now + 50 if deadline < 0 else min(deadline, now + 50))
 
     # status() -> dict and kill() -> True are native.
 

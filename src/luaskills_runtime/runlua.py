@@ -303,7 +303,7 @@ class RunluaService:
         code, entry_file = resolve_source(request)
         token = self._register(request_id)
         try:
-            return self._execute(request, code, entry_file, token, request_id)
+            return self._execute(request, code, entry_file, token)
         finally:
             self._unregister(request_id, token)
 
@@ -349,13 +349,11 @@ class RunluaService:
                 del self._running[request_id]
 
     def _execute(self, request: RunluaRequest, code: str, entry_file: Optional[str],
-                 token: CancelToken, request_id: Optional[Hashable] = None) -> "RunluaReport":
+                 token: CancelToken) -> "RunluaReport":
         entry_dir = os.path.dirname(entry_file) if entry_file else None
         vm = self.pool.acquire()
         with self._lock:
             self._vm_of[token] = vm
-        if request_id is not None:
-            vm.log_fields["luaskills_request_id"] = request_id
         state: _RunluaVmState = vm.runlua
         discard = False
         restored = None  # the restore answer when the run already restored the VM
@@ -398,7 +396,6 @@ class RunluaService:
         finally:
             with self._lock:
                 self._vm_of.pop(token, None)
-            vm.log_fields.pop("luaskills_request_id", None)
             if token.cancelled:
                 vm.kill_resources()
             cleanup_error = None if discard else self._cleanup(vm, state, restored)
