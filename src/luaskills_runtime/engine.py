@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Any, Dict, Hashable, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Tuple
 
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.guard import CANCEL_MESSAGE, CancelToken, guarded_run
@@ -17,6 +17,10 @@ from luaskills_runtime.runlua import RunluaService, parse_request_json, request_
 from luaskills_runtime.text import default_mode, normalize_encoding
 from luaskills_runtime.vm import MAIN, RUN_LUA_WRAPPER, LuaVM
 from luaskills_runtime.luajson import json_to_lua, lua_to_json
+from luaskills_runtime.types import (CreateLeaseFields, EvalLeaseFields, LeaseCancelPayload,
+                                     LeaseClosePayload, LeaseCreatePayload, LeaseEvalPayload,
+                                     LeaseIdentityFields, LeaseListPayload, LeaseStatusPayload,
+                                     ListLeaseFields, Unpack)
 
 LOGGER = logging.getLogger("luaskills_runtime.lua")
 
@@ -50,7 +54,7 @@ class EngineState:
 class LuaEngine:
     """Runs Lua code for a host.  Thread-safe; use as a context manager or call close()."""
 
-    def __init__(self, options: Optional[HostOptions] = None):
+    def __init__(self, options: Optional[HostOptions] = None) -> None:
         self.options = options if options is not None else HostOptions()
         self._state = EngineState(self, self.options)
         self._closed = False
@@ -147,7 +151,7 @@ class LuaEngine:
         self._check_open()
         return self.runlua_service.execute(parse_request_json(request_json), request_id)
 
-    def execute_runlua_request_inline(self, request: dict, *,
+    def execute_runlua_request_inline(self, request: Mapping[str, Any], *,
                                       request_id: Optional[Hashable] = None) -> str:
         """Dict twin of execute_runlua_request_json_inline (same fields, same Markdown)."""
         self._check_open()
@@ -166,7 +170,8 @@ class LuaEngine:
         self._check_open()
         return dump_payload(getattr(self._runtime_leases, op)(request_json, profile, from_json=True))
 
-    def _lease_dict(self, op: str, profile: str, request: Optional[dict], fields: dict) -> dict:
+    def _lease_dict(self, op: str, profile: str, request: Optional[Mapping[str, Any]],
+                    fields: Mapping[str, Any]) -> Dict[str, Any]:
         self._check_open()
         if request is not None and fields:
             raise TypeError("pass the request as a dict or as keyword arguments, not both")
@@ -174,9 +179,10 @@ class LuaEngine:
         if unknown:
             name = ("" if profile == PUBLIC else "system_") + op
             raise TypeError(f"{name} runtime lease: unexpected keyword argument(s) "
-                            f"{', '.join(unknown)}; accepted: {', '.join(sorted(_LEASE_FIELDS[op]))}")
-        return getattr(self._runtime_leases, op)(request if request is not None else fields,
-                                                 profile, from_json=False)
+                            f"{', '.join(unknown)}; accepted: "
+                            f"{', '.join(sorted(_LEASE_FIELDS[op]))}")
+        return getattr(self._runtime_leases, op)(  # type: ignore[no-any-return]
+            request if request is not None else dict(fields), profile, from_json=False)
 
     def create_runtime_lease_json(self, request_json: str) -> str:
 
@@ -238,65 +244,65 @@ class LuaEngine:
         """Stop the eval running in a system runtime lease (JSON in, JSON out)."""
         return self._lease_json("cancel", SYSTEM, request_json)
 
-    def create_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def create_runtime_lease(self, request: Optional[CreateLeaseFields] = None,
+                             **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
         """Create a runtime lease (dict or keywords in, dict out)."""
-        return self._lease_dict("create", PUBLIC, request, fields)
+        return self._lease_dict("create", PUBLIC, request, fields)  # type: ignore[return-value]
 
-    def eval_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def eval_runtime_lease(self, request: Optional[EvalLeaseFields] = None,
+                           **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
         """Run code in a runtime lease (dict or keywords in, dict out)."""
-        return self._lease_dict("eval", PUBLIC, request, fields)
+        return self._lease_dict("eval", PUBLIC, request, fields)  # type: ignore[return-value]
 
-    def runtime_lease_status(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def runtime_lease_status(self, request: Optional[LeaseIdentityFields] = None,
+                             **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
         """The status of a runtime lease (dict or keywords in, dict out)."""
-        return self._lease_dict("status", PUBLIC, request, fields)
+        return self._lease_dict("status", PUBLIC, request, fields)  # type: ignore[return-value]
 
-    def list_runtime_leases(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def list_runtime_leases(self, request: Optional[ListLeaseFields] = None,
+                            **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
         """List the runtime leases (dict or keywords in, dict out)."""
-        return self._lease_dict("list", PUBLIC, request, fields)
+        return self._lease_dict("list", PUBLIC, request, fields)  # type: ignore[return-value]
 
-    def close_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def close_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
+                            **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
         """Close a runtime lease (dict or keywords in, dict out)."""
-        return self._lease_dict("close", PUBLIC, request, fields)
+        return self._lease_dict("close", PUBLIC, request, fields)  # type: ignore[return-value]
 
-    def cancel_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def cancel_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
+                             **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
         """Stop the eval running in a runtime lease (dict or keywords in, dict out)."""
-        return self._lease_dict("cancel", PUBLIC, request, fields)
+        return self._lease_dict("cancel", PUBLIC, request, fields)  # type: ignore[return-value]
 
-    def create_system_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def create_system_runtime_lease(self, request: Optional[CreateLeaseFields] = None,
+                                    **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
         """Create a system runtime lease (dict or keywords in, dict out)."""
-        return self._lease_dict("create", SYSTEM, request, fields)
+        return self._lease_dict("create", SYSTEM, request, fields)  # type: ignore[return-value]
 
-    def eval_system_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def eval_system_runtime_lease(self, request: Optional[EvalLeaseFields] = None,
+                                  **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
         """Run code in a system runtime lease (dict or keywords in, dict out)."""
-        return self._lease_dict("eval", SYSTEM, request, fields)
+        return self._lease_dict("eval", SYSTEM, request, fields)  # type: ignore[return-value]
 
-    def system_runtime_lease_status(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def system_runtime_lease_status(self, request: Optional[LeaseIdentityFields] = None,
+                                    **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
         """The status of a system runtime lease (dict or keywords in, dict out)."""
-        return self._lease_dict("status", SYSTEM, request, fields)
+        return self._lease_dict("status", SYSTEM, request, fields)  # type: ignore[return-value]
 
-    def list_system_runtime_leases(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def list_system_runtime_leases(self, request: Optional[ListLeaseFields] = None,
+                                   **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
         """List the system runtime leases (dict or keywords in, dict out)."""
-        return self._lease_dict("list", SYSTEM, request, fields)
+        return self._lease_dict("list", SYSTEM, request, fields)  # type: ignore[return-value]
 
-    def close_system_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def close_system_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
+                                   **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
         """Close a system runtime lease (dict or keywords in, dict out)."""
-        return self._lease_dict("close", SYSTEM, request, fields)
+        return self._lease_dict("close", SYSTEM, request, fields)  # type: ignore[return-value]
 
-    def cancel_system_runtime_lease(self, request: Optional[dict] = None, **fields: Any) -> dict:
-
+    def cancel_system_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
+                                    **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
         """Stop the eval running in a system runtime lease (dict or keywords in, dict out)."""
-        return self._lease_dict("cancel", SYSTEM, request, fields)
+        return self._lease_dict("cancel", SYSTEM, request, fields)  # type: ignore[return-value]
 
 
     def _kill_lease_processes(self, lease_id: str) -> bool:
@@ -317,10 +323,10 @@ class LuaEngine:
         check_failure(payload)
         return Lease(payload, self._lease_caller(system))  # type: ignore[arg-type]
 
-    def _lease_caller(self, system: bool):
+    def _lease_caller(self, system: bool) -> Callable[[str, Dict[str, Any]], Dict[str, Any]]:
         profile = SYSTEM if system else PUBLIC
 
-        def call(op: str, fields: Dict[str, Any]) -> dict:
+        def call(op: str, fields: Dict[str, Any]) -> Dict[str, Any]:
             return self._lease_dict(op, profile, None, fields)
         return call
 
@@ -353,10 +359,11 @@ class LuaEngine:
         """Use as a context manager: the engine is closed when the block ends."""
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
+        """Leaving the ``with`` block closes the engine."""
         self.close()
 
-    def __del__(self):
+    def __del__(self) -> None:
         try:
             self.close()
         except Exception:

@@ -26,8 +26,9 @@ from luaskills_runtime._native.process import ProcessCore
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.luajson import lua_type_name
 from luaskills_runtime.text import decode_text, default_mode, encode_text, normalize_encoding
+from luaskills_runtime.types import ProcessStatus
 
-__all__ = ["ProcessSession", "lua_type_name"]
+__all__ = ["ProcessSession", "exec_command", "lua_type_name"]
 
 DEFAULT_READ_TIMEOUT_MS = 100
 DEFAULT_CLOSE_TIMEOUT_MS = 1000
@@ -174,7 +175,7 @@ class ProcessSession(ProcessCore):
         stdin_encoding: Optional[str] = None,
         buffer_limit_bytes: Optional[Union[int, float]] = DEFAULT_BUFFER_LIMIT_BYTES,
         *,
-        default_encoding=None,
+        default_encoding: Optional[str] = None,
     ) -> None:
         program = _text(program, OPEN, "program", False)
         if args is None:
@@ -202,12 +203,15 @@ class ProcessSession(ProcessCore):
         _live.add(self)
 
     @classmethod
-    def open(cls, program, args=(), cwd=None, encoding=None, stdout_encoding=None,
-             stderr_encoding=None, stdin_encoding=None,
-             buffer_limit_bytes=DEFAULT_BUFFER_LIMIT_BYTES, **kwargs) -> "ProcessSession":
-        """Start ``program`` with ``args`` (no shell) and return its session."""
+    def open(cls, program: str, args: Iterable[str] = (), *, cwd: Optional[str] = None,
+             encoding: Optional[str] = None, stdout_encoding: Optional[str] = None,
+             stderr_encoding: Optional[str] = None, stdin_encoding: Optional[str] = None,
+             buffer_limit_bytes: Optional[int] = DEFAULT_BUFFER_LIMIT_BYTES,
+             default_encoding: Optional[str] = None) -> "ProcessSession":
+        """Start ``program`` with ``args`` (no shell) and return its session; the options are
+        keyword-only (unknown ones raise TypeError)."""
         return cls(program, args, cwd, encoding, stdout_encoding, stderr_encoding,
-                   stdin_encoding, buffer_limit_bytes, **kwargs)
+                   stdin_encoding, buffer_limit_bytes, default_encoding=default_encoding)
 
     # write(*values) -> True is native; this is its general path.
     def _write_values(self, values) -> bool:
@@ -281,17 +285,19 @@ class ProcessSession(ProcessCore):
 
     # status() -> dict and kill() -> True are native.
 
-    def close(self, timeout_ms: Optional[Union[int, float]] = DEFAULT_CLOSE_TIMEOUT_MS) -> Dict[str, Any]:
+    def close(self, timeout_ms: Optional[Union[int, float]] = DEFAULT_CLOSE_TIMEOUT_MS
+              ) -> "ProcessStatus":
         """Close stdin, give the child up to ``timeout_ms`` to exit, then kill the whole tree and
         reap it; returns the final status.  Idempotent: later calls return the cached status.
         Output buffered before stays readable."""
         timeout = _positive(timeout_ms, CLOSE, "timeout_ms", DEFAULT_CLOSE_TIMEOUT_MS)
-        return self._close(timeout, CLOSE)
+        return self._close(timeout, CLOSE)  # type: ignore[return-value]
 
     def __enter__(self) -> "ProcessSession":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving the ``with`` block closes the session (the whole tree dies)."""
         self.close()
 
     def __repr__(self) -> str:

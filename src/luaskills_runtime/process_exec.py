@@ -23,12 +23,13 @@ import os
 import shutil
 import sys
 import weakref
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.exec_request import (ExecRequest, exec_error_result, exec_result,
                                             parse_python_exec_args)
 from luaskills_runtime.text import default_mode, encode_text
+from luaskills_runtime.types import ExecResult
 
 #: How long descendants may keep stdout/stderr open after the root process exited.
 ORPHAN_GRACE_MS = 200
@@ -133,9 +134,13 @@ def check_exec_arg_types(*, command: Any, program: Any, args: Any, cwd: Any) -> 
                         f"got {type(args).__name__}")
 
 
-def exec_command(command=None, program=None, args=(), cwd=None, env=None, stdin=None,
-                 timeout_ms=None, shell=None, encoding=None, stdout_encoding=None,
-                 stderr_encoding=None, stdin_encoding=None) -> dict:
+def exec_command(command: Optional[str] = None, program: Optional[str] = None,
+                 args: Iterable[Any] = (), cwd: Optional[str] = None,
+                 env: Optional[Mapping[str, str]] = None, stdin: Optional[Union[str, bytes]] = None,
+                 timeout_ms: Optional[int] = None, shell: Optional[bool] = None,
+                 encoding: Optional[str] = None, stdout_encoding: Optional[str] = None,
+                 stderr_encoding: Optional[str] = None,
+                 stdin_encoding: Optional[str] = None) -> "ExecResult":
     """Run one command to completion and return the result dict of ``vulcan.process.exec``.
 
     ``command`` runs through the platform shell (``sh -c`` / ``cmd.exe /C``); ``program`` with
@@ -151,7 +156,7 @@ def exec_command(command=None, program=None, args=(), cwd=None, env=None, stdin=
     request = parse_python_exec_args(
         command, program, args, cwd, env, stdin, timeout_ms, shell, encoding, stdout_encoding,
         stderr_encoding, stdin_encoding, default_mode=default_mode())
-    return run_exec_request(request)
+    return run_exec_request(request)  # type: ignore[return-value]
 
 
 @atexit.register

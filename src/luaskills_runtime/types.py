@@ -9,14 +9,15 @@ import sys
 from typing import Any, Dict, List, Optional, Union
 
 if sys.version_info >= (3, 11):
-    from typing import NotRequired, TypedDict
+    from typing import NotRequired, TypedDict, Unpack
 else:  # pragma: no cover - exercised on the older interpreters only
-    from typing_extensions import NotRequired, TypedDict
+    from typing_extensions import NotRequired, TypedDict, Unpack
 
 __all__ = [
     "JsonValue", "LeaseFailurePayload", "LeaseCreatePayload", "LeaseEvalPayload",
     "LeaseStatusPayload", "LeaseClosePayload", "LeaseCancelPayload", "LeaseListPayload",
-    "LeasePayload", "ExecResult", "ReadResult", "ProcessStatus",
+    "LeasePayload", "ExecResult", "ReadResult", "ProcessStatus", "CreateLeaseFields",
+    "EvalLeaseFields", "LeaseIdentityFields", "ListLeaseFields", "Unpack",
 ]
 
 #: What run_lua and lease evals return: the JSON form of a Lua value.
@@ -31,34 +32,39 @@ class LeaseFailurePayload(TypedDict):
 
 
 class _LeaseIdentity(TypedDict):
+    # A payload of the dict lease methods is either the success shape (these keys) or, with
+    # ok False, the failure shape (error_code and message): hence NotRequired everywhere but ok.
+    # Lease handles raise LeaseError instead of returning failures.
     ok: bool
-    sid: str
-    lease_id: str
-    generation: int
-    profile: str
-    lifetime: str                    # "finite" or "infinite"
-    cwd: Optional[str]
-    system_lua_lib: Optional[str]
-    expires_at_unix_ms: Optional[int]
+    error_code: NotRequired[str]
+    message: NotRequired[str]
+    sid: NotRequired[str]
+    lease_id: NotRequired[str]
+    generation: NotRequired[int]
+    profile: NotRequired[str]
+    lifetime: NotRequired[str]           # "finite" or "infinite"
+    cwd: NotRequired[Optional[str]]
+    system_lua_lib: NotRequired[Optional[str]]
+    expires_at_unix_ms: NotRequired[Optional[int]]
 
 
 class LeaseCreatePayload(_LeaseIdentity):
-    """What a successful create returns."""
-    workspace_root: Optional[str]
-    ttl_sec: Optional[int]
+    """What create returns."""
+    workspace_root: NotRequired[Optional[str]]
+    ttl_sec: NotRequired[Optional[int]]
 
 
 class LeaseEvalPayload(_LeaseIdentity):
-    """What a successful eval returns; ``result`` is the JSON form of the first returned value."""
-    result: Any
+    """What eval returns; ``result`` is the JSON form of the first returned value."""
+    result: NotRequired[Any]
 
 
 class LeaseStatusPayload(_LeaseIdentity):
     """What status (and each entry of list) returns."""
-    workspace_root: Optional[str]
-    ttl_sec: Optional[int]
-    closed: bool
-    expired: bool
+    workspace_root: NotRequired[Optional[str]]
+    ttl_sec: NotRequired[Optional[int]]
+    closed: NotRequired[bool]
+    expired: NotRequired[bool]
 
 
 class LeaseClosePayload(LeaseStatusPayload):
@@ -67,18 +73,60 @@ class LeaseClosePayload(LeaseStatusPayload):
 
 class LeaseCancelPayload(_LeaseIdentity):
     """What cancel returns; ``cancelled`` tells whether an eval was running."""
-    cancelled: bool
+    cancelled: NotRequired[bool]
 
 
 class LeaseListPayload(TypedDict):
     """What list returns."""
     ok: bool
-    leases: List[LeaseStatusPayload]
+    error_code: NotRequired[str]
+    message: NotRequired[str]
+    leases: NotRequired[List[LeaseStatusPayload]]
 
 
 #: Any payload of the dict lease methods.
 LeasePayload = Union[LeaseCreatePayload, LeaseEvalPayload, LeaseStatusPayload, LeaseCancelPayload,
                      LeaseListPayload, LeaseFailurePayload]
+
+
+# ---- request fields of the dict lease methods (keyword arguments or the request dict) ----------
+
+class CreateLeaseFields(TypedDict, total=False):
+    """create / create_system: ``sid`` is required."""
+    sid: str
+    ttl_sec: Optional[int]
+    replace: bool
+    cwd: Optional[str]
+    workspace_root: Optional[str]
+    lua_roots: List[str]
+    c_roots: List[str]
+    mounts: Dict[str, Any]
+
+
+class EvalLeaseFields(TypedDict, total=False):
+    """eval / eval_system: ``lease_id`` and ``code`` are required."""
+    lease_id: str
+    code: str
+    sid: Optional[str]
+    generation: Optional[int]
+    args: Any
+    timeout_ms: int
+    request_context: Optional[Dict[str, Any]]
+    client_budget: Any
+    tool_config: Any
+
+
+class LeaseIdentityFields(TypedDict, total=False):
+    """status / close / cancel: ``lease_id`` is required; ``sid`` and ``generation`` are checked
+    when given."""
+    lease_id: str
+    sid: Optional[str]
+    generation: Optional[int]
+
+
+class ListLeaseFields(TypedDict, total=False):
+    """list: optionally only the leases of one SID."""
+    sid: Optional[str]
 
 
 class ExecResult(TypedDict):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 from types import TracebackType
-from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Type, TypeVar
+from typing import Any, Callable, Hashable, Mapping, Optional, Type, TypeVar
 
 import anyio
 
@@ -27,7 +27,10 @@ from luaskills_runtime.engine import LuaEngine
 from luaskills_runtime.lease_handle import (DEFAULT_LEASE_EVAL_TIMEOUT_MS, Lease, check_failure,
                                             eval_fields)
 from luaskills_runtime.options import HostOptions
-from luaskills_runtime.types import LeaseClosePayload, LeaseCreatePayload, LeaseStatusPayload
+from luaskills_runtime.types import (CreateLeaseFields, EvalLeaseFields, LeaseCancelPayload,
+                                     LeaseClosePayload, LeaseCreatePayload, LeaseEvalPayload,
+                                     LeaseIdentityFields, LeaseListPayload, LeaseStatusPayload,
+                                     ListLeaseFields, Unpack)
 
 __all__ = ["AsyncLuaEngine", "AsyncLease", "DEFAULT_MAX_WORKERS"]
 
@@ -137,12 +140,12 @@ class AsyncLuaEngine:
         engine = self._engine
         return await self._call(lambda: engine.create_runtime_lease_json(request_json))
 
-    async def create_runtime_lease(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def create_runtime_lease(self, request: Optional[CreateLeaseFields] = None,
+                                   **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
         """Create a runtime lease: dict or keywords in, dict out (see ``LuaEngine.create_runtime_lease``)."""
         engine = self._engine
         return await self._call(
-            lambda: engine.create_runtime_lease(dict(request) if request is not None else None, **fields))
+            lambda: engine.create_runtime_lease(request, **fields))
 
     async def eval_runtime_lease_json(self, request_json: str) -> str:
         """Run code in a runtime lease (cancellable): JSON in, JSON out (see ``LuaEngine.eval_runtime_lease_json``)."""
@@ -150,13 +153,13 @@ class AsyncLuaEngine:
         return await self._lease_eval(lambda: engine.eval_runtime_lease_json(request_json),
                                       _lease_id_of_json(request_json), False)
 
-    async def eval_runtime_lease(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def eval_runtime_lease(self, request: Optional[EvalLeaseFields] = None,
+                                 **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
         """Run code in a runtime lease (cancellable): dict or keywords in, dict out (see ``LuaEngine.eval_runtime_lease``)."""
         engine = self._engine
         lease_id = (request if request is not None else fields).get("lease_id")
         return await self._lease_eval(
-            lambda: engine.eval_runtime_lease(dict(request) if request is not None else None, **fields),
+            lambda: engine.eval_runtime_lease(request, **fields),
             lease_id if isinstance(lease_id, str) else None, False)
 
     async def runtime_lease_status_json(self, request_json: str) -> str:
@@ -164,60 +167,60 @@ class AsyncLuaEngine:
         engine = self._engine
         return await self._call(lambda: engine.runtime_lease_status_json(request_json))
 
-    async def runtime_lease_status(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def runtime_lease_status(self, request: Optional[LeaseIdentityFields] = None,
+                                   **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
         """The status of a runtime lease: dict or keywords in, dict out (see ``LuaEngine.runtime_lease_status``)."""
         engine = self._engine
         return await self._call(
-            lambda: engine.runtime_lease_status(dict(request) if request is not None else None, **fields))
+            lambda: engine.runtime_lease_status(request, **fields))
 
     async def list_runtime_leases_json(self, request_json: str) -> str:
         """List the runtime leases: JSON in, JSON out (see ``LuaEngine.list_runtime_leases_json``)."""
         engine = self._engine
         return await self._call(lambda: engine.list_runtime_leases_json(request_json))
 
-    async def list_runtime_leases(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def list_runtime_leases(self, request: Optional[ListLeaseFields] = None,
+                                  **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
         """List the runtime leases: dict or keywords in, dict out (see ``LuaEngine.list_runtime_leases``)."""
         engine = self._engine
         return await self._call(
-            lambda: engine.list_runtime_leases(dict(request) if request is not None else None, **fields))
+            lambda: engine.list_runtime_leases(request, **fields))
 
     async def close_runtime_lease_json(self, request_json: str) -> str:
         """Close a runtime lease: JSON in, JSON out (see ``LuaEngine.close_runtime_lease_json``)."""
         engine = self._engine
         return await self._call(lambda: engine.close_runtime_lease_json(request_json))
 
-    async def close_runtime_lease(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def close_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
+                                  **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
         """Close a runtime lease: dict or keywords in, dict out (see ``LuaEngine.close_runtime_lease``)."""
         engine = self._engine
         return await self._call(
-            lambda: engine.close_runtime_lease(dict(request) if request is not None else None, **fields))
+            lambda: engine.close_runtime_lease(request, **fields))
 
     async def cancel_runtime_lease_json(self, request_json: str) -> str:
         """Stop the eval running in a runtime lease: JSON in, JSON out (see ``LuaEngine.cancel_runtime_lease_json``)."""
         engine = self._engine
         return await self._call(lambda: engine.cancel_runtime_lease_json(request_json))
 
-    async def cancel_runtime_lease(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def cancel_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
+                                   **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
         """Stop the eval running in a runtime lease: dict or keywords in, dict out (see ``LuaEngine.cancel_runtime_lease``)."""
         engine = self._engine
         return await self._call(
-            lambda: engine.cancel_runtime_lease(dict(request) if request is not None else None, **fields))
+            lambda: engine.cancel_runtime_lease(request, **fields))
 
     async def create_system_runtime_lease_json(self, request_json: str) -> str:
         """Create a system runtime lease: JSON in, JSON out (see ``LuaEngine.create_system_runtime_lease_json``)."""
         engine = self._engine
         return await self._call(lambda: engine.create_system_runtime_lease_json(request_json))
 
-    async def create_system_runtime_lease(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def create_system_runtime_lease(self, request: Optional[CreateLeaseFields] = None,
+                                          **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
         """Create a system runtime lease: dict or keywords in, dict out (see ``LuaEngine.create_system_runtime_lease``)."""
         engine = self._engine
         return await self._call(
-            lambda: engine.create_system_runtime_lease(dict(request) if request is not None else None, **fields))
+            lambda: engine.create_system_runtime_lease(request, **fields))
 
     async def eval_system_runtime_lease_json(self, request_json: str) -> str:
         """Run code in a system runtime lease (cancellable): JSON in, JSON out (see ``LuaEngine.eval_system_runtime_lease_json``)."""
@@ -225,13 +228,13 @@ class AsyncLuaEngine:
         return await self._lease_eval(lambda: engine.eval_system_runtime_lease_json(request_json),
                                       _lease_id_of_json(request_json), True)
 
-    async def eval_system_runtime_lease(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def eval_system_runtime_lease(self, request: Optional[EvalLeaseFields] = None,
+                                        **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
         """Run code in a system runtime lease (cancellable): dict or keywords in, dict out (see ``LuaEngine.eval_system_runtime_lease``)."""
         engine = self._engine
         lease_id = (request if request is not None else fields).get("lease_id")
         return await self._lease_eval(
-            lambda: engine.eval_system_runtime_lease(dict(request) if request is not None else None, **fields),
+            lambda: engine.eval_system_runtime_lease(request, **fields),
             lease_id if isinstance(lease_id, str) else None, True)
 
     async def system_runtime_lease_status_json(self, request_json: str) -> str:
@@ -239,48 +242,48 @@ class AsyncLuaEngine:
         engine = self._engine
         return await self._call(lambda: engine.system_runtime_lease_status_json(request_json))
 
-    async def system_runtime_lease_status(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def system_runtime_lease_status(self, request: Optional[LeaseIdentityFields] = None,
+                                          **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
         """The status of a system runtime lease: dict or keywords in, dict out (see ``LuaEngine.system_runtime_lease_status``)."""
         engine = self._engine
         return await self._call(
-            lambda: engine.system_runtime_lease_status(dict(request) if request is not None else None, **fields))
+            lambda: engine.system_runtime_lease_status(request, **fields))
 
     async def list_system_runtime_leases_json(self, request_json: str) -> str:
         """List the system runtime leases: JSON in, JSON out (see ``LuaEngine.list_system_runtime_leases_json``)."""
         engine = self._engine
         return await self._call(lambda: engine.list_system_runtime_leases_json(request_json))
 
-    async def list_system_runtime_leases(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def list_system_runtime_leases(self, request: Optional[ListLeaseFields] = None,
+                                         **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
         """List the system runtime leases: dict or keywords in, dict out (see ``LuaEngine.list_system_runtime_leases``)."""
         engine = self._engine
         return await self._call(
-            lambda: engine.list_system_runtime_leases(dict(request) if request is not None else None, **fields))
+            lambda: engine.list_system_runtime_leases(request, **fields))
 
     async def close_system_runtime_lease_json(self, request_json: str) -> str:
         """Close a system runtime lease: JSON in, JSON out (see ``LuaEngine.close_system_runtime_lease_json``)."""
         engine = self._engine
         return await self._call(lambda: engine.close_system_runtime_lease_json(request_json))
 
-    async def close_system_runtime_lease(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def close_system_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
+                                         **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
         """Close a system runtime lease: dict or keywords in, dict out (see ``LuaEngine.close_system_runtime_lease``)."""
         engine = self._engine
         return await self._call(
-            lambda: engine.close_system_runtime_lease(dict(request) if request is not None else None, **fields))
+            lambda: engine.close_system_runtime_lease(request, **fields))
 
     async def cancel_system_runtime_lease_json(self, request_json: str) -> str:
         """Stop the eval running in a system runtime lease: JSON in, JSON out (see ``LuaEngine.cancel_system_runtime_lease_json``)."""
         engine = self._engine
         return await self._call(lambda: engine.cancel_system_runtime_lease_json(request_json))
 
-    async def cancel_system_runtime_lease(self, request: Optional[Mapping[str, Any]] = None,
-                     **fields: Any) -> Dict[str, Any]:
+    async def cancel_system_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
+                                          **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
         """Stop the eval running in a system runtime lease: dict or keywords in, dict out (see ``LuaEngine.cancel_system_runtime_lease``)."""
         engine = self._engine
         return await self._call(
-            lambda: engine.cancel_system_runtime_lease(dict(request) if request is not None else None, **fields))
+            lambda: engine.cancel_system_runtime_lease(request, **fields))
 
     async def open_lease(self, sid: str, *, ttl_sec: Optional[int] = None, replace: bool = False,
                          system: bool = False, **create_fields: Any) -> "AsyncLease":
@@ -344,8 +347,9 @@ class AsyncLease:
                              request_context, client_budget, tool_config)
         engine = self._owner.engine
         evaluate = engine.eval_system_runtime_lease if self._system else engine.eval_runtime_lease
-        payload = await self._owner._lease_eval(lambda: evaluate(fields), self.lease_id,
-                                                self._system)
+        payload = await self._owner._lease_eval(
+            lambda: evaluate(fields), self.lease_id,  # type: ignore[arg-type]
+            self._system)
         check_failure(payload)
         return payload["result"]
 

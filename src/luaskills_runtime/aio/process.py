@@ -64,8 +64,10 @@ class AsyncProcessSession:
         if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)):
             raise TypeError(f"AsyncProcessSession.open: args must be a list or tuple of str, "
                             f"got {type(args).__name__}")
-        session = ProcessSession.open(program, list(args), cwd, encoding, stdout_encoding,
-                                      stderr_encoding, stdin_encoding, buffer_limit_bytes)
+        session = ProcessSession.open(
+            program, list(args), cwd=cwd, encoding=encoding, stdout_encoding=stdout_encoding,
+            stderr_encoding=stderr_encoding, stdin_encoding=stdin_encoding,
+            buffer_limit_bytes=buffer_limit_bytes)
         return cls(session)
 
     @property
@@ -124,7 +126,7 @@ class AsyncProcessSession:
             await self._wait(until_text, timeout_ms)
         # Ready or timed out: the sync read answers at once (after 1 ms at most when nothing
         # arrived), with the reference's fields and its timed_out flag.
-        return cast(ReadResult, self.session.read(1, max_bytes, until_text))
+        return self.session.read(1, max_bytes, until_text)
 
     async def write(self, *values: Union[str, bytes, int, float, bool]) -> bool:
         """Write the values to the child's stdin (see ``ProcessSession.write``)."""
@@ -133,7 +135,7 @@ class AsyncProcessSession:
 
     def status(self) -> ProcessStatus:
         """The child's status (running, exited, success, code)."""
-        return cast(ProcessStatus, self.session.status())
+        return self.session.status()
 
     async def close(self, timeout_ms: int = DEFAULT_CLOSE_TIMEOUT_MS) -> ProcessStatus:
         """Close stdin, wait up to `timeout_ms` (on the loop, no thread) for the child to exit,
@@ -155,7 +157,7 @@ class AsyncProcessSession:
                     self._drain_wake()
         result = session.close(1 if _WATCH_FD else timeout_ms)
         self._release_pipe()
-        return cast(ProcessStatus, result)
+        return result
 
     def kill(self) -> bool:
         """Kill the whole process tree now."""
@@ -190,7 +192,7 @@ async def exec_command(command: Optional[str] = None, *, program: Optional[str] 
                        args: Iterable[str] = (), cwd: Optional[str] = None,
                        env: Optional[Mapping[str, str]] = None,
                        stdin: Optional[Union[str, bytes]] = None, timeout_ms: Optional[int] = None,
-                       shell: Optional[str] = None, encoding: Optional[str] = None,
+                       shell: Optional[bool] = None, encoding: Optional[str] = None,
                        stdout_encoding: Optional[str] = None,
                        stderr_encoding: Optional[str] = None,
                        stdin_encoding: Optional[str] = None) -> ExecResult:
