@@ -266,7 +266,7 @@ async def test_loop_stays_responsive_under_four_evals(anyio_backend):
                                      "local x = 0 for i = 1, 3e7 do x = x + i end return x")
             group.cancel_scope.cancel()
         # A blocking call would show the whole eval time (hundreds of ms) as one lag.
-        assert max(lags) < 0.1, max(lags)
+        assert max(lags) < 0.25, max(lags)
 
 
 async def test_engine_errors_pass_through(anyio_backend):

@@ -20,7 +20,7 @@ from luaskills_runtime.luajson import json_to_lua, lua_to_json
 from luaskills_runtime.types import (CreateLeaseFields, EvalLeaseFields, LeaseCancelPayload,
                                      LeaseClosePayload, LeaseCreatePayload, LeaseEvalPayload,
                                      LeaseIdentityFields, LeaseListPayload, LeaseStatusPayload,
-                                     ListLeaseFields, Unpack)
+                                     ListLeaseFields, OpenLeaseFields, Unpack)
 
 LOGGER = logging.getLogger("luaskills_runtime.lua")
 
@@ -312,7 +312,8 @@ class LuaEngine:
 
     # ---- lease handles (luaskills_runtime.lease_handle) ------------------------------------------
     def open_lease(self, sid: str, *, ttl_sec: Optional[int] = None, replace: bool = False,
-                   system: bool = False, **create_fields: Any) -> Lease:
+                   system: bool = False,
+                   **create_fields: Unpack[OpenLeaseFields]) -> Lease:
         """Create a runtime lease for `sid` and return its handle (see :class:`Lease`).
 
         `create_fields` are the other create request fields (``cwd``, ``workspace_root``,

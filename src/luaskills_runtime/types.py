@@ -17,7 +17,7 @@ __all__ = [
     "JsonValue", "LeaseFailurePayload", "LeaseCreatePayload", "LeaseEvalPayload",
     "LeaseStatusPayload", "LeaseClosePayload", "LeaseCancelPayload", "LeaseListPayload",
     "LeasePayload", "ExecResult", "ReadResult", "ProcessStatus", "CreateLeaseFields",
-    "EvalLeaseFields", "LeaseIdentityFields", "ListLeaseFields", "Unpack",
+    "EvalLeaseFields", "LeaseIdentityFields", "ListLeaseFields", "OpenLeaseFields", "Unpack",
 ]
 
 #: What run_lua and lease evals return: the JSON form of a Lua value.
@@ -96,6 +96,15 @@ class CreateLeaseFields(TypedDict, total=False):
     sid: str
     ttl_sec: Optional[int]
     replace: bool
+    cwd: Optional[str]
+    workspace_root: Optional[str]
+    lua_roots: List[str]
+    c_roots: List[str]
+    mounts: Dict[str, Any]
+
+
+class OpenLeaseFields(TypedDict, total=False):
+    """The create fields ``open_lease`` takes besides sid, ttl_sec and replace."""
     cwd: Optional[str]
     workspace_root: Optional[str]
     lua_roots: List[str]

@@ -1,7 +1,10 @@
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+
+from typing_extensions import disjoint_base
 
 from luaskills_runtime.types import ProcessStatus, ReadResult
 
+@disjoint_base
 class ProcessCore:
     pid: int
     marker_plans: Dict[Any, tuple]
@@ -33,3 +36,27 @@ class ProcessCore:
     def _close(self, timeout_ms: Optional[float], op: str = ...) -> Dict[str, Any]: ...
     def _terminate(self, op: str = ...) -> Dict[str, Any]: ...
     def kill(self) -> bool: ...
+
+class ExecSpawnError(Exception): ...
+class ExecWaitError(Exception): ...
+
+class ExecOutcome:
+    stdout: bytes
+    stderr: bytes
+    code: Optional[int]
+    success: bool
+    signal: Optional[int]
+    timed_out: bool
+    killed: bool
+    status_lost: bool
+
+@disjoint_base
+class ExecRun:
+    @property
+    def pid(self) -> int: ...
+    def __new__(cls, program: bytes, args: Iterable[bytes], cwd: Optional[bytes],
+                env: Optional[List[bytes]], stdin: Optional[bytes], timeout_ms: int,
+                grace_ms: int) -> ExecRun: ...
+    def finish(self) -> ExecOutcome: ...
+    def kill(self) -> bool: ...
+    def close(self) -> None: ...

@@ -30,7 +30,7 @@ from luaskills_runtime.options import HostOptions
 from luaskills_runtime.types import (CreateLeaseFields, EvalLeaseFields, LeaseCancelPayload,
                                      LeaseClosePayload, LeaseCreatePayload, LeaseEvalPayload,
                                      LeaseIdentityFields, LeaseListPayload, LeaseStatusPayload,
-                                     ListLeaseFields, Unpack)
+                                     ListLeaseFields, OpenLeaseFields, Unpack)
 
 __all__ = ["AsyncLuaEngine", "AsyncLease", "DEFAULT_MAX_WORKERS"]
 
@@ -286,7 +286,8 @@ class AsyncLuaEngine:
             lambda: engine.cancel_system_runtime_lease(request, **fields))
 
     async def open_lease(self, sid: str, *, ttl_sec: Optional[int] = None, replace: bool = False,
-                         system: bool = False, **create_fields: Any) -> "AsyncLease":
+                         system: bool = False,
+                         **create_fields: Unpack[OpenLeaseFields]) -> "AsyncLease":
         """Create a runtime lease and return its async handle (see ``LuaEngine.open_lease``)."""
         engine = self._engine
         lease = await self._call(lambda: engine.open_lease(

@@ -1,0 +1,73 @@
+"""Static typing of the public API: ``mypy --strict`` over a host script that uses all of it,
+mistakes the types must catch, and stubtest of the native modules' .pyi files against the built
+extension modules."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SAMPLE = os.path.join(HERE, "typing_host_sample.py")
+ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+
+pytest.importorskip("mypy")
+
+
+def mypy(*args, cache):
+    return subprocess.run([sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(cache),
+                           "--no-error-summary", *args],
+                          capture_output=True, text=True, timeout=600, env=ENV)
+
+
+def test_host_sample_passes_mypy_strict(tmp_path):
+    done = mypy(SAMPLE, cache=tmp_path / "cache")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_host_sample_runs():
+    done = subprocess.run([sys.executable, SAMPLE], capture_output=True, text=True, timeout=120,
+                          env=ENV)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["24", "18"]
+
+
+MISTAKES = {
+    'engine.create_runtime_lease(sidd="x")': 'Unexpected keyword argument "sidd"',
+    'ProcessSession.open("cat", timeout=3)': 'Unexpected keyword argument "timeout"',
+    'exec_command(["ls"])': 'incompatible type "list[str]"',
+    'engine.run_lua("return 1", {}, "id")': "Too many positional arguments",
+    'engine.eval_runtime_lease(lease_id="l", code=1)': 'has incompatible type "int"',
+    'ProcessSession.open("cat").read(until_text=5)': 'incompatible type "int"',
+    'asyncio.run(AsyncLuaEngine().open_lease("s", ttl=3))': 'Unexpected keyword argument "ttl"',
+}
+
+
+def test_mypy_catches_the_mistakes_of_issue_15(tmp_path):
+    lines = ["import asyncio",
+             "from luaskills_runtime import LuaEngine",
+             "from luaskills_runtime.aio import AsyncLuaEngine",
+             "from luaskills_runtime.process import ProcessSession, exec_command",
+             "engine = LuaEngine()"]
+    first = len(lines) + 1
+    lines += list(MISTAKES)
+    script = tmp_path / "mistakes.py"
+    script.write_text("\n".join(lines) + "\n")
+    done = mypy(str(script), cache=tmp_path / "cache")
+    assert done.returncode == 1
+    for offset, (line, expected) in enumerate(MISTAKES.items()):
+        reported = [row for row in done.stdout.splitlines()
+                    if row.startswith(f"{script}:{first + offset}:")]
+        assert any(expected in row for row in reported), (line, done.stdout)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the stubs are checked on one platform")
+def test_stubtest_native_modules(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "--mypy-config-file",
+         os.path.join(HERE, "stubtest_mypy.ini"), "--allowlist",
+         os.path.join(HERE, "stubtest_allowlist.txt"),
+         "luaskills_runtime._native.luahook", "luaskills_runtime._native.process",
+         "luaskills_runtime._native.ringbuf"],
+        capture_output=True, text=True, timeout=600, env=ENV, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
