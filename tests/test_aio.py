@@ -274,3 +274,16 @@ async def test_engine_errors_pass_through(anyio_backend):
         with pytest.raises(LuaSkillsError, match="boom"):
             await engine.run_lua("error('boom')")
         assert await engine.cancel("nothing-running") is False
+
+
+def test_async_host_example_runs():
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    for backend in ("asyncio", "trio"):
+        done = subprocess.run([sys.executable, os.path.join(root, "examples", "async_host.py"),
+                               backend], capture_output=True, text=True, timeout=120, env=env)
+        assert done.returncode == 0, done.stderr
+        assert "still serving: yes" in done.stdout and "session: got ping" in done.stdout

@@ -16,6 +16,7 @@ is dropped, and at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import sys
 import weakref
@@ -42,6 +43,7 @@ STATUS = "process.session.status"
 CLOSE = "process.session.close"
 KILL = "process.session.kill"
 
+LOGGER = logging.getLogger("luaskills_runtime.process")
 _WINDOWS = sys.platform == "win32"
 _U64_MAX = 2**64 - 1
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -315,8 +317,8 @@ def _kill_live_sessions() -> None:
     for session in list(_live):
         try:
             session.kill()
-        except Exception:
-            pass
+        except Exception as error:  # teardown must reach every session
+            LOGGER.debug("killing session pid %s at exit failed: %s", session.pid, error)
 
 
 # ---- one-shot execution (SPEC 7): lives in process_exec, offered here with the sessions --------
