@@ -71,3 +71,36 @@ def test_stubtest_native_modules(tmp_path):
          "luaskills_runtime._native.ringbuf"],
         capture_output=True, text=True, timeout=600, env=ENV, cwd=str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_public_name_has_a_docstring():
+    import inspect
+
+    import luaskills_runtime
+    import luaskills_runtime.aio
+    import luaskills_runtime.process
+    import luaskills_runtime.types
+    missing = []
+    modules = [luaskills_runtime, luaskills_runtime.aio, luaskills_runtime.process,
+               luaskills_runtime.types]
+    for module in modules:
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if not (inspect.isclass(obj) or inspect.isroutine(obj)):
+                continue  # constants and typing aliases
+            if not inspect.getdoc(obj):
+                missing.append(f"{module.__name__}.{name}")
+            if not inspect.isclass(obj) or not obj.__module__.startswith("luaskills_runtime"):
+                continue
+            for attr in dir(obj):
+                if attr.startswith("_") and attr not in ("__enter__", "__aenter__"):
+                    continue
+                owner = next((k for k in obj.__mro__ if attr in vars(k)), object)
+                if owner is object or not owner.__module__.startswith("luaskills_runtime"):
+                    continue  # inherited from Python itself (dict keys of TypedDicts etc.)
+                member = vars(owner)[attr]
+                if inspect.isroutine(member) or isinstance(member, (property, classmethod,
+                                                                    staticmethod)):
+                    if not inspect.getdoc(getattr(obj, attr)):
+                        missing.append(f"{owner.__qualname__}.{attr}")
+    assert not missing, sorted(set(missing))

@@ -110,6 +110,7 @@ class Lease:
         return cast(LeaseClosePayload, payload)
 
     def __enter__(self) -> "Lease":
+        """Use as a context manager: the lease is closed when the block ends."""
         return self
 
     def __exit__(self, exc_type: "Optional[Type[BaseException]]", exc: Optional[BaseException],

@@ -296,6 +296,7 @@ class ProcessSession(ProcessCore):
         return self._close(timeout, CLOSE)  # type: ignore[return-value]
 
     def __enter__(self) -> "ProcessSession":
+        """Use as a context manager: the session is closed (tree killed) when the block ends."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:

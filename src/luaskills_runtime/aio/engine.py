@@ -300,6 +300,7 @@ class AsyncLuaEngine:
         await anyio.to_thread.run_sync(self._engine.close)
 
     async def __aenter__(self) -> "AsyncLuaEngine":
+        """Use with ``async with``: the engine is closed when the block ends."""
         return self
 
     async def __aexit__(self, exc_type: Optional[Type[BaseException]],
@@ -367,6 +368,7 @@ class AsyncLease:
         return await self._owner._call(self._lease.close)
 
     async def __aenter__(self) -> "AsyncLease":
+        """Use with ``async with``: the lease is closed when the block ends."""
         return self
 
     async def __aexit__(self, exc_type: Optional[Type[BaseException]],

@@ -177,6 +177,7 @@ class AsyncProcessSession:
             pass
 
     async def __aenter__(self) -> "AsyncProcessSession":
+        """Use with ``async with``: the session is closed (tree killed) when the block ends."""
         return self
 
     async def __aexit__(self, exc_type: Optional[Type[BaseException]],
