@@ -287,3 +287,34 @@ def test_async_host_example_runs():
                                backend], capture_output=True, text=True, timeout=120, env=env)
         assert done.returncode == 0, done.stderr
         assert "still serving: yes" in done.stdout and "session: got ping" in done.stdout
+
+
+def test_async_engine_mirrors_every_public_engine_method():
+    import inspect
+
+    from luaskills_runtime import LuaEngine
+    for name, member in vars(LuaEngine).items():
+        if name.startswith("_") or not inspect.isfunction(member):
+            continue
+        twin = getattr(AsyncLuaEngine, name, None)
+        assert twin is not None and inspect.iscoroutinefunction(twin), name
+        ours = [(p.name, p.kind) for p in inspect.signature(member).parameters.values()]
+        theirs = [(p.name, p.kind) for p in inspect.signature(twin).parameters.values()]
+        assert ours == theirs, name
+
+
+async def test_lease_eval_cancel_while_blocked_in_exec_kills_the_tree(anyio_backend, tmp_path):
+    pid_file = str(tmp_path / "pid")
+    async with AsyncLuaEngine() as engine:
+        async with await engine.open_lease("aio-exec") as lease:
+            pids = []
+
+            async def started():
+                pids.append(await _wait_pid(pid_file))
+            elapsed = await _cancel_after_start(
+                lambda: lease.eval(f"return vulcan.process.exec{{command='sleep 30 & echo $! > "
+                                   f"{pid_file}; wait'}}", timeout_ms=30000),
+                started, use_wait_for=False)
+            assert elapsed < STOP_S
+            assert wait_gone(pids[0], 1.0)
+            assert await lease.eval("return 'usable'") == "usable"

@@ -155,7 +155,10 @@ class AsyncProcessSession:
                     with anyio.move_on_after(min(remaining, 0.05)):
                         await anyio.wait_readable(self._wake_r)
                     self._drain_wake()
-        result = session.close(1 if _WATCH_FD else timeout_ms)
+        if _WATCH_FD:
+            result = session.close(1)   # the wait is done: kill what is left and reap
+        else:
+            result = await anyio.to_thread.run_sync(lambda: session.close(timeout_ms))
         self._release_pipe()
         return result
 
