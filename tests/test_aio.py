@@ -2,6 +2,7 @@
 run_lua, runlua requests, lease evals and session reads, process trees gone afterwards, no
 thread per waiting read, a responsive loop."""
 import asyncio
+import os
 import time
 
 import anyio
@@ -318,3 +319,25 @@ async def test_lease_eval_cancel_while_blocked_in_exec_kills_the_tree(anyio_back
             assert elapsed < STOP_S
             assert wait_gone(pids[0], 1.0)
             assert await lease.eval("return 'usable'") == "usable"
+
+
+async def test_worker_pool_is_bounded_and_niced(anyio_backend):
+    import sys
+    import threading
+
+    async with AsyncLuaEngine(max_workers=2, worker_nice=3) as engine:
+        results = []
+
+        async def one(i):
+            results.append(await engine.run_lua("local s = 0 for i = 1, 2e5 do s = s + 1 end "
+                                                "return args.i", {"i": i}))
+        async with anyio.create_task_group() as group:
+            for i in range(10):
+                group.start_soon(one, i)
+        assert sorted(results) == list(range(10))
+        assert engine._workers.threads == 2
+        if sys.platform.startswith("linux"):
+            workers = [t for t in threading.enumerate() if t.name.startswith("luaskills-lua")]
+            base = os.getpriority(os.PRIO_PROCESS, 0)
+            assert workers and all(
+                os.getpriority(os.PRIO_PROCESS, t.native_id) == base + 3 for t in workers)

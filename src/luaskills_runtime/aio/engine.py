@@ -22,7 +22,7 @@ from typing import Any, Callable, Hashable, Mapping, Optional, Type, TypeVar
 
 import anyio
 
-from luaskills_runtime.aio._worker import run_cancellable
+from luaskills_runtime.aio._worker import WorkerPool, run_cancellable
 from luaskills_runtime.engine import LuaEngine
 from luaskills_runtime.lease_handle import (DEFAULT_LEASE_EVAL_TIMEOUT_MS, Lease, check_failure,
                                             eval_fields)
@@ -36,6 +36,9 @@ __all__ = ["AsyncLuaEngine", "AsyncLease", "DEFAULT_MAX_WORKERS"]
 
 T = TypeVar("T")
 DEFAULT_MAX_WORKERS = 4
+#: How much lower than the host's the Lua worker threads' priority is (Linux), so the event loop
+#: wins the CPU while Lua code computes.
+DEFAULT_WORKER_NICE = 5
 _request_numbers = itertools.count(1)
 
 
@@ -57,25 +60,19 @@ class AsyncLuaEngine:
     """Async twin of :class:`~luaskills_runtime.LuaEngine` (see the module docstring).
 
     ``max_workers`` bounds how many Lua calls run at once (and so the threads they use); more
-    wait for a free worker without holding a thread.  ``engine`` is the synchronous engine."""
+    wait for a free worker without holding a thread.  On Linux the workers run ``worker_nice``
+    steps below the host's priority (0: same priority).  ``engine`` is the synchronous engine."""
 
     def __init__(self, options: Optional[HostOptions] = None, *,
-                 max_workers: int = DEFAULT_MAX_WORKERS) -> None:
+                 max_workers: int = DEFAULT_MAX_WORKERS,
+                 worker_nice: int = DEFAULT_WORKER_NICE) -> None:
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be a positive int, got {max_workers!r}")
+        if isinstance(worker_nice, bool) or not isinstance(worker_nice, int) or worker_nice < 0:
+            raise ValueError(f"worker_nice must be an int >= 0, got {worker_nice!r}")
         self.engine = LuaEngine(options)
         self._engine = self.engine
-        self._max_workers = max_workers
-        self._limiter_of_loop: Optional[anyio.CapacityLimiter] = None
-
-    @property
-    def _limiter(self) -> anyio.CapacityLimiter:
-        # Made on first use, inside the event loop the engine then serves (anyio primitives
-        # belong to one loop).
-        limiter = self._limiter_of_loop
-        if limiter is None:
-            limiter = self._limiter_of_loop = anyio.CapacityLimiter(self._max_workers)
-        return limiter
+        self._workers = WorkerPool(max_workers, nice=worker_nice, name="luaskills-lua")
 
     @property
     def options(self) -> HostOptions:
@@ -88,7 +85,7 @@ class AsyncLuaEngine:
         return self._engine.closed
 
     async def _call(self, fn: Callable[[], T]) -> T:
-        return await run_cancellable(fn, _noop, self._limiter)
+        return await run_cancellable(fn, _noop, self._workers)
 
     # ---- run_lua and runlua --------------------------------------------------------------------
     async def run_lua(self, code: str, args: Any = None, *,
@@ -97,7 +94,7 @@ class AsyncLuaEngine:
         rid = request_id if request_id is not None else ("aio-run_lua", next(_request_numbers))
         engine = self._engine
         return await run_cancellable(lambda: engine.run_lua(code, args, request_id=rid),
-                                     lambda: engine.cancel(rid), self._limiter)
+                                     lambda: engine.cancel(rid), self._workers)
 
     async def execute_runlua_request_json_inline(self, request_json: str, *,
                                                  request_id: Optional[Hashable] = None) -> str:
@@ -106,7 +103,7 @@ class AsyncLuaEngine:
         engine = self._engine
         return await run_cancellable(
             lambda: engine.execute_runlua_request_json_inline(request_json, request_id=rid),
-            lambda: engine.cancel(rid), self._limiter)
+            lambda: engine.cancel(rid), self._workers)
 
     async def execute_runlua_request_inline(self, request: Mapping[str, Any], *,
                                             request_id: Optional[Hashable] = None) -> str:
@@ -115,7 +112,7 @@ class AsyncLuaEngine:
         engine = self._engine
         return await run_cancellable(
             lambda: engine.execute_runlua_request_inline(dict(request), request_id=rid),
-            lambda: engine.cancel(rid), self._limiter)
+            lambda: engine.cancel(rid), self._workers)
 
     async def cancel_runlua(self, request_id: Hashable) -> bool:
         """Stop the runlua request started with `request_id` (see ``LuaEngine.cancel_runlua``)."""
@@ -132,7 +129,7 @@ class AsyncLuaEngine:
             return await self._call(fn)
         cancel_lease = (engine.cancel_system_runtime_lease if system
                         else engine.cancel_runtime_lease)
-        return await run_cancellable(fn, lambda: cancel_lease(lease_id=lease_id), self._limiter,
+        return await run_cancellable(fn, lambda: cancel_lease(lease_id=lease_id), self._workers,
                                      lambda: engine._kill_lease_processes(lease_id))
 
     async def create_runtime_lease_json(self, request_json: str) -> str:
@@ -298,6 +295,7 @@ class AsyncLuaEngine:
     async def close(self) -> None:
         """Close the engine (cancels running work, closes leases, kills sessions)."""
         await anyio.to_thread.run_sync(self._engine.close)
+        self._workers.close()
 
     async def __aenter__(self) -> "AsyncLuaEngine":
         """Use with ``async with``: the engine is closed when the block ends."""

@@ -14,10 +14,9 @@ from types import TracebackType
 from typing import Any, Iterable, List, Mapping, Optional, Type, Union, cast
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 
-from luaskills_runtime.aio._worker import run_cancellable
+from luaskills_runtime.aio._worker import WorkerPool, run_cancellable
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.exec_request import parse_python_exec_args
 from luaskills_runtime.process import (DEFAULT_BUFFER_LIMIT_BYTES, DEFAULT_CLOSE_TIMEOUT_MS,
@@ -30,9 +29,9 @@ from luaskills_runtime.types import ExecResult, ProcessStatus, ReadResult
 __all__ = ["AsyncProcessSession", "exec_command"]
 
 _WATCH_FD = sys.platform != "win32"
-#: Commands running at once per event loop (more wait without a thread).
+#: Commands waited for at once (more wait in a queue without a thread).
 EXEC_CONCURRENCY = 16
-_exec_limiter: "anyio.lowlevel.RunVar[anyio.CapacityLimiter]" = anyio.lowlevel.RunVar("exec_limiter")
+_exec_workers = WorkerPool(EXEC_CONCURRENCY, name="luaskills-exec")
 
 
 class AsyncProcessSession:
@@ -207,14 +206,9 @@ async def exec_command(command: Optional[str] = None, *, program: Optional[str] 
         command, program, args, cwd, env, stdin, timeout_ms, shell, encoding, stdout_encoding,
         stderr_encoding, stdin_encoding, default_mode=default_mode())
     runs: List[Any] = []
-    try:
-        limiter = _exec_limiter.get()
-    except LookupError:
-        limiter = anyio.CapacityLimiter(EXEC_CONCURRENCY)
-        _exec_limiter.set(limiter)
 
     def kill() -> None:
         for run in runs:
             run.kill()
     return cast(ExecResult, await run_cancellable(
-        lambda: run_exec_request(request, track=runs.append), kill, limiter))
+        lambda: run_exec_request(request, track=runs.append), kill, _exec_workers))
