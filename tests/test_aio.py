@@ -341,3 +341,13 @@ async def test_worker_pool_is_bounded_and_niced(anyio_backend):
             base = os.getpriority(os.PRIO_PROCESS, 0)
             assert workers and all(
                 os.getpriority(os.PRIO_PROCESS, t.native_id) == base + 3 for t in workers)
+
+
+async def test_calls_after_close_say_the_engine_is_closed(anyio_backend):
+    engine = AsyncLuaEngine()
+    await engine.close()
+    assert engine.closed
+    with pytest.raises(LuaSkillsError, match="LuaEngine is closed"):
+        await engine.run_lua("return 1")
+    with pytest.raises(LuaSkillsError, match="LuaEngine is closed"):
+        await engine.create_runtime_lease(sid="late")

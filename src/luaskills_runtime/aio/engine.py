@@ -85,7 +85,12 @@ class AsyncLuaEngine:
         return self._engine.closed
 
     async def _call(self, fn: Callable[[], T]) -> T:
-        return await run_cancellable(fn, _noop, self._workers)
+        return await self._run(fn, _noop)
+
+    async def _run(self, fn: Callable[[], T], cancel: Callable[[], Any],
+                   after_cancel: Optional[Callable[[], Any]] = None) -> T:
+        self._engine._check_open()  # a closed engine says so (its worker pool is gone too)
+        return await run_cancellable(fn, cancel, self._workers, after_cancel)
 
     # ---- run_lua and runlua --------------------------------------------------------------------
     async def run_lua(self, code: str, args: Any = None, *,
@@ -93,26 +98,26 @@ class AsyncLuaEngine:
         """Run code on a main VM (see ``LuaEngine.run_lua``); cancellable."""
         rid = request_id if request_id is not None else ("aio-run_lua", next(_request_numbers))
         engine = self._engine
-        return await run_cancellable(lambda: engine.run_lua(code, args, request_id=rid),
-                                     lambda: engine.cancel(rid), self._workers)
+        return await self._run(lambda: engine.run_lua(code, args, request_id=rid),
+                               lambda: engine.cancel(rid))
 
     async def execute_runlua_request_json_inline(self, request_json: str, *,
                                                  request_id: Optional[Hashable] = None) -> str:
         """A runlua request given as JSON; returns the Markdown report.  Cancellable."""
         rid = request_id if request_id is not None else ("aio-runlua", next(_request_numbers))
         engine = self._engine
-        return await run_cancellable(
+        return await self._run(
             lambda: engine.execute_runlua_request_json_inline(request_json, request_id=rid),
-            lambda: engine.cancel(rid), self._workers)
+            lambda: engine.cancel(rid))
 
     async def execute_runlua_request_inline(self, request: Mapping[str, Any], *,
                                             request_id: Optional[Hashable] = None) -> str:
         """Dict twin of execute_runlua_request_json_inline.  Cancellable."""
         rid = request_id if request_id is not None else ("aio-runlua", next(_request_numbers))
         engine = self._engine
-        return await run_cancellable(
+        return await self._run(
             lambda: engine.execute_runlua_request_inline(dict(request), request_id=rid),
-            lambda: engine.cancel(rid), self._workers)
+            lambda: engine.cancel(rid))
 
     async def cancel_runlua(self, request_id: Hashable) -> bool:
         """Stop the runlua request started with `request_id` (see ``LuaEngine.cancel_runlua``)."""
@@ -129,8 +134,8 @@ class AsyncLuaEngine:
             return await self._call(fn)
         cancel_lease = (engine.cancel_system_runtime_lease if system
                         else engine.cancel_runtime_lease)
-        return await run_cancellable(fn, lambda: cancel_lease(lease_id=lease_id), self._workers,
-                                     lambda: engine._kill_lease_processes(lease_id))
+        return await self._run(fn, lambda: cancel_lease(lease_id=lease_id),
+                               lambda: engine._kill_lease_processes(lease_id))
 
     async def create_runtime_lease_json(self, request_json: str) -> str:
         """Create a runtime lease: JSON in, JSON out (see ``LuaEngine.create_runtime_lease_json``)."""

@@ -167,7 +167,10 @@ class AsyncProcessSession:
 
     def _release_pipe(self) -> None:
         if self._wake_r >= 0:
-            self.session._set_wake_fd(-1)   # no signal touches the pipe after this returns
+            try:
+                self.session._set_wake_fd(-1)   # no signal touches the pipe after this returns
+            except LuaSkillsError:  # the session never started: nothing can signal
+                pass
             os.close(self._wake_r)
             os.close(self._wake_w)
             self._wake_r = self._wake_w = -1
