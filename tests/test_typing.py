@@ -104,3 +104,37 @@ def test_every_public_name_has_a_docstring():
                     if not inspect.getdoc(getattr(obj, attr)):
                         missing.append(f"{owner.__qualname__}.{attr}")
     assert not missing, sorted(set(missing))
+
+
+def test_typed_dicts_describe_the_real_payloads(engine):
+    from luaskills_runtime.process import ProcessSession, exec_command
+    from luaskills_runtime.types import (ExecResult, LeaseCancelPayload, LeaseClosePayload,
+                                         LeaseCreatePayload, LeaseEvalPayload, LeaseListPayload,
+                                         LeaseStatusPayload, ProcessStatus, ReadResult)
+
+    def check(payload, shape):
+        keys = set(payload)
+        extra = keys - set(shape.__annotations__)
+        assert not extra, (shape.__name__, extra)
+        assert set(shape.__required_keys__) <= keys, shape.__name__
+
+    created = engine.create_runtime_lease(sid="typed")
+    check(created, LeaseCreatePayload)
+    lease_id = created["lease_id"]
+    check(engine.eval_runtime_lease(lease_id=lease_id, code="return 1"), LeaseEvalPayload)
+    check(engine.eval_runtime_lease(lease_id=lease_id, code="error('x')"), LeaseEvalPayload)
+    check(engine.runtime_lease_status(lease_id=lease_id), LeaseStatusPayload)
+    listed = engine.list_runtime_leases()
+    check(listed, LeaseListPayload)
+    for entry in listed["leases"]:
+        check(entry, LeaseStatusPayload)
+    check(engine.cancel_runtime_lease(lease_id=lease_id), LeaseCancelPayload)
+    check(engine.close_runtime_lease(lease_id=lease_id), LeaseClosePayload)
+    check(engine.runtime_lease_status(lease_id=lease_id), LeaseStatusPayload)   # a failure
+    check(exec_command(program="echo", args=["x"]), ExecResult)
+    check(exec_command(program="/no/such/program"), ExecResult)
+    with ProcessSession.open("cat") as session:
+        session.write("a")
+        check(session.read(timeout_ms=1000), ReadResult)
+        check(session.status(), ProcessStatus)
+        check(session.close(), ProcessStatus)

@@ -1,9 +1,11 @@
 """Typed shapes of the payloads and results the public API returns (for type checkers).
 
+(No ``from __future__ import annotations`` here: TypedDict needs real annotations at run time to
+tell required from NotRequired keys.)
+
 They are plain dicts at run time; these TypedDicts only describe their keys.  Payloads of the
 lease methods are either a success shape (``ok`` True) or :class:`LeaseFailurePayload`.
 """
-from __future__ import annotations
 
 import sys
 from typing import Any, Dict, List, Optional, Union
@@ -174,4 +176,3 @@ class ProcessStatus(TypedDict):
     exited: bool
     success: Optional[bool]
     code: Optional[int]
-    error: NotRequired[Optional[str]]
