@@ -245,62 +245,62 @@ class LuaEngine:
         return self._lease_json("cancel", SYSTEM, request_json)
 
     def create_runtime_lease(self, request: Optional[CreateLeaseFields] = None,
-                             **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
+            **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
         """Create a runtime lease (dict or keywords in, dict out)."""
         return self._lease_dict("create", PUBLIC, request, fields)  # type: ignore[return-value]
 
     def eval_runtime_lease(self, request: Optional[EvalLeaseFields] = None,
-                           **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
+            **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
         """Run code in a runtime lease (dict or keywords in, dict out)."""
         return self._lease_dict("eval", PUBLIC, request, fields)  # type: ignore[return-value]
 
     def runtime_lease_status(self, request: Optional[LeaseIdentityFields] = None,
-                             **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
         """The status of a runtime lease (dict or keywords in, dict out)."""
         return self._lease_dict("status", PUBLIC, request, fields)  # type: ignore[return-value]
 
     def list_runtime_leases(self, request: Optional[ListLeaseFields] = None,
-                            **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
+            **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
         """List the runtime leases (dict or keywords in, dict out)."""
         return self._lease_dict("list", PUBLIC, request, fields)  # type: ignore[return-value]
 
     def close_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
-                            **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
         """Close a runtime lease (dict or keywords in, dict out)."""
         return self._lease_dict("close", PUBLIC, request, fields)  # type: ignore[return-value]
 
     def cancel_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
-                             **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
         """Stop the eval running in a runtime lease (dict or keywords in, dict out)."""
         return self._lease_dict("cancel", PUBLIC, request, fields)  # type: ignore[return-value]
 
     def create_system_runtime_lease(self, request: Optional[CreateLeaseFields] = None,
-                                    **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
+            **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
         """Create a system runtime lease (dict or keywords in, dict out)."""
         return self._lease_dict("create", SYSTEM, request, fields)  # type: ignore[return-value]
 
     def eval_system_runtime_lease(self, request: Optional[EvalLeaseFields] = None,
-                                  **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
+            **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
         """Run code in a system runtime lease (dict or keywords in, dict out)."""
         return self._lease_dict("eval", SYSTEM, request, fields)  # type: ignore[return-value]
 
     def system_runtime_lease_status(self, request: Optional[LeaseIdentityFields] = None,
-                                    **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
         """The status of a system runtime lease (dict or keywords in, dict out)."""
         return self._lease_dict("status", SYSTEM, request, fields)  # type: ignore[return-value]
 
     def list_system_runtime_leases(self, request: Optional[ListLeaseFields] = None,
-                                   **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
+            **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
         """List the system runtime leases (dict or keywords in, dict out)."""
         return self._lease_dict("list", SYSTEM, request, fields)  # type: ignore[return-value]
 
     def close_system_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
-                                   **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
         """Close a system runtime lease (dict or keywords in, dict out)."""
         return self._lease_dict("close", SYSTEM, request, fields)  # type: ignore[return-value]
 
     def cancel_system_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
-                                    **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
         """Stop the eval running in a system runtime lease (dict or keywords in, dict out)."""
         return self._lease_dict("cancel", SYSTEM, request, fields)  # type: ignore[return-value]
 

@@ -138,26 +138,28 @@ class AsyncLuaEngine:
                                lambda: engine._kill_lease_processes(lease_id))
 
     async def create_runtime_lease_json(self, request_json: str) -> str:
-        """Create a runtime lease: JSON in, JSON out (see ``LuaEngine.create_runtime_lease_json``)."""
+        """Create a runtime lease (JSON in, JSON out)."""
         engine = self._engine
         return await self._call(lambda: engine.create_runtime_lease_json(request_json))
 
-    async def create_runtime_lease(self, request: Optional[CreateLeaseFields] = None,
-                                   **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
-        """Create a runtime lease: dict or keywords in, dict out (see ``LuaEngine.create_runtime_lease``)."""
+    async def create_runtime_lease(
+            self, request: Optional[CreateLeaseFields] = None,
+            **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
+        """Create a runtime lease (dict or keywords in, dict out)."""
         engine = self._engine
         return await self._call(
             lambda: engine.create_runtime_lease(request, **fields))
 
     async def eval_runtime_lease_json(self, request_json: str) -> str:
-        """Run code in a runtime lease (cancellable): JSON in, JSON out (see ``LuaEngine.eval_runtime_lease_json``)."""
+        """Run code in a runtime lease (JSON in, JSON out)."""
         engine = self._engine
         return await self._lease_eval(lambda: engine.eval_runtime_lease_json(request_json),
                                       _lease_id_of_json(request_json), False)
 
-    async def eval_runtime_lease(self, request: Optional[EvalLeaseFields] = None,
-                                 **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
-        """Run code in a runtime lease (cancellable): dict or keywords in, dict out (see ``LuaEngine.eval_runtime_lease``)."""
+    async def eval_runtime_lease(
+            self, request: Optional[EvalLeaseFields] = None,
+            **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
+        """Run code in a runtime lease (dict or keywords in, dict out)."""
         engine = self._engine
         lease_id = (request if request is not None else fields).get("lease_id")
         return await self._lease_eval(
@@ -165,74 +167,80 @@ class AsyncLuaEngine:
             lease_id if isinstance(lease_id, str) else None, False)
 
     async def runtime_lease_status_json(self, request_json: str) -> str:
-        """The status of a runtime lease: JSON in, JSON out (see ``LuaEngine.runtime_lease_status_json``)."""
+        """The status of a runtime lease (JSON in, JSON out)."""
         engine = self._engine
         return await self._call(lambda: engine.runtime_lease_status_json(request_json))
 
-    async def runtime_lease_status(self, request: Optional[LeaseIdentityFields] = None,
-                                   **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
-        """The status of a runtime lease: dict or keywords in, dict out (see ``LuaEngine.runtime_lease_status``)."""
+    async def runtime_lease_status(
+            self, request: Optional[LeaseIdentityFields] = None,
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
+        """The status of a runtime lease (dict or keywords in, dict out)."""
         engine = self._engine
         return await self._call(
             lambda: engine.runtime_lease_status(request, **fields))
 
     async def list_runtime_leases_json(self, request_json: str) -> str:
-        """List the runtime leases: JSON in, JSON out (see ``LuaEngine.list_runtime_leases_json``)."""
+        """List the runtime leases (JSON in, JSON out)."""
         engine = self._engine
         return await self._call(lambda: engine.list_runtime_leases_json(request_json))
 
-    async def list_runtime_leases(self, request: Optional[ListLeaseFields] = None,
-                                  **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
-        """List the runtime leases: dict or keywords in, dict out (see ``LuaEngine.list_runtime_leases``)."""
+    async def list_runtime_leases(
+            self, request: Optional[ListLeaseFields] = None,
+            **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
+        """List the runtime leases (dict or keywords in, dict out)."""
         engine = self._engine
         return await self._call(
             lambda: engine.list_runtime_leases(request, **fields))
 
     async def close_runtime_lease_json(self, request_json: str) -> str:
-        """Close a runtime lease: JSON in, JSON out (see ``LuaEngine.close_runtime_lease_json``)."""
+        """Close a runtime lease (JSON in, JSON out)."""
         engine = self._engine
         return await self._call(lambda: engine.close_runtime_lease_json(request_json))
 
-    async def close_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
-                                  **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
-        """Close a runtime lease: dict or keywords in, dict out (see ``LuaEngine.close_runtime_lease``)."""
+    async def close_runtime_lease(
+            self, request: Optional[LeaseIdentityFields] = None,
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
+        """Close a runtime lease (dict or keywords in, dict out)."""
         engine = self._engine
         return await self._call(
             lambda: engine.close_runtime_lease(request, **fields))
 
     async def cancel_runtime_lease_json(self, request_json: str) -> str:
-        """Stop the eval running in a runtime lease: JSON in, JSON out (see ``LuaEngine.cancel_runtime_lease_json``)."""
+        """Stop the eval running in a runtime lease (JSON in, JSON out)."""
         engine = self._engine
         return await self._call(lambda: engine.cancel_runtime_lease_json(request_json))
 
-    async def cancel_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
-                                   **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
-        """Stop the eval running in a runtime lease: dict or keywords in, dict out (see ``LuaEngine.cancel_runtime_lease``)."""
+    async def cancel_runtime_lease(
+            self, request: Optional[LeaseIdentityFields] = None,
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
+        """Stop the eval running in a runtime lease (dict or keywords in, dict out)."""
         engine = self._engine
         return await self._call(
             lambda: engine.cancel_runtime_lease(request, **fields))
 
     async def create_system_runtime_lease_json(self, request_json: str) -> str:
-        """Create a system runtime lease: JSON in, JSON out (see ``LuaEngine.create_system_runtime_lease_json``)."""
+        """Create a system runtime lease (JSON in, JSON out)."""
         engine = self._engine
         return await self._call(lambda: engine.create_system_runtime_lease_json(request_json))
 
-    async def create_system_runtime_lease(self, request: Optional[CreateLeaseFields] = None,
-                                          **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
-        """Create a system runtime lease: dict or keywords in, dict out (see ``LuaEngine.create_system_runtime_lease``)."""
+    async def create_system_runtime_lease(
+            self, request: Optional[CreateLeaseFields] = None,
+            **fields: Unpack[CreateLeaseFields]) -> LeaseCreatePayload:
+        """Create a system runtime lease (dict or keywords in, dict out)."""
         engine = self._engine
         return await self._call(
             lambda: engine.create_system_runtime_lease(request, **fields))
 
     async def eval_system_runtime_lease_json(self, request_json: str) -> str:
-        """Run code in a system runtime lease (cancellable): JSON in, JSON out (see ``LuaEngine.eval_system_runtime_lease_json``)."""
+        """Run code in a system runtime lease (JSON in, JSON out)."""
         engine = self._engine
         return await self._lease_eval(lambda: engine.eval_system_runtime_lease_json(request_json),
                                       _lease_id_of_json(request_json), True)
 
-    async def eval_system_runtime_lease(self, request: Optional[EvalLeaseFields] = None,
-                                        **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
-        """Run code in a system runtime lease (cancellable): dict or keywords in, dict out (see ``LuaEngine.eval_system_runtime_lease``)."""
+    async def eval_system_runtime_lease(
+            self, request: Optional[EvalLeaseFields] = None,
+            **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
+        """Run code in a system runtime lease (dict or keywords in, dict out)."""
         engine = self._engine
         lease_id = (request if request is not None else fields).get("lease_id")
         return await self._lease_eval(
@@ -240,49 +248,53 @@ class AsyncLuaEngine:
             lease_id if isinstance(lease_id, str) else None, True)
 
     async def system_runtime_lease_status_json(self, request_json: str) -> str:
-        """The status of a system runtime lease: JSON in, JSON out (see ``LuaEngine.system_runtime_lease_status_json``)."""
+        """The status of a system runtime lease (JSON in, JSON out)."""
         engine = self._engine
         return await self._call(lambda: engine.system_runtime_lease_status_json(request_json))
 
-    async def system_runtime_lease_status(self, request: Optional[LeaseIdentityFields] = None,
-                                          **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
-        """The status of a system runtime lease: dict or keywords in, dict out (see ``LuaEngine.system_runtime_lease_status``)."""
+    async def system_runtime_lease_status(
+            self, request: Optional[LeaseIdentityFields] = None,
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseStatusPayload:
+        """The status of a system runtime lease (dict or keywords in, dict out)."""
         engine = self._engine
         return await self._call(
             lambda: engine.system_runtime_lease_status(request, **fields))
 
     async def list_system_runtime_leases_json(self, request_json: str) -> str:
-        """List the system runtime leases: JSON in, JSON out (see ``LuaEngine.list_system_runtime_leases_json``)."""
+        """List the system runtime leases (JSON in, JSON out)."""
         engine = self._engine
         return await self._call(lambda: engine.list_system_runtime_leases_json(request_json))
 
-    async def list_system_runtime_leases(self, request: Optional[ListLeaseFields] = None,
-                                         **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
-        """List the system runtime leases: dict or keywords in, dict out (see ``LuaEngine.list_system_runtime_leases``)."""
+    async def list_system_runtime_leases(
+            self, request: Optional[ListLeaseFields] = None,
+            **fields: Unpack[ListLeaseFields]) -> LeaseListPayload:
+        """List the system runtime leases (dict or keywords in, dict out)."""
         engine = self._engine
         return await self._call(
             lambda: engine.list_system_runtime_leases(request, **fields))
 
     async def close_system_runtime_lease_json(self, request_json: str) -> str:
-        """Close a system runtime lease: JSON in, JSON out (see ``LuaEngine.close_system_runtime_lease_json``)."""
+        """Close a system runtime lease (JSON in, JSON out)."""
         engine = self._engine
         return await self._call(lambda: engine.close_system_runtime_lease_json(request_json))
 
-    async def close_system_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
-                                         **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
-        """Close a system runtime lease: dict or keywords in, dict out (see ``LuaEngine.close_system_runtime_lease``)."""
+    async def close_system_runtime_lease(
+            self, request: Optional[LeaseIdentityFields] = None,
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseClosePayload:
+        """Close a system runtime lease (dict or keywords in, dict out)."""
         engine = self._engine
         return await self._call(
             lambda: engine.close_system_runtime_lease(request, **fields))
 
     async def cancel_system_runtime_lease_json(self, request_json: str) -> str:
-        """Stop the eval running in a system runtime lease: JSON in, JSON out (see ``LuaEngine.cancel_system_runtime_lease_json``)."""
+        """Stop the eval running in a system runtime lease (JSON in, JSON out)."""
         engine = self._engine
         return await self._call(lambda: engine.cancel_system_runtime_lease_json(request_json))
 
-    async def cancel_system_runtime_lease(self, request: Optional[LeaseIdentityFields] = None,
-                                          **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
-        """Stop the eval running in a system runtime lease: dict or keywords in, dict out (see ``LuaEngine.cancel_system_runtime_lease``)."""
+    async def cancel_system_runtime_lease(
+            self, request: Optional[LeaseIdentityFields] = None,
+            **fields: Unpack[LeaseIdentityFields]) -> LeaseCancelPayload:
+        """Stop the eval running in a system runtime lease (dict or keywords in, dict out)."""
         engine = self._engine
         return await self._call(
             lambda: engine.cancel_system_runtime_lease(request, **fields))
