@@ -151,7 +151,7 @@ class AsyncLuaEngine:
             lambda: engine.create_runtime_lease(request, **fields))
 
     async def eval_runtime_lease_json(self, request_json: str) -> str:
-        """Run code in a runtime lease (JSON in, JSON out)."""
+        """Run code in a runtime lease, cancellable (JSON in, JSON out)."""
         engine = self._engine
         return await self._lease_eval(lambda: engine.eval_runtime_lease_json(request_json),
                                       _lease_id_of_json(request_json), False)
@@ -159,7 +159,7 @@ class AsyncLuaEngine:
     async def eval_runtime_lease(
             self, request: Optional[EvalLeaseFields] = None,
             **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
-        """Run code in a runtime lease (dict or keywords in, dict out)."""
+        """Run code in a runtime lease, cancellable (dict or keywords in, dict out)."""
         engine = self._engine
         lease_id = (request if request is not None else fields).get("lease_id")
         return await self._lease_eval(
@@ -232,7 +232,7 @@ class AsyncLuaEngine:
             lambda: engine.create_system_runtime_lease(request, **fields))
 
     async def eval_system_runtime_lease_json(self, request_json: str) -> str:
-        """Run code in a system runtime lease (JSON in, JSON out)."""
+        """Run code in a system runtime lease, cancellable (JSON in, JSON out)."""
         engine = self._engine
         return await self._lease_eval(lambda: engine.eval_system_runtime_lease_json(request_json),
                                       _lease_id_of_json(request_json), True)
@@ -240,7 +240,7 @@ class AsyncLuaEngine:
     async def eval_system_runtime_lease(
             self, request: Optional[EvalLeaseFields] = None,
             **fields: Unpack[EvalLeaseFields]) -> LeaseEvalPayload:
-        """Run code in a system runtime lease (dict or keywords in, dict out)."""
+        """Run code in a system runtime lease, cancellable (dict or keywords in, dict out)."""
         engine = self._engine
         lease_id = (request if request is not None else fields).get("lease_id")
         return await self._lease_eval(
