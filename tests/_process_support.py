@@ -1,5 +1,6 @@
 """Helpers shared by the tests/test_process_*.py files (process trees, descriptors, threads)."""
 import os
+import sys
 import time
 
 import psutil
@@ -56,3 +57,11 @@ def wait_threads_at_most(count: int, timeout: float = 5.0) -> int:
 
 def our_children():
     return psutil.Process().children(recursive=False)
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def child_env() -> dict:
+    """The environment for a child Python that must import the package under test."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
