@@ -11,26 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from luaskills_runtime import Lease, LeaseError, LuaSkillsError
 from luaskills_runtime.process import ProcessSession
-from _process_support import wait_gone
-
-
-def _wait_pid(path, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(path) as handle:
-                text = handle.read().strip()
-            if text:
-                return int(text)
-        except FileNotFoundError:
-            pass
-        time.sleep(0.01)
-    raise AssertionError("the Lua code did not start its process")
-
-
-def _tree_code(pid_file, tail="while true do end"):
-    return ("vulcan.process.session.open{program='sh', args={'-c', "
-            f"'sleep 30 & echo $! > {pid_file}; wait'}}}}\n{tail}")
+from _process_support import session_tree_lua, wait_gone, wait_pid_file
 
 
 def _run_in_thread(fn):
@@ -48,8 +29,8 @@ def _run_in_thread(fn):
 
 def test_cancel_run_lua_by_request_id_kills_its_tree(engine, tmp_path):
     pid_file = str(tmp_path / "pid")
-    thread, box = _run_in_thread(lambda: engine.run_lua(_tree_code(pid_file), request_id="job"))
-    pid = _wait_pid(pid_file)
+    thread, box = _run_in_thread(lambda: engine.run_lua(session_tree_lua(pid_file, "while true do end"), request_id="job"))
+    pid = wait_pid_file(pid_file)
     assert engine.cancel("job") is True
     thread.join(5)
     assert not thread.is_alive()
@@ -64,7 +45,7 @@ def test_cancel_run_lua_blocked_in_exec(engine, tmp_path):
     pid_file = str(tmp_path / "pid")
     code = f"return vulcan.process.exec{{command='sleep 30 & echo $! > {pid_file}; wait'}}"
     thread, box = _run_in_thread(lambda: engine.run_lua(code, request_id=("exec", 1)))
-    pid = _wait_pid(pid_file)
+    pid = wait_pid_file(pid_file)
     t0 = time.monotonic()
     assert engine.cancel(("exec", 1))
     thread.join(5)
@@ -74,10 +55,10 @@ def test_cancel_run_lua_blocked_in_exec(engine, tmp_path):
 
 def test_cancel_runlua_request_kills_its_tree(engine, tmp_path):
     pid_file = str(tmp_path / "pid")
-    request = {"code": _tree_code(pid_file), "timeout_ms": 30000}
+    request = {"code": session_tree_lua(pid_file, "while true do end"), "timeout_ms": 30000}
     thread, box = _run_in_thread(
         lambda: engine.execute_runlua_request_inline(request, request_id="rl"))
-    pid = _wait_pid(pid_file)
+    pid = wait_pid_file(pid_file)
     assert engine.cancel("rl") is True
     thread.join(5)
     assert "luaexec execution cancelled by the host" in box["value"]

@@ -11,7 +11,7 @@ import pytest
 
 from luaskills_runtime import LeaseError, LuaSkillsError
 from luaskills_runtime.aio import AsyncLuaEngine, AsyncProcessSession, exec_command
-from _process_support import REPO_ROOT, wait_gone
+from _process_support import REPO_ROOT, read_pid_file, session_tree_lua, wait_gone
 
 pytestmark = pytest.mark.anyio
 
@@ -25,23 +25,11 @@ def anyio_backend(request):
     return request.param
 
 
-def _spawn_tree_lua(pid_file: str) -> str:
-    """Lua that opens a session whose shell starts a grandchild and writes its pid."""
-    return ("local s = vulcan.process.session.open{program='sh', args={'-c', "
-            f"'sleep 30 & echo $! > {pid_file}; wait'}}}}\n")
-
-
 async def _wait_pid(path: str) -> int:
     with anyio.fail_after(10):
-        while True:
-            try:
-                with open(path) as handle:
-                    text = handle.read().strip()
-                if text:
-                    return int(text)
-            except FileNotFoundError:
-                pass
+        while (pid := read_pid_file(path)) is None:
             await anyio.sleep(0.01)
+        return pid
 
 
 async def _cancel_after_start(coro_fn, started, *, use_wait_for: bool):
@@ -76,7 +64,7 @@ async def _cancel_after_start(coro_fn, started, *, use_wait_for: bool):
 async def test_run_lua_cancel_stops_work_and_kills_tree(anyio_backend, tmp_path, how):
     pid_file = str(tmp_path / "pid")
     async with AsyncLuaEngine() as engine:
-        code = _spawn_tree_lua(pid_file) + "while true do end"
+        code = session_tree_lua(pid_file) + "while true do end"
         grandchild = []
 
         async def started():
@@ -118,7 +106,7 @@ async def test_asyncio_task_cancel_of_a_blocked_exec_kills_the_tree(anyio_backen
 async def test_runlua_request_cancel(anyio_backend, tmp_path):
     pid_file = str(tmp_path / "pid")
     async with AsyncLuaEngine() as engine:
-        code = _spawn_tree_lua(pid_file) + "while true do end"
+        code = session_tree_lua(pid_file) + "while true do end"
         grandchild = []
 
         async def started():
