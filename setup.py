@@ -24,6 +24,7 @@ EXTENSIONS = {
     "ringbuf": RING,
     "process": PROCESS + ["native/exec.c"],
     "luahook": LUAHOOK,
+    "ffi": ["native/ffi_json.c"],  # the exported luaskills JSON C ABI (luaskills_runtime.ffi)
 }
 
 

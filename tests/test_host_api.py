@@ -81,6 +81,23 @@ def test_run_lua_request_id_is_keyword_only(engine):
         engine.run_lua("return 1", None, "id")
 
 
+def test_cancellable_run_lua_keeps_its_invocation_context(engine):
+    # request_id takes the guarded path; the invocation context must reach vulcan.context there
+    # too, and only for that call
+    context = {"request_context": {"session_id": "s9"}, "client_budget": {}, "tool_config": {}}
+    code = "return vulcan.context.request.session_id"
+    assert engine.run_lua(code, invocation_context=context, request_id="ctx") == "s9"
+    assert engine.run_lua(code, request_id="ctx") is None
+    thread, box = _run_in_thread(lambda: engine.run_lua(
+        "while true do end", invocation_context=context, request_id="spin"))
+    deadline = time.monotonic() + 5
+    while "spin" not in engine._run_lua_running and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert engine.cancel("spin") is True
+    thread.join(5)
+    assert "luaexec execution cancelled by the host" in str(box.get("error"))
+
+
 def test_lease_handle_lifecycle(engine):
     with engine.open_lease("handle", ttl_sec=60) as lease:
         assert isinstance(lease, Lease)

@@ -29,7 +29,8 @@ LAYERS = (
     ("runlua", "leases"),                 # the two services built on VMs
     ("lease_handle",),                    # Lease handles over dict lease calls (engine returns them)
     ("engine",),                          # wires the services
-    ("cli", "ffi", "aio"),                # host surfaces: command line, C ABI, async (anyio)
+    ("ffi",),                             # the C ABI surface (its library locator is used by cli)
+    ("cli", "aio"),                       # command line (ffi-path / ffi-install); async API
     ("__main__",),                        # `python -m luaskills_runtime`
     ("__init__",),                        # the package facade (loads LuaEngine lazily)
 )

@@ -42,10 +42,23 @@ def detail(call, prefix, text):
     (b'{"code": "\xff"}', "invalid unicode code point at line 1 column 11"),
     ('{"timeout_ms": NaN}', "expected value (got `NaN`)"),
 ])
-def test_runlua_and_leases_word_malformed_json_alike(engine, text, expected):
+def test_runlua_leases_and_the_c_abi_word_malformed_json_alike(engine, text, expected):
     runlua = detail(engine.execute_runlua_request_json_inline, RUNLUA_PREFIX, text)
     lease = detail(engine.create_runtime_lease_json, LEASE_PREFIX, text)
     assert runlua == lease == expected
+    if isinstance(text, str):  # the C ABI refuses non-UTF-8 bytes before JSON (its own text)
+        assert c_abi_detail(text) == expected
+
+
+def c_abi_detail(text: str) -> str:
+    from luaskills_runtime.ffi.requests import RUN_LUA, FfiRequestError, decode
+    data = text.encode("utf-8")
+    with pytest.raises(FfiRequestError) as info:
+        decode("fn", data, len(data), RUN_LUA)
+    prefix = "fn received invalid JSON input: "
+    message = str(info.value)
+    assert message.startswith(prefix), message
+    return message[len(prefix):]
 
 
 @given(st.text(max_size=12))

@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # type checkers see the real class; at run time it loads on f
 # stderr).  Areas log below this one: luaskills_runtime.lua, .process, .leases.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__all__ = ["__version__", "HostOptions", "Lease", "LeaseError", "LuaEngine", "LuaSkillsError"]
+__all__ = ["__version__", "HostOptions", "Lease", "LeaseError", "LuaEngine", "LuaSkillsError",
+           "ffi_library_path"]
 
 
 def __getattr__(name: str):
@@ -24,3 +25,9 @@ def __getattr__(name: str):
         from luaskills_runtime.engine import LuaEngine
         return LuaEngine
     raise AttributeError(f"module 'luaskills_runtime' has no attribute {name!r}")
+
+
+def ffi_library_path() -> str:
+    """Path of the shared library exporting the luaskills JSON C ABI (for LUASKILLS_LIB)."""
+    from luaskills_runtime.ffi import library_path
+    return library_path()

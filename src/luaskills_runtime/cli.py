@@ -137,6 +137,24 @@ def cmd_run(options) -> int:
     return EXIT_OK if report.ok else EXIT_LUA_FAILURE
 
 
+def cmd_ffi_path(options) -> int:
+    """Print the path of the library exporting the luaskills C ABI (for LUASKILLS_LIB)."""
+    from luaskills_runtime.ffi import library_path
+    print(library_path())
+    return 0
+
+
+def cmd_ffi_install(options) -> int:
+    """Copy the C ABI library to where the luaskills SDK looks under a runtime root."""
+    from luaskills_runtime.ffi import install_library
+    try:
+        print(install_library(options.runtime_root))
+    except OSError as error:
+        print(f"luaskills-runtime: ffi-install failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _timeout_ms(text: str) -> int:
     try:
         return int(text)
@@ -167,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--timeout-ms", type=_timeout_ms, default=DEFAULT_TIMEOUT_MS,
                        help=f"time limit in milliseconds (default {DEFAULT_TIMEOUT_MS})")
     p_run.set_defaults(handler=cmd_run)
+    p_ffi_path = sub.add_parser("ffi-path", help="print the path of the luaskills C ABI library "
+                                                 "(LUASKILLS_LIB for the luaskills SDK)")
+    p_ffi_path.set_defaults(handler=cmd_ffi_path)
+    p_ffi_install = sub.add_parser("ffi-install", help="copy the luaskills C ABI library to "
+                                                       "RUNTIME_ROOT/libs, where the SDK looks")
+    p_ffi_install.add_argument("runtime_root", metavar="RUNTIME_ROOT")
+    p_ffi_install.set_defaults(handler=cmd_ffi_install)
     return parser
 
 

@@ -6,10 +6,12 @@ import threading
 from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Tuple
 
 from luaskills_runtime._ref.rust import is_blank
+from luaskills_runtime._ref.serde_text import RequestShapeError
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.guard import CANCEL_MESSAGE, CancelToken, guarded_run, prepare_guarded_vm
 from luaskills_runtime.lease_handle import Lease, check_failure
 from luaskills_runtime.leases.requests import CreateRequest, EvalRequest, LeaseRequest, ListRequest
+from luaskills_runtime.leases.requests import invocation_scope
 from luaskills_runtime.leases import PUBLIC, SYSTEM, RuntimeLeases, dump_payload
 from luaskills_runtime.options import HostOptions
 from luaskills_runtime.lua.outcome import RunStatus
@@ -89,15 +91,25 @@ class LuaEngine:
         self._run_lua_running: Dict[Hashable, Tuple[CancelToken, LuaVM]] = {}
 
     # ---- run_lua -------------------------------------------------------------------------------
-    def run_lua(self, code: str, args: Any = None, *, request_id: Optional[Hashable] = None) -> Any:
+    def run_lua(self, code: str, args: Any = None, *,
+                invocation_context: Optional[Mapping[str, Any]] = None,
+                request_id: Optional[Hashable] = None) -> Any:
         """Run code on a main VM with `args` as a local; returns its first value as JSON data.
 
-        With `request_id`, ``engine.cancel(request_id)`` from another thread stops the run (it
-        raises LuaSkillsError ``... luaexec execution cancelled by the host``) and kills the
-        process sessions and exec trees its VM started.  Lua errors raise LuaSkillsError."""
+        `invocation_context` (`{request_context, client_budget, tool_config}`, as luaskills'
+        LuaInvocationContext) fills `vulcan.context` for this call.  With `request_id`,
+        ``engine.cancel(request_id)`` from another thread stops the run (it raises LuaSkillsError
+        ``... luaexec execution cancelled by the host``) and kills the process sessions and exec
+        trees its VM started.  Lua errors raise LuaSkillsError."""
         self._check_open()
         if not isinstance(code, str):
             raise LuaSkillsError(f"run_lua: code must be a string, got {type(code).__name__}")
+        scope: Dict[str, Any] = {}
+        if invocation_context is not None:
+            try:
+                scope = invocation_scope(invocation_context)
+            except RequestShapeError as error:
+                raise LuaSkillsError(f"run_lua: invalid invocation_context: {error}") from None
         main_vm: MainVM = self._main_pool.acquire()
         vm = main_vm.vm
         token = None
@@ -105,7 +117,7 @@ class LuaEngine:
             if request_id is not None:
                 token = self._register_run_lua(request_id, vm)
                 vm.set_log_fields(luaskills_request_id=request_id)
-            vm.reset_scope()
+            vm.reset_scope(**scope)
             run_error = result = None
             try:
                 vm.set_global("__runlua_args", json_to_lua(vm.runtime, args if args is not None else {},

@@ -263,6 +263,9 @@ async def test_engine_errors_pass_through(anyio_backend):
         with pytest.raises(LuaSkillsError, match="boom"):
             await engine.run_lua("error('boom')")
         assert await engine.cancel("nothing-running") is False
+        context = {"request_context": {"session_id": "a1"}, "client_budget": {}, "tool_config": {}}
+        assert await engine.run_lua("return vulcan.context.request.session_id",
+                                    invocation_context=context) == "a1"
 
 
 def test_async_host_example_runs(child_env):

@@ -1,5 +1,6 @@
 """How the reference's serde/serde_json words request errors, for every JSON request parser
-(runlua, leases, later surfaces) so hosts see the same detail texts."""
+(runlua, leases, the C ABI) so hosts see the same detail texts: value checks, syntax errors with
+their positions, positions of refused values, Rust's UTF-8 error text."""
 from __future__ import annotations
 
 import json
@@ -33,16 +34,54 @@ def unexpected(value: Any) -> str:
     return f"value of Python type {type(value).__name__}"
 
 
-def u64_detail(value: Any) -> Optional[str]:
-    """serde's complaint about a JSON value read as u64, or None when it is one.  A literal
-    beyond u64 is read by serde_json as a float, so it is refused as a floating point."""
+def u64_detail(value: Any, type_name: str = "u64") -> Optional[str]:
+    """serde's complaint about a JSON value read as an unsigned integer (`type_name` is the Rust
+    type serde names: u64, usize), or None when it is one.  A literal beyond u64 is read by
+    serde_json as a float, so it is refused as a floating point."""
     if isinstance(value, bool) or not isinstance(value, int):
-        return f"invalid type: {unexpected(value)}, expected u64"
+        return f"invalid type: {unexpected(value)}, expected {type_name}"
     if value < 0:
-        return f"invalid value: integer `{value}`, expected u64"
+        return f"invalid value: integer `{value}`, expected {type_name}"
     if value > U64_MAX:
-        return f"invalid type: {unexpected(float(value))}, expected u64"
+        return f"invalid type: {unexpected(float(value))}, expected {type_name}"
     return None
+
+
+# ---- serde value checks (the fields of a serde struct) ------------------------------------------
+
+class RequestShapeError(ValueError):
+    """A request value serde would refuse; str() is serde's detail text."""
+
+
+def invalid_type(value: Any, expected: str) -> RequestShapeError:
+    return RequestShapeError(f"invalid type: {unexpected(value)}, expected {expected}")
+
+
+def expect_string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise invalid_type(value, "a string")
+    return value
+
+
+def expect_optional_string(value: Any) -> Optional[str]:
+    return None if value is None else expect_string(value)
+
+
+def expect_u64(value: Any, type_name: str = "u64") -> int:
+    problem = u64_detail(value, type_name)
+    if problem is not None:
+        raise RequestShapeError(problem)
+    return value
+
+
+def expect_optional_u64(value: Any) -> Optional[int]:
+    return None if value is None else expect_u64(value)
+
+
+def expect_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise invalid_type(value, "a boolean")
+    return value
 
 
 # Python's json messages -> serde_json's wording.
@@ -61,21 +100,27 @@ _JSON_MESSAGES = {
 def json_error_detail(error: json.JSONDecodeError) -> str:
     """serde_json's text for a JSON syntax error: `<message> at line L column C`.
 
-    serde_json counts columns in bytes and names the column of the character it complains about
-    (Python names the same one, in characters); at the end of the input it names the column of
-    the last character (0 on an empty line) and says what it was parsing there: a string, a
-    value, a list or an object.
+    serde_json counts columns in bytes and names the column of the byte it complains about
+    (Python names the same character, counted in characters); at the end of the input it names
+    the column of the last byte (0 on an empty line) and says what it was parsing there: a
+    string, a value, a list or an object.
     """
     text = error.doc
     if error.msg.startswith("Unterminated string") or not text[error.pos:].strip(_JSON_SPACE):
-        line_start = text.rfind("\n") + 1
-        column = len(text[line_start:].encode("utf-8", "surrogatepass"))
-        return (f"EOF while parsing {_eof_context(text)} at line {text.count(chr(10)) + 1} "
-                f"column {column}")
-    line_start = text.rfind("\n", 0, error.pos) + 1
-    column = len(text[line_start:error.pos].encode("utf-8", "surrogatepass")) + 1
+        return f"EOF while parsing {_eof_context(text)}" + serde_position(text, len(text))
     message = _JSON_MESSAGES.get(error.msg, error.msg[:1].lower() + error.msg[1:])
-    return f"{message} at line {error.lineno} column {column}"
+    return message + serde_position(text, error.pos, peeked=True)
+
+
+def serde_position(text: str, index: int, peeked: bool = False) -> str:
+    """serde_json's " at line L column C" once it has consumed text[:index]: C counts the bytes
+    consumed on line L.  `peeked`: serde_json also counts the first byte of the character at
+    `index`, which it peeked at and refused."""
+    line_start = text.rfind("\n", 0, index) + 1
+    column = len(text[line_start:index].encode("utf-8", "surrogatepass"))
+    if peeked and index < len(text):
+        column += 1
+    return f" at line {text.count(chr(10), 0, index) + 1} column {column}"
 
 
 _JSON_SPACE = " \t\n\r"
@@ -175,3 +220,63 @@ def load_json(text: str) -> Any:
         raise JsonSyntaxError("recursion limit exceeded") from None
     except ValueError as error:  # NaN / Infinity literals, which JSON does not have
         raise JsonSyntaxError(f"expected value (got `{error}`)") from None
+
+
+# ---- where serde_json refuses a value ------------------------------------------------------------
+# serde_json ends a type error with " at line L column C".  Requests are decoded with json first
+# (fast); only when a field is refused is the text walked again to find where that value sits.
+
+def _skip_space(text: str, index: int) -> int:
+    while index < len(text) and text[index] in _JSON_SPACE:
+        index += 1
+    return index
+
+
+def _member_start(text: str, index: int, key: str) -> int:
+    """Start of the value of `key` in the object starting at `index` (its first occurrence)."""
+    index = _skip_space(text, index + 1)  # past "{"
+    while index < len(text) and text[index] == '"':
+        name, index = json.decoder.scanstring(text, index + 1)
+        index = _skip_space(text, _skip_space(text, index) + 1)  # past ":"
+        if name == key:
+            return index
+        index = _skip_space(text, _SCAN(text, index)[1])
+        if text[index:index + 1] == ",":
+            index = _skip_space(text, index + 1)
+    raise KeyError(key)
+
+
+def _item_start(text: str, index: int, position: int) -> int:
+    index = _skip_space(text, index + 1)  # past "["
+    for _ in range(position):
+        index = _skip_space(text, _SCAN(text, index)[1])
+        index = _skip_space(text, index + 1)  # past ","
+    return index
+
+
+def value_span(text: str, path) -> tuple:
+    """(start, end) indexes in valid JSON `text` of the value at `path` (object keys and array
+    indexes from the top)."""
+    index = _skip_space(text, 0)
+    for step in path:
+        index = _item_start(text, index, step) if isinstance(step, int) else _member_start(text, index, step)
+    return index, _SCAN(text, index)[1]
+
+
+def located(detail: str, text: str, path, at_start: bool = False) -> str:
+    """`detail` with the position serde_json gives it for the value at `path`: the end of the
+    value (missing fields: its closing brace; scalars: their last character), or, for a map or
+    sequence refused without being read (at_start), just before it."""
+    try:
+        start, end = value_span(text, path)
+    except (KeyError, IndexError, ValueError, StopIteration):
+        return detail
+    return detail + serde_position(text, start if at_start else end)
+
+
+def utf8_error_text(error: UnicodeDecodeError) -> str:
+    """Rust's `Utf8Error` display for the first invalid sequence Python found (both follow the
+    Unicode "maximal subpart" rule, so the lengths agree)."""
+    if error.reason == "unexpected end of data":
+        return f"incomplete utf-8 byte sequence from index {error.start}"
+    return f"invalid utf-8 sequence of {error.end - error.start} bytes from index {error.start}"

@@ -94,11 +94,14 @@ class AsyncLuaEngine:
 
     # ---- run_lua and runlua --------------------------------------------------------------------
     async def run_lua(self, code: str, args: Any = None, *,
+                      invocation_context: Optional[Mapping[str, Any]] = None,
                       request_id: Optional[Hashable] = None) -> Any:
         """Run code on a main VM (see ``LuaEngine.run_lua``); cancellable."""
         rid = request_id if request_id is not None else ("aio-run_lua", next(_request_numbers))
         engine = self._engine
-        return await self._run(lambda: engine.run_lua(code, args, request_id=rid),
+        return await self._run(lambda: engine.run_lua(code, args,
+                                                      invocation_context=invocation_context,
+                                                      request_id=rid),
                                lambda: engine.cancel(rid))
 
     async def execute_runlua_request_json_inline(self, request_json: str, *,

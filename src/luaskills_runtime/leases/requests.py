@@ -14,8 +14,10 @@ from typing import Any, List, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime._ref.rust import rust_trim
-from luaskills_runtime._ref.serde_text import (JsonSyntaxError, load_json, request_text, u64_detail,
-                                              unexpected)
+from luaskills_runtime._ref.serde_text import (
+    JsonSyntaxError, RequestShapeError, expect_bool, expect_optional_string, expect_optional_u64,
+    expect_string, expect_u64, invalid_type, load_json, request_text, unexpected,
+)
 
 DEFAULT_EVAL_TIMEOUT_MS = 60_000
 PUBLIC_DEFAULT_TTL_SEC = 600
@@ -23,47 +25,12 @@ TTL_MIN_SEC, TTL_MAX_SEC = 1, 3_600
 SID_MAX_BYTES = 128
 
 
-class RequestShapeError(Exception):
-    """A request that serde would refuse; str() is serde's detail text."""
-
-
-# ---- serde-like value checks ------------------------------------------------------------------
-
-def _invalid_type(value: Any, expected: str) -> RequestShapeError:
-    return RequestShapeError(f"invalid type: {unexpected(value)}, expected {expected}")
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _invalid_type(value, "a string")
-    return value
-
-
-def _optional_string(value: Any) -> Optional[str]:
-    return None if value is None else _string(value)
-
-
-def _u64(value: Any) -> int:
-    problem = u64_detail(value)
-    if problem is not None:
-        raise RequestShapeError(problem)
-    return value
-
-
-def _optional_u64(value: Any) -> Optional[int]:
-    return None if value is None else _u64(value)
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _invalid_type(value, "a boolean")
-    return value
-
+# ---- serde-like value checks (the generic ones are _ref.serde_text's expect_*) ------------------
 
 def _string_list(value: Any) -> List[str]:
     if not isinstance(value, (list, tuple)):
-        raise _invalid_type(value, "a sequence")
-    return [_string(item) for item in value]
+        raise invalid_type(value, "a sequence")
+    return [expect_string(item) for item in value]
 
 
 def _json_value(value: Any) -> Any:
@@ -92,7 +59,7 @@ class _Fields:
 
     def __init__(self, data: Any, struct_name: str):
         if not isinstance(data, dict):
-            raise _invalid_type(data, f"struct {struct_name}")
+            raise invalid_type(data, f"struct {struct_name}")
         self.data = data
         self.duplicates = getattr(data, "duplicate_keys", None)
 
@@ -178,11 +145,11 @@ class ListRequest:
 def parse_create(data: Any) -> CreateRequest:
     f = _Fields(data, "RuntimeSessionCreateRequest")
     return CreateRequest(
-        sid=f.get("sid", _string, required=True),
-        ttl_sec=f.get("ttl_sec", _optional_u64),
-        replace=f.get("replace", _bool, False),
-        cwd=f.get("cwd", _optional_string),
-        workspace_root=f.get("workspace_root", _optional_string),
+        sid=f.get("sid", expect_string, required=True),
+        ttl_sec=f.get("ttl_sec", expect_optional_u64),
+        replace=f.get("replace", expect_bool, False),
+        cwd=f.get("cwd", expect_optional_string),
+        workspace_root=f.get("workspace_root", expect_optional_string),
         lua_roots=f.get("lua_roots", _string_list, list),
         c_roots=f.get("c_roots", _string_list, list),
         mounts=f.get("mounts", _json_value, dict),
@@ -195,7 +162,7 @@ def _client_info(value: Any) -> Optional[dict]:
     f = _Fields(value, "RuntimeClientInfo")
     info = {}
     for key in ("kind", "name", "version"):
-        text = f.get(key, _optional_string)
+        text = f.get(key, expect_optional_string)
         if text is not None:
             info[key] = text
     return info
@@ -209,7 +176,7 @@ def _request_context(value: Any) -> Optional[dict]:
     f = _Fields(value, "RuntimeRequestContext")
     context = {}
     for key in ("request_id", "client_name", "transport_name", "session_id"):
-        text = f.get(key, _optional_string)
+        text = f.get(key, expect_optional_string)
         if text is not None:
             context[key] = text
     info = f.get("client_info", _client_info)
@@ -219,15 +186,30 @@ def _request_context(value: Any) -> Optional[dict]:
     return context
 
 
+def invocation_scope(context: Any) -> dict:
+    """A LuaInvocationContext (`{request_context, client_budget, tool_config}`, the last two
+    required as in the reference) -> the request-scope fields it sets in `vulcan.context` for one
+    call, the same ones a lease eval's flattened fields set.  Raises RequestShapeError."""
+    f = _Fields(context, "LuaInvocationContext")
+    request = f.get("request_context", _request_context)
+    return {
+        "request": request,
+        "client_info": None if request is None else request.get("client_info"),
+        "client_capabilities": None if request is None else request.get("client_capabilities"),
+        "client_budget": f.get("client_budget", _json_value, required=True),
+        "tool_config": f.get("tool_config", _json_value, required=True),
+    }
+
+
 def parse_eval(data: Any) -> EvalRequest:
     f = _Fields(data, "RuntimeSessionEvalRequest")
     return EvalRequest(
-        lease_id=f.get("lease_id", _string, required=True),
-        sid=f.get("sid", _optional_string),
-        generation=f.get("generation", _optional_u64),
-        code=f.get("code", _string, required=True),
+        lease_id=f.get("lease_id", expect_string, required=True),
+        sid=f.get("sid", expect_optional_string),
+        generation=f.get("generation", expect_optional_u64),
+        code=f.get("code", expect_string, required=True),
         args=f.get("args", _json_value, dict),
-        timeout_ms=f.get("timeout_ms", _u64, DEFAULT_EVAL_TIMEOUT_MS),
+        timeout_ms=f.get("timeout_ms", expect_u64, DEFAULT_EVAL_TIMEOUT_MS),
         request_context=f.get("request_context", _request_context),
         client_budget=f.get("client_budget", _json_value, dict),
         tool_config=f.get("tool_config", _json_value, dict),
@@ -237,15 +219,15 @@ def parse_eval(data: Any) -> EvalRequest:
 def parse_lease(data: Any) -> LeaseRequest:
     f = _Fields(data, "RuntimeSessionLeaseRequest")
     return LeaseRequest(
-        lease_id=f.get("lease_id", _string, required=True),
-        sid=f.get("sid", _optional_string),
-        generation=f.get("generation", _optional_u64),
+        lease_id=f.get("lease_id", expect_string, required=True),
+        sid=f.get("sid", expect_optional_string),
+        generation=f.get("generation", expect_optional_u64),
     )
 
 
 def parse_list(data: Any) -> ListRequest:
     f = _Fields(data, "RuntimeSessionListRequest")
-    return ListRequest(sid=f.get("sid", _optional_string))
+    return ListRequest(sid=f.get("sid", expect_optional_string))
 
 
 # ---- normalisation rules of the reference (raised as LuaSkillsError) --------------------------

@@ -4,13 +4,14 @@ The VM knows nothing of the `vulcan` namespace: whoever builds a VM for Lua code
 (luaskills_runtime.vulcan.new_vm)."""
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from typing import Any, Dict, Optional
 
 import lupa.luajit21 as lupa_engine
 
-from luaskills_runtime.lua.chunk_files import read_chunk
+from luaskills_runtime.lua.chunk_files import chunk_bytecode, read_chunk
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.bridge import LuaBridge
 from luaskills_runtime.lua.outcome import OUT_OF_MEMORY, answer_outcome, lua_error_text
@@ -19,6 +20,20 @@ MAIN, RUNLUA, LEASE = "main", "runlua", "lease"
 
 _SCOPE_SOURCE = read_chunk("luaskills_runtime.lua", "scope.lua")
 _RUNNER_SOURCE = read_chunk("luaskills_runtime.lua", "runner.lua")
+# The library half of the reference's Lua dialect (LuaJIT's Lua 5.2 compatibility), every VM kind;
+# loaded as bytecode because every new VM runs it.
+_COMPAT52_BYTECODE = chunk_bytecode("luaskills_runtime.lua", "compat52.lua")
+# lupa's LuaJIT module exports the Lua C API; compat52.lua takes lua_pushthread from it.
+_LUA_API_LIBRARY = os.fsencode(lupa_engine.__file__)
+
+
+def install_dialect(runtime, main_vm: bool) -> None:
+    """Give `runtime` (a lupa LuaJIT runtime, before any code captured its library functions) the
+    reference's dialect: compat52.lua.  `main_vm`: the VM keeps LuaJIT's own io (run_lua), whose
+    popen handles then close with the detailed status through the FFI; runlua and lease VMs get
+    managed io, which does that itself."""
+    runtime.execute(_COMPAT52_BYTECODE, runtime.globals(), _LUA_API_LIBRARY, main_vm, mode="b")
+
 
 # The reference wraps run_lua code like this, so user code sees `args` as a local and its line
 # numbers start at 3.
@@ -58,6 +73,7 @@ class LuaVM:
         g = self.runtime.globals()
         g[b"python"] = None
         self.runtime.execute("package.loaded.python = nil")
+        install_dialect(self.runtime, kind == MAIN)
         self.bridge = LuaBridge(self.runtime)
         # runner.lua: lua_run(code, chunkname) answers with the run-outcome protocol
         self.lua_run, self.lua_message_of = self.runtime.execute(_RUNNER_SOURCE)

@@ -3,8 +3,8 @@
 --
 -- Per request the VM gets: a print that is captured (values through tostring, joined by tabs, one
 -- line per call), no vulcan.runtime.log / vulcan.cache.put/get/delete / vulcan.runtime.lua.exec,
--- Lua 5.2's table.pack/unpack, which the reference's wrapper calls, and an os.exit that raises
--- instead of ending the host process.
+-- and an os.exit that raises instead of ending the host process.  (table.pack, which the
+-- reference's wrapper calls, is part of every VM's dialect: compat52.lua.)
 --
 -- Isolation (beyond the reference): after the VM is set up, `snapshot` records every table reachable
 -- from the globals (library tables, package.loaded, vulcan and its subtables, the string
@@ -42,12 +42,6 @@ if type(G.os) == "table" then
     error("os.exit is not available in luaexec: return from the code instead", 2)
   end
 end
-
-local tbl = G.table
-if tbl.pack == nil then
-  tbl.pack = function(...) return { n = select("#", ...), ... } end
-end
-if tbl.unpack == nil then tbl.unpack = G.unpack end
 
 local lines, count = {}, 0
 G.print = function(...)

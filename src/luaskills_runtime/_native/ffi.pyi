@@ -1,0 +1,3 @@
+from typing import List
+
+def exported_functions() -> List[str]: ...

@@ -1,0 +1,1 @@
+"""Reference LuaJIT binaries for the dialect test (see build_luajit.py)."""
