@@ -1,5 +1,10 @@
 #include "notify.h"
 
+#include <errno.h>
+#ifndef _WIN32
+#include <unistd.h>
+#endif
+
 int lsr_notify_init(lsr_notify *n)
 {
     int rc = lsr_mutex_init(&n->mu);
@@ -11,6 +16,7 @@ int lsr_notify_init(lsr_notify *n)
         return rc;
     }
     n->seq = 0;
+    n->wake_fd = -1;
     return 0;
 }
 
@@ -25,6 +31,13 @@ void lsr_notify_signal(lsr_notify *n)
     lsr_mutex_lock(&n->mu);
     n->seq++;
     lsr_cond_broadcast(&n->cv);
+#ifndef _WIN32
+    if (n->wake_fd >= 0) {
+        static const char byte = 1;
+        ssize_t ignored = write(n->wake_fd, &byte, 1); /* EAGAIN: a wake-up is already pending */
+        (void)ignored;
+    }
+#endif
     lsr_mutex_unlock(&n->mu);
 }
 
@@ -47,4 +60,18 @@ uint64_t lsr_notify_wait(lsr_notify *n, uint64_t seen, int64_t deadline_ms)
     uint64_t seq = n->seq;
     lsr_mutex_unlock(&n->mu);
     return seq;
+}
+
+int lsr_notify_set_wake_fd(lsr_notify *n, int fd)
+{
+#ifdef _WIN32
+    (void)n;
+    (void)fd;
+    return ENOTSUP;
+#else
+    lsr_mutex_lock(&n->mu);
+    n->wake_fd = fd;
+    lsr_mutex_unlock(&n->mu);
+    return 0;
+#endif
 }

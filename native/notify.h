@@ -14,6 +14,7 @@ typedef struct lsr_notify {
     lsr_mutex mu;
     lsr_cond cv;
     uint64_t seq;
+    int wake_fd;      /* POSIX: a byte is written here on every signal (-1 = none), see below */
 } lsr_notify;
 
 /* Returns 0, or the errno of the failing pthread_mutex_init / pthread_cond_init. */
@@ -27,5 +28,10 @@ uint64_t lsr_notify_seq(lsr_notify *n);
 /* Blocks until the sequence differs from `seen` or the monotonic deadline (ms, from lsr_now_ms;
  * negative = none) passes.  Returns the sequence at return.  Call without the GIL.  Never fails. */
 uint64_t lsr_notify_wait(lsr_notify *n, uint64_t seen, int64_t deadline_ms);
+/* POSIX: from now on every signal also writes one byte to `fd` (the non-blocking write end of a
+ * pipe the caller owns; a full pipe already means "changed"), so an event loop can watch the read
+ * end instead of parking a thread in lsr_notify_wait.  -1 stops it; after that returns no signal
+ * touches the old fd, so the caller may close it.  Returns 0, or ENOTSUP on Windows. */
+int lsr_notify_set_wake_fd(lsr_notify *n, int fd);
 
 #endif

@@ -1,5 +1,6 @@
 """Helpers shared by the tests/test_process_*.py files (process trees, descriptors, threads)."""
 import os
+import sys
 import time
 
 import psutil
@@ -56,3 +57,38 @@ def wait_threads_at_most(count: int, timeout: float = 5.0) -> int:
 
 def our_children():
     return psutil.Process().children(recursive=False)
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def child_env() -> dict:
+    """The environment for a child Python that must import the package under test."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+
+
+def session_tree_lua(pid_file: str, tail: str = "") -> str:
+    """Lua that opens a session whose shell starts a grandchild and writes its pid to pid_file,
+    then runs `tail`."""
+    return ("local s = vulcan.process.session.open{program='sh', args={'-c', "
+            f"'sleep 30 & echo $! > {pid_file}; wait'}}}}\n{tail}")
+
+
+def read_pid_file(path: str):
+    """The pid written to path, or None while the file is absent or still empty."""
+    try:
+        with open(path) as handle:
+            text = handle.read().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text else None
+
+
+def wait_pid_file(path: str, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = read_pid_file(path)
+        if pid is not None:
+            return pid
+        time.sleep(0.01)
+    raise AssertionError(f"no pid appeared in {path}")

@@ -16,6 +16,14 @@ def engine():
 
 
 @pytest.fixture
+def child_env():
+    """Environment for child Pythons (examples, probes) that import the package under test."""
+    from _process_support import child_env as make
+
+    return make()
+
+
+@pytest.fixture
 def lease_env(tmp_path):
     """(RuntimeLeases with a fake clock and no sweeper, the clock), torn down after the test."""
     from _lease_support import make_leases

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from _process_support import child_env
 from luaskills_runtime.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -12,7 +13,7 @@ EXAMPLE = os.path.join(ROOT, "examples", "system_report.lua")
 
 
 def cli(*argv, cwd=None):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env = child_env()
     return subprocess.run([sys.executable, "-m", "luaskills_runtime", *argv], capture_output=True,
                           text=True, timeout=60, env=env, cwd=cwd)
 
@@ -82,3 +83,67 @@ def test_example_system_report():
 def test_eval_still_works(capsys):
     assert main(["eval", "return {args.a, 2}", "--args", '{"a": 1}']) == 0
     assert capsys.readouterr().out == "[\n  1,\n  2\n]\n"
+
+
+# ---- Ctrl-C -------------------------------------------------------------------------------------
+
+INTERRUPT_LIMIT_S = 0.2
+
+
+@pytest.mark.parametrize("command", ["run", "eval"])
+def test_ctrl_c_cancels_prints_one_line_and_exits_130(tmp_path, command):
+    import signal
+    import time
+
+    from _process_support import wait_gone
+
+    ready, pid_file = tmp_path / "ready", tmp_path / "pid"
+    code = ("vulcan.process.session.open{program='sh', args={'-c', 'sleep 30 & echo $! > "
+            f"{pid_file}; wait'}}}}\n"
+            f"vulcan.process.exec{{command='touch {ready}'}}\n"
+            "while true do end")
+    argv = ["run", "-e", code] if command == "run" else ["eval", code]
+    env = child_env()
+    proc = subprocess.Popen([sys.executable, "-m", "luaskills_runtime", *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (ready.exists() and pid_file.exists() and pid_file.read_text().strip()):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+        grandchild = int(pid_file.read_text())
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+        elapsed = time.monotonic() - t0
+        out, err = proc.communicate()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert out == "" and err == "luaskills-runtime: interrupted\n"
+    assert elapsed < INTERRUPT_LIMIT_S, elapsed
+    assert wait_gone(grandchild, 1.0)
+
+
+def test_eval_timeout_exits_1_and_run_dash_reads_stdin():
+    done = cli("eval", "--timeout-ms", "100", "while true do end")
+    assert done.returncode == 1
+    assert "luaexec execution timed out after 100 ms" in done.stderr
+    env = child_env()
+    for argv in (["run", "-"], ["eval", "-"]):
+        done = subprocess.run([sys.executable, "-m", "luaskills_runtime", *argv],
+                              input="return 6 * 7", capture_output=True, text=True, timeout=60,
+                              env=env)
+        assert done.returncode == 0, done.stderr
+        assert "42" in done.stdout
+
+
+@pytest.mark.parametrize("argv", [["eval", "return 1", "--args", "{bad"],
+                                  ["eval", "--timeout-ms", "0", "return 1"],
+                                  ["eval", "--timeout-ms", "soon", "return 1"]])
+def test_eval_usage_errors_exit_2_like_run(argv):
+    done = cli(*argv)
+    assert done.returncode == 2
+    assert done.stdout == ""

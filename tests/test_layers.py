@@ -20,16 +20,17 @@ ROOT = Path(luaskills_runtime.__file__).resolve().parent   # the package under t
 # higher layer, nor another concept of its own layer.  A concept is the first name below the
 # package: a folder (`lua`) or a top-level module (`engine`).
 LAYERS = (
-    ("errors", "options", "_version"),    # plain data every layer uses
+    ("errors", "options", "_version", "types"),   # plain data every layer uses (types: TypedDicts)
     ("_ref",),                            # reference wording
     ("text", "_native"),                  # encodings; Cython bindings over the C core
     ("process",),                         # child processes (no Lua)
     ("lua",),                             # LuaVM, pool, JSON<->Lua, bridge, guard, cwd lock
     ("vulcan",),                          # the namespace Lua code sees
     ("runlua", "leases"),                 # the two services built on VMs
+    ("lease_handle",),                    # Lease handles over dict lease calls (engine returns them)
     ("engine",),                          # wires the services
     ("ffi",),                             # the C ABI surface (its library locator is used by cli)
-    ("cli",),                             # the command line (ffi-path / ffi-install)
+    ("cli", "aio"),                       # command line (ffi-path / ffi-install); async API
     ("__main__",),                        # `python -m luaskills_runtime`
     ("__init__",),                        # the package facade (loads LuaEngine lazily)
 )
@@ -169,7 +170,8 @@ def test_the_process_core_imports_no_lua():
              "import luaskills_runtime.process as process\n"
              "assert process.__all__ == ['ProcessSession', 'exec_command'], process.__all__\n"
              "assert callable(process.exec_command) and isinstance(process.ProcessSession, type)\n"
-             "print(sorted(name for name in sys.modules if name.split('.')[0] == 'lupa'))\n")
+             "print(sorted(name for name in sys.modules\n"
+             "             if name.split('.')[0] in ('lupa', 'anyio')))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=60, env=_env())
     assert done.returncode == 0, done.stderr
@@ -186,12 +188,22 @@ def test_the_engine_still_loads_lua():
     assert done.stdout.strip() == "True"
 
 
+def test_the_async_surface_loads_anyio():
+    # the positive control for anyio: only luaskills_runtime.aio brings it in
+    probe = "import sys\nimport luaskills_runtime.aio\nprint('anyio' in sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, env=_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+
+
 def _env():
-    import os
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    from _process_support import child_env
+    return child_env()
 
 
-@pytest.mark.parametrize("public", ["LuaEngine", "HostOptions", "LuaSkillsError", "engine_info"])
+@pytest.mark.parametrize("public", ["LuaEngine", "HostOptions", "LuaSkillsError", "engine_info",
+                                    "Lease", "LeaseError"])
 def test_public_api_stays(public):
     import luaskills_runtime
     assert public in luaskills_runtime.__all__

@@ -1,35 +1,107 @@
-"""The `luaskills-runtime` command."""
+"""The `luaskills-runtime` command.
+
+Exit status of `run` and `eval`: 0 success, 1 the Lua code failed (or timed out), 2 usage or
+request error, 130 interrupted (Ctrl-C cancels the running request, kills the process trees it
+started and prints one line on stderr)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from typing import List, Optional
+import threading
+from typing import Any, Callable, List, Optional, Tuple
 
 from luaskills_runtime.engine import LuaEngine
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.runtime_info import engine_info
+from luaskills_runtime.lua.guard import timeout_message
 from luaskills_runtime.runlua import DEFAULT_TIMEOUT_MS, request_from_mapping
 
+EXIT_OK, EXIT_LUA_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_REQUEST_ID = "luaskills-runtime-cli"
+# How often the main thread wakes while the request runs (Ctrl-C is handled at the next wake).
+_WAKE_S = 0.02
+# After Ctrl-C: how long to wait for the cancelled request before exiting anyway.
+_CANCEL_GRACE_S = 0.12
 
-def _parse_json_arg(text: str, what: str):
+
+class _Interrupted(Exception):
+    pass
+
+
+def _run_interruptibly(engine: LuaEngine, work: Callable[[], Any],
+                       timeout_ms: Optional[int] = None) -> Any:
+    """Run `work` (which runs under request id _REQUEST_ID) on a worker thread while the main
+    thread stays free for Ctrl-C: KeyboardInterrupt cancels the request (its process trees die)
+    and raises _Interrupted.  With `timeout_ms`, the request is cancelled with the timeout
+    message when it runs longer (run_lua has no deadline of its own here)."""
+    outcome: List[Tuple[bool, Any]] = []
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome.append((True, work()))
+        except BaseException as error:  # handed to the main thread
+            outcome.append((False, error))
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=target, name="luaskills-runtime-request", daemon=True)
+    timer = None
+    if timeout_ms is not None:
+        timer = threading.Timer(timeout_ms / 1000.0, engine._cancel_run_lua,
+                                (_REQUEST_ID, timeout_message(timeout_ms)))
+        timer.daemon = True
     try:
-        return json.loads(text)
-    except ValueError as error:
-        raise SystemExit(f"luaskills-runtime: {what} is not valid JSON: {error}")
+        worker.start()
+        if timer is not None:
+            timer.start()
+        while not done.wait(_WAKE_S):
+            pass
+    except KeyboardInterrupt:
+        engine.cancel(_REQUEST_ID)
+        done.wait(_CANCEL_GRACE_S)
+        raise _Interrupted() from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+    ok, value = outcome[0]
+    if ok:
+        return value
+    raise value
+
+
+def _interrupted() -> int:
+    sys.stderr.write("luaskills-runtime: interrupted\n")
+    sys.stderr.flush()
+    return EXIT_INTERRUPTED
 
 
 def cmd_eval(options) -> int:
     """Evaluate a snippet with run_lua and print its JSON result."""
-    args = _parse_json_arg(options.args, "--args") if options.args else None
-    with LuaEngine() as engine:
-        try:
-            result = engine.run_lua(options.code, args)
-        except LuaSkillsError as error:
-            print(str(error), file=sys.stderr)
-            return 1
+    try:
+        args = json.loads(options.args) if options.args else None
+    except ValueError as error:
+        print(f"luaskills-runtime: --args is not valid JSON: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if options.timeout_ms <= 0:
+        print("luaskills-runtime: --timeout-ms must be greater than 0", file=sys.stderr)
+        return EXIT_USAGE
+    code = sys.stdin.read() if options.code == "-" else options.code
+    engine = LuaEngine()
+    try:
+        result = _run_interruptibly(
+            engine, lambda: engine.run_lua(code, args, request_id=_REQUEST_ID),
+            options.timeout_ms)
+    except _Interrupted:
+        return _interrupted()
+    except LuaSkillsError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_LUA_FAILURE
+    finally:
+        engine.close()
     print(json.dumps(result, ensure_ascii=False, indent=2))
-    return 0
+    return EXIT_OK
 
 
 def cmd_run(options) -> int:
@@ -40,22 +112,30 @@ def cmd_run(options) -> int:
     request = {"task": options.task or "", "timeout_ms": options.timeout_ms}
     if options.code is not None:
         request["code"] = options.code
+    elif options.file == "-":
+        request["code"] = sys.stdin.read()
     else:
         request["file"] = options.file
     try:
         request["args"] = json.loads(options.args) if options.args is not None else {}
     except ValueError as error:
         print(f"luaskills-runtime: --args is not valid JSON: {error}", file=sys.stderr)
-        return 2
-    with LuaEngine() as engine:
-        try:
-            report = engine.runlua_service.run(request_from_mapping(request))
-        except LuaSkillsError as error:
-            print(str(error), file=sys.stderr)
-            return 2
+        return EXIT_USAGE
+    engine = LuaEngine()
+    try:
+        parsed = request_from_mapping(request)
+        report = _run_interruptibly(
+            engine, lambda: engine.runlua_service.run(parsed, _REQUEST_ID))
+    except _Interrupted:
+        return _interrupted()
+    except LuaSkillsError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        engine.close()
     sys.stdout.write(report.markdown + "\n")
     sys.stdout.flush()
-    return 0 if report.ok else 1
+    return EXIT_OK if report.ok else EXIT_LUA_FAILURE
 
 
 def cmd_ffi_path(options) -> int:
@@ -112,14 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the version, the Lua engine and the timeout guard, then exit")
     sub = parser.add_subparsers(dest="command", required=True)
     p_eval = sub.add_parser("eval", help="evaluate a Lua snippet (run_lua) and print the JSON result")
-    p_eval.add_argument("code", help="Lua code; `args` holds --args")
+    p_eval.add_argument("code", help="Lua code (`-` reads it from stdin); `args` holds --args")
     p_eval.add_argument("--args", help="JSON value passed as `args`")
+    p_eval.add_argument("--timeout-ms", type=_timeout_ms, default=DEFAULT_TIMEOUT_MS,
+                        help=f"time limit in milliseconds (default {DEFAULT_TIMEOUT_MS})")
     p_eval.set_defaults(handler=cmd_eval)
     p_run = sub.add_parser(
         "run", help="run a Lua file or snippet as a runlua request and print the Markdown report",
-        description="Exit status: 0 success, 1 the Lua code failed, 2 the request was rejected.")
+        description="Exit status: 0 success, 1 the Lua code failed, 2 the request was rejected, "
+                    "130 interrupted.")
     source = p_run.add_mutually_exclusive_group(required=True)
-    source.add_argument("file", nargs="?", help="Lua file (its folder is the cwd while it runs)")
+    source.add_argument("file", nargs="?",
+                        help="Lua file (its folder is the cwd while it runs); `-` reads stdin")
     source.add_argument("-e", dest="code", metavar="CODE", help="Lua code to run instead of a file")
     p_run.add_argument("--args", help="JSON value passed as `args`")
     p_run.add_argument("--task", help="task text shown in the report")

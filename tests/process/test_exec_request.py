@@ -217,13 +217,9 @@ def test_accepted_shapes():
 
 PY_CASES = [
     (dict(), f"{F}: expected a string command or a table with command"),
-    (dict(command=5), f"{F}: command must be a string, got number"),
     (dict(command=""), f"{F}: command must not be empty"),
     (dict(command="a\0"), f"{F}: command must not contain NUL bytes"),
     (dict(command="\udc80"), f"{F}: command must be a valid UTF-8 string"),
-    (dict(program=["ls"]), f"{F}: program must be a string, got table"),
-    (dict(program="x", args="abc"), f"{F}: args must be a table, got string"),
-    (dict(program="x", args=5), f"{F}: args must be a table, got number"),
     (dict(program="x", args=[{}]), f"{F}: args[1] must be a string: table"),
     (dict(program="x", args=["a", None]), f"{F}: args[2] must be a string: nil"),
     (dict(program="x", args=[math.nan]), f"{F}: args[1] must be a finite number"),
@@ -255,6 +251,25 @@ PY_CASES = [
 @pytest.mark.parametrize("kwargs,message", PY_CASES)
 def test_python_validation_messages(kwargs, message):
     with pytest.raises(LuaSkillsError) as info:
+        exec_command(**kwargs)
+    assert str(info.value) == message
+
+
+# Wrong Python types are TypeErrors that name Python types (issue 15); the values inside are
+# then checked with the Lua API's rules above.
+PY_TYPE_CASES = [
+    (dict(command=["ls"]), "exec_command: command must be a str, got list"),
+    (dict(command=5), "exec_command: command must be a str, got int"),
+    (dict(program=["ls"]), "exec_command: program must be a str, got list"),
+    (dict(program="x", cwd=b"."), "exec_command: cwd must be a str, got bytes"),
+    (dict(program="x", args="abc"), "exec_command: args must be a list or tuple of str, got str"),
+    (dict(program="x", args=5), "exec_command: args must be a list or tuple of str, got int"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", PY_TYPE_CASES)
+def test_python_type_errors_name_python_types(kwargs, message):
+    with pytest.raises(TypeError) as info:
         exec_command(**kwargs)
     assert str(info.value) == message
 

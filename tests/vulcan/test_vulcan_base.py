@@ -118,7 +118,7 @@ def test_log_goes_to_python_logging(engine, caplog, level, expected):
     with caplog.at_level(logging.DEBUG, logger="luaskills_runtime"):
         engine.run_lua(f"vulcan.runtime.log('{level}', 'hello ' .. 42)")
     record = caplog.records[-1]
-    assert record.name == "luaskills_runtime"
+    assert record.name == "luaskills_runtime.lua"   # the area logger below the package one
     assert record.levelno == expected
     assert record.getMessage() == f"[LuaSkill:{level}] hello 42"
 

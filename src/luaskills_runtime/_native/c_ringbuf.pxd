@@ -11,6 +11,7 @@ cdef extern from "luaskills.h" nogil:
     void lsr_notify_signal(lsr_notify *n)
     uint64_t lsr_notify_seq(lsr_notify *n)
     uint64_t lsr_notify_wait(lsr_notify *n, uint64_t seen, int64_t deadline_ms)
+    int lsr_notify_set_wake_fd(lsr_notify *n, int fd)
 
     ctypedef struct lsr_ring:
         size_t capacity

@@ -15,6 +15,11 @@ Compiled JIT traces do not look at hooks: run guarded code with the JIT off, e.g
 ``guard.call(..., jit_off=True)`` (turns the JIT engine off and flushes every trace for the call,
 then turns it back on if it was on).
 
+Quiet import: importing this module installs nothing.  The pause signal's handler (SIGRTMAX, or
+the highest free real-time signal; SIGURG where there is none) and the watchdog's lock are set up
+when the first ``TimeoutGuard`` is created (or ``pause_error()`` is asked), so a host that never
+runs guarded code keeps its signal table untouched.
+
 Installing a guard loads this module into the Lua state with ``package.loadlib``; a host that
 keeps C modules away from user code removes ``package.loadlib`` after installing its guards.  It
 also replaces ``debug.sethook`` with a wrapper that behaves the same but puts the guard's hook back
@@ -58,16 +63,26 @@ REASSERT_MS = LSR_HOOK_REASSERT_MS
 _STATES = ("idle", "armed", "firing")
 _U64_MAX = (1 << 64) - 1
 
-cdef int _init_rc = lsr_hook_global_init()
-if _init_rc != 0:
-    raise OSError(_init_rc, f"lsr_hook_global_init: {os.strerror(_init_rc)}")
-
+cdef bint _hook_ready = False
 cdef bint _api_ready = False
+
+
+cdef _ensure_hook_init():
+    """Set up the watchdog's lock and the pause signal's handler (once per process, on first
+    need: importing this module must not touch the host's signal table)."""
+    global _hook_ready
+    if _hook_ready:
+        return
+    cdef int rc = lsr_hook_global_init()
+    if rc != 0:
+        raise OSError(rc, f"lsr_hook_global_init: {os.strerror(rc)}")
+    _hook_ready = True
 
 
 cdef _ensure_api():
     """Fill the C side's Lua API table from lupa's luajit21 module (once per process)."""
     global _api_ready
+    _ensure_hook_init()
     if _api_ready:
         return
     cdef char err[512]
@@ -323,7 +338,9 @@ def monotonic_ms():
 
 def pause_error():
     """Why the watchdog cannot pause VM threads in this process (it then writes hooks while the
-    VM runs, with a small risk of silencing them), or None when it can."""
+    VM runs, with a small risk of silencing them), or None when it can.  Sets the pause signal
+    up if no guard did yet."""
+    _ensure_hook_init()
     cdef const char *err = lsr_hook_pause_error()
     return None if err == NULL else _c_text(err)
 
@@ -340,25 +357,33 @@ def c_api_error():
 
 def watchdog_running():
     """True while the process-wide watchdog thread exists."""
-    return bool(lsr_watchdog_running())
+    return _hook_ready and bool(lsr_watchdog_running())
 
 
 def stop_watchdog():
     """Stop and join the watchdog thread (registered with atexit).  Guards still armed stay
     armed but inert until the next arm starts a new watchdog."""
+    if not _hook_ready:
+        return
     with nogil:
         lsr_watchdog_stop()
 
 
+# The fork hooks do nothing until the first guard set the watchdog up (the GIL keeps that from
+# happening between prepare and parent/child).
 def _fork_prepare():
-    lsr_watchdog_fork_prepare()
+    if _hook_ready:
+        lsr_watchdog_fork_prepare()
 
 
 def _fork_parent():
-    lsr_watchdog_fork_parent()
+    if _hook_ready:
+        lsr_watchdog_fork_parent()
 
 
 def _fork_child():
+    if not _hook_ready:
+        return
     cdef char err[256]
     if lsr_watchdog_fork_child(err, sizeof(err)) != 0:
         raise LuaSkillsError(f"timeout guard watchdog after fork: {_c_text(err)}")

@@ -8,13 +8,14 @@ frame; everything else goes to hooks the Python subclass implements (``_write_va
 ``_read_slow``), where the reference's validation and text-encoding rules live.  Every blocking
 call releases the GIL; errors are ``LuaSkillsError("<op>: <syscall>: <reason>")``.
 """
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_AsUTF8String
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, free
 
 from luaskills_runtime._native.c_ringbuf cimport (
-    lsr_ring, lsr_now_ms, lsr_ring_stats, lsr_ring_drain, lsr_notify_seq,
+    lsr_ring, lsr_now_ms, lsr_ring_stats, lsr_ring_drain, lsr_notify_seq, lsr_notify_set_wake_fd,
 )
 from luaskills_runtime._native.c_process cimport (
     lsr_error, lsr_proc, lsr_proc_spec, lsr_exit_status, lsr_marker,
@@ -35,6 +36,20 @@ cdef str _WRITE = "process.session.write"
 cdef str _STATUS = "process.session.status"
 cdef str _CLOSE = "process.session.close"
 cdef str _KILL = "process.session.kill"
+
+
+# Blocking waits return to Python this often so signals (Ctrl-C) are handled promptly.
+cdef int64_t _SIGNAL_SLICE_MS = 50
+
+
+cdef inline int64_t _slice_end(int64_t deadline) noexcept nogil:
+    """The end of the next wait slice: the deadline, or at most _SIGNAL_SLICE_MS from now."""
+    cdef int64_t soon = lsr_now_ms() + _SIGNAL_SLICE_MS
+    return soon if deadline < 0 or deadline > soon else deadline
+
+
+cdef inline bint _before(int64_t deadline) noexcept nogil:
+    return deadline < 0 or lsr_now_ms() < deadline
 
 
 cdef inline int64_t _deadline(object timeout_ms) except? -2:
@@ -262,8 +277,12 @@ cdef class ProcessCore:
             _set_marker(&markers[0], out_marker)
             _set_marker(&markers[1], err_marker)
             mp = markers
-        with nogil:
-            rc = lsr_proc_wait_output(self.proc, mp, deadline)
+        while True:  # in slices, handling signals between them (markers keep their scan offsets)
+            with nogil:
+                rc = lsr_proc_wait_output(self.proc, mp, _slice_end(deadline))
+            if rc != LSR_WAIT_TIMEOUT or not _before(deadline):
+                break
+            PyErr_CheckSignals()
         return self._result(_take(lsr_proc_stream(self.proc, LSR_STDOUT), max_bytes),
                             _take(lsr_proc_stream(self.proc, LSR_STDERR), max_bytes),
                             rc == LSR_WAIT_TIMEOUT)
@@ -309,6 +328,15 @@ cdef class ProcessCore:
         cdef bytes out = PyBytes_FromStringAndSize(NULL, held)
         cdef size_t got = lsr_ring_peek(ring, <uint8_t *>PyBytes_AS_STRING(out), held)
         return out if got == held else out[:got]
+
+    def _set_wake_fd(self, int fd):
+        """POSIX: write a byte to ``fd`` (a non-blocking pipe's write end) whenever output, EOF or
+        the exit arrives, so an event loop can wait on the pipe; -1 stops (then the pipe may be
+        closed).  Raises OSError on Windows."""
+        self._check()
+        cdef int rc = lsr_notify_set_wake_fd(lsr_proc_notify(self.proc), fd)
+        if rc != 0:
+            raise OSError(rc, "lsr_notify_set_wake_fd: not supported on this platform")
 
     def _streams(self):
         """``(notify_seq, stdout_held, stderr_held, stdout_eof, stderr_eof)``; the sequence is
@@ -356,8 +384,12 @@ cdef class ProcessCore:
         cdef lsr_error err
         cdef int rc
         self._check()
-        with nogil:
-            rc = lsr_proc_wait_exit(self.proc, deadline, &st, &err)
+        while True:  # in slices, handling signals between them
+            with nogil:
+                rc = lsr_proc_wait_exit(self.proc, _slice_end(deadline), &st, &err)
+            if rc != 0 or st.exited or not _before(deadline):
+                break
+            PyErr_CheckSignals()
         if rc != 0:
             _fail(op, &err)
         return _status_dict(&st)
@@ -370,8 +402,17 @@ cdef class ProcessCore:
         cdef int rc
         self._check()
         lsr_proc_close_stdin(self.proc)
-        with nogil:
-            rc = lsr_proc_wait_exit(self.proc, deadline, &st, &err)
+        while True:  # in slices, handling signals between them (Ctrl-C still ends the tree)
+            with nogil:
+                rc = lsr_proc_wait_exit(self.proc, _slice_end(deadline), &st, &err)
+            if rc != 0 or st.exited or not _before(deadline):
+                break
+            try:
+                PyErr_CheckSignals()
+            except BaseException:
+                with nogil:
+                    lsr_proc_terminate(self.proc, &st, &err)
+                raise
         if rc != 0:
             _fail(op, &err)
         with nogil:

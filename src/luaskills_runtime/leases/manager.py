@@ -447,6 +447,17 @@ class LeaseManager:
             payload.update(ok=True, cancelled=cancelled)
             return payload
 
+    def kill_processes(self, lease_id: str) -> bool:
+        """Kill the process sessions and exec trees the lease's VM started (a cancelled eval
+        blocked in a read or exec returns at once).  False when there is no such lease."""
+        with self._lock:
+            lease = self._leases.get(lease_id)
+            lvm = lease.lvm if lease is not None else None
+        if lvm is None:
+            return False
+        lvm.vm.kill_resources()
+        return True
+
     # ---- expiry ----------------------------------------------------------------------------
     def sweep(self) -> float:
         """Retire expired leases and stale tombstones now; returns seconds until the next
@@ -634,7 +645,10 @@ class RuntimeLeases:
         paths = self._paths(request, profile)
         lvm = LeaseVM(self.state, paths)
         try:
-            return self.manager.insert(profile, sid, ttl_sec, request.replace, paths, lvm)
+            payload = self.manager.insert(profile, sid, ttl_sec, request.replace, paths, lvm)
+            if payload.get("ok"):
+                lvm.vm.set_log_fields(luaskills_sid=sid, luaskills_lease_id=payload["lease_id"])
+            return payload
         except LeaseError as error:
             lvm.close()
             return error.payload()

@@ -25,7 +25,7 @@ from luaskills_runtime.lua.vm import LEASE, RUN_LUA_WRAPPER
 from luaskills_runtime.vulcan import new_vm
 from luaskills_runtime.vulcan.io_compat import install_managed_io
 
-LOGGER = logging.getLogger("luaskills_runtime")
+LOGGER = logging.getLogger("luaskills_runtime.leases")
 
 EVAL_CHUNKNAME = b"=runtime_lease"
 _CWD_WAIT_SLICE = 0.05  # how often an eval waiting for the cwd lock looks at its cancel token
@@ -171,7 +171,7 @@ class LeaseVM:
             raise EvalFailure(f"request scope reset failed: {error}") from None
         except LuaSkillsError as error:
             message = f"Runtime session eval error: {error}"
-            LOGGER.error("[LuaSkill:error] %s", message)
+            LOGGER.error("[LuaSkill:error] %s", message, extra=dict(vm.log_fields))
             raise EvalFailure(message) from None
         try:
             return lua_to_json(values[0] if values else None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import lupa.luajit21 as lupa_engine
 
@@ -84,6 +84,9 @@ class LuaVM:
         self._resources_lock = threading.Lock()
         self.broken = False
         self.closed = False
+        # `extra` fields of this VM's Lua log lines (luaskills_sid, luaskills_lease_id,
+        # luaskills_request_id); owners change them through set_log_fields.
+        self.log_fields: Dict[str, Any] = {}
 
     # ---- request scope ---------------------------------------------------------------------
     def reset_scope(self, **fields: Any) -> None:
@@ -110,6 +113,14 @@ class LuaVM:
     def mark_broken(self) -> None:
         """The VM's namespace or state is damaged: its owner must not reuse it."""
         self.broken = True
+
+    def set_log_fields(self, **fields: Any) -> None:
+        """Add (or, with None, remove) `extra` fields of this VM's Lua log lines."""
+        for key, value in fields.items():
+            if value is None:
+                self.log_fields.pop(key, None)
+            else:
+                self.log_fields[key] = value
 
     def internal_fields(self) -> dict:
         return self._internal

@@ -23,12 +23,13 @@ import os
 import shutil
 import sys
 import weakref
-from typing import Callable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.process.exec_request import (ExecRequest, exec_error_result, exec_result,
                                             parse_python_exec_args)
 from luaskills_runtime.text import default_mode, encode_text
+from luaskills_runtime.types import ExecResult
 
 #: How long descendants may keep stdout/stderr open after the root process exited.
 ORPHAN_GRACE_MS = 200
@@ -122,9 +123,24 @@ def run_exec_request(request: ExecRequest, *, track: Optional[Callable] = None) 
                        outcome.success, outcome.timed_out)
 
 
-def exec_command(command=None, program=None, args=(), cwd=None, env=None, stdin=None,
-                 timeout_ms=None, shell=None, encoding=None, stdout_encoding=None,
-                 stderr_encoding=None, stdin_encoding=None) -> dict:
+def check_exec_arg_types(*, command: Any, program: Any, args: Any, cwd: Any) -> None:
+    """Python callers get Python type names (``exec_command: command must be a str, got
+    list``) before the request is parsed with the Lua API's rules."""
+    for key, value in (("command", command), ("program", program), ("cwd", cwd)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"exec_command: {key} must be a str, got {type(value).__name__}")
+    if args is not None and not isinstance(args, (list, tuple)):
+        raise TypeError(f"exec_command: args must be a list or tuple of str, "
+                        f"got {type(args).__name__}")
+
+
+def exec_command(command: Optional[str] = None, program: Optional[str] = None,
+                 args: Iterable[Any] = (), cwd: Optional[str] = None,
+                 env: Optional[Mapping[str, str]] = None, stdin: Optional[Union[str, bytes]] = None,
+                 timeout_ms: Optional[int] = None, shell: Optional[bool] = None,
+                 encoding: Optional[str] = None, stdout_encoding: Optional[str] = None,
+                 stderr_encoding: Optional[str] = None,
+                 stdin_encoding: Optional[str] = None) -> "ExecResult":
     """Run one command to completion and return the result dict of ``vulcan.process.exec``.
 
     ``command`` runs through the platform shell (``sh -c`` / ``cmd.exe /C``); ``program`` with
@@ -136,10 +152,11 @@ def exec_command(command=None, program=None, args=(), cwd=None, env=None, stdin=
     that happens to the child is reported in the result (``ok``, ``success``, ``code``,
     ``stdout``, ``stderr``, ``*_encoding``, ``*_lossy``, ``*_base64``, ``timed_out``, ``error``).
     """
+    check_exec_arg_types(command=command, program=program, args=args, cwd=cwd)
     request = parse_python_exec_args(
         command, program, args, cwd, env, stdin, timeout_ms, shell, encoding, stdout_encoding,
         stderr_encoding, stdin_encoding, default_mode=default_mode())
-    return run_exec_request(request)
+    return run_exec_request(request)  # type: ignore[return-value]
 
 
 @atexit.register
@@ -151,4 +168,4 @@ def _kill_live_runs() -> None:
             pass
 
 
-__all__ = ["exec_command", "run_exec_request", "ORPHAN_GRACE_MS"]
+__all__ = ["exec_command", "check_exec_arg_types", "run_exec_request", "ORPHAN_GRACE_MS"]

@@ -16,6 +16,7 @@ is dropped, and at interpreter exit.
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import sys
 import weakref
@@ -26,6 +27,7 @@ from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime._ref.lua_args import lua_type_name, require_string
 from luaskills_runtime._ref.rust import is_blank, rust_float
 from luaskills_runtime.text import decode_text, default_mode, encode_text, normalize_encoding
+from luaskills_runtime.types import ProcessStatus
 
 __all__ = ["ProcessSession"]
 
@@ -43,6 +45,7 @@ STATUS = "process.session.status"
 CLOSE = "process.session.close"
 KILL = "process.session.kill"
 
+LOGGER = logging.getLogger("luaskills_runtime.process")
 _WINDOWS = sys.platform == "win32"
 _U64_MAX = 2**64 - 1
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
@@ -136,7 +139,7 @@ class ProcessSession(ProcessCore):
         stdin_encoding: Optional[str] = None,
         buffer_limit_bytes: Optional[Union[int, float]] = DEFAULT_BUFFER_LIMIT_BYTES,
         *,
-        default_encoding=None,
+        default_encoding: Optional[str] = None,
     ) -> None:
         program = require_string(program, OPEN, "program", False, utf8_error=_UTF8)
         if args is None:
@@ -164,12 +167,15 @@ class ProcessSession(ProcessCore):
         _live.add(self)
 
     @classmethod
-    def open(cls, program, args=(), cwd=None, encoding=None, stdout_encoding=None,
-             stderr_encoding=None, stdin_encoding=None,
-             buffer_limit_bytes=DEFAULT_BUFFER_LIMIT_BYTES, **kwargs) -> "ProcessSession":
-        """Start ``program`` with ``args`` (no shell) and return its session."""
+    def open(cls, program: str, args: Iterable[str] = (), *, cwd: Optional[str] = None,
+             encoding: Optional[str] = None, stdout_encoding: Optional[str] = None,
+             stderr_encoding: Optional[str] = None, stdin_encoding: Optional[str] = None,
+             buffer_limit_bytes: Optional[int] = DEFAULT_BUFFER_LIMIT_BYTES,
+             default_encoding: Optional[str] = None) -> "ProcessSession":
+        """Start ``program`` with ``args`` (no shell) and return its session; the options are
+        keyword-only (unknown ones raise TypeError)."""
         return cls(program, args, cwd, encoding, stdout_encoding, stderr_encoding,
-                   stdin_encoding, buffer_limit_bytes, **kwargs)
+                   stdin_encoding, buffer_limit_bytes, default_encoding=default_encoding)
 
     # write(*values) -> True is native; this is its general path.
     def _write_values(self, values) -> bool:
@@ -235,23 +241,28 @@ class ProcessSession(ProcessCore):
                     return False
             if eof_out and eof_err:
                 return False
-            if deadline >= 0 and self._now_ms() >= deadline:
+            now = self._now_ms()
+            if deadline >= 0 and now >= deadline:
                 return True
-            self._wait_change(seq, deadline)
+            # in slices, so signals (Ctrl-C) are handled between them
+            self._wait_change(seq, now + 50 if deadline < 0 else min(deadline, now + 50))
 
     # status() -> dict and kill() -> True are native.
 
-    def close(self, timeout_ms: Optional[Union[int, float]] = DEFAULT_CLOSE_TIMEOUT_MS) -> Dict[str, Any]:
+    def close(self, timeout_ms: Optional[Union[int, float]] = DEFAULT_CLOSE_TIMEOUT_MS
+              ) -> "ProcessStatus":
         """Close stdin, give the child up to ``timeout_ms`` to exit, then kill the whole tree and
         reap it; returns the final status.  Idempotent: later calls return the cached status.
         Output buffered before stays readable."""
         timeout = _positive(timeout_ms, CLOSE, "timeout_ms", DEFAULT_CLOSE_TIMEOUT_MS)
-        return self._close(timeout, CLOSE)
+        return self._close(timeout, CLOSE)  # type: ignore[return-value]
 
     def __enter__(self) -> "ProcessSession":
+        """Use as a context manager: the session is closed (tree killed) when the block ends."""
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving the ``with`` block closes the session (the whole tree dies)."""
         self.close()
 
     def __repr__(self) -> str:
@@ -269,5 +280,5 @@ def _kill_live_sessions() -> None:
     for session in list(_live):
         try:
             session.kill()
-        except Exception:
-            pass
+        except Exception as error:  # teardown must reach every session
+            LOGGER.debug("killing session pid %s at exit failed: %s", session.pid, error)

@@ -258,6 +258,7 @@ class RunluaService:
         self._lock = threading.Lock()
         self._running: Dict[Hashable, CancelToken] = {}
         self._anonymous: set = set()
+        self._vm_of: Dict[CancelToken, LuaVM] = {}  # the VM each running request is on
         self._closed = False
 
     # -- public --------------------------------------------------------------------------------
@@ -280,9 +281,12 @@ class RunluaService:
         """Stop the running request registered under request_id; False when there is none."""
         with self._lock:
             token = self._running.get(request_id)
+            vm = self._vm_of.get(token) if token is not None else None
         if token is None:
             return False
         token.cancel(message)
+        if vm is not None:  # its sessions and exec trees die now (a blocked read returns)
+            vm.kill_resources()
         return True
 
     def close(self) -> None:
@@ -319,6 +323,8 @@ class RunluaService:
         entry_dir = os.path.dirname(entry_file) if entry_file else None
         state: RunluaVM = self.pool.acquire()
         vm = state.vm
+        with self._lock:
+            self._vm_of[token] = vm
         discard = False
         restored = None  # the restore answer when the run already restored the VM
         try:
@@ -360,6 +366,10 @@ class RunluaService:
             return RunluaReport(render_error(request.task, printed, outcome.error),
                                 outcome.status)
         finally:
+            with self._lock:
+                self._vm_of.pop(token, None)
+            if token.cancelled:
+                vm.kill_resources()
             cleanup_error = None if discard else self._cleanup(vm, state, restored)
             if cleanup_error is not None:
                 discard = True

@@ -7,7 +7,7 @@ import tempfile
 
 from luaskills_runtime._ref.lua_args import lua_type_name
 
-LOGGER = logging.getLogger("luaskills_runtime")
+LOGGER = logging.getLogger("luaskills_runtime.lua")
 
 
 def log_level_for(level: str) -> int:
@@ -37,7 +37,10 @@ def install(vm, vulcan) -> None:
 
     def log(level=None, message=None):
         level_text = _lua_text(level) if level is not None else "info"
-        LOGGER.log(log_level_for(level_text), "[LuaSkill:%s] %s", level_text, _lua_text(message))
+        # extra: the VM kind and what the running request put in vm.log_fields (lease sid and
+        # id, request id), so a host's handler can route or filter by them.
+        LOGGER.log(log_level_for(level_text), "[LuaSkill:%s] %s", level_text, _lua_text(message),
+                   extra={"luaskills_vm_kind": vm.kind, **vm.log_fields})
         return None
 
     def cwd():
