@@ -14,6 +14,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from luaskills_runtime.engine import LuaEngine
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.guard import timeout_message
+from luaskills_runtime.mcp.command import add_mcp_parser
 from luaskills_runtime.runlua import DEFAULT_TIMEOUT_MS, request_from_mapping
 
 EXIT_OK, EXIT_LUA_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--timeout-ms", type=_timeout_ms, default=DEFAULT_TIMEOUT_MS,
                        help=f"time limit in milliseconds (default {DEFAULT_TIMEOUT_MS})")
     p_run.set_defaults(handler=cmd_run)
+    add_mcp_parser(sub)
     return parser
 
 
