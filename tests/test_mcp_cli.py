@@ -178,3 +178,33 @@ def test_missing_cwd_is_a_usage_error(tmp_path):
     result = subprocess.run(argv + ["--cwd", str(tmp_path / "absent")], env=env,
                             stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
     assert result.returncode == 2 and b"--cwd is not a directory" in result.stderr
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_sigterm_ends_a_stdio_server_and_kills_its_lease_trees(tmp_path):
+    import signal
+
+    from tests._mcp_support import spawn_tree_lua
+    from tests._process_support import wait_gone
+    pid_file = tmp_path / "pid"
+    before = descendants()
+    server = RawServer()
+    try:
+        _initialize(server)
+        server.request(1, "tools/call", {"name": "lease_create", "arguments": {"sid": "t"}})
+        lease_id = server.response(1)["result"]["structuredContent"]["lease_id"]
+        code = spawn_tree_lua(str(pid_file)).replace("local s =", "KEEP =")
+        server.request(2, "tools/call", {"name": "lease_eval",
+                                         "arguments": {"lease_id": lease_id, "code": code}})
+        assert server.response(2)["result"]["isError"] is False
+        deadline = 30
+        while not (pid_file.exists() and pid_file.read_text().strip()) and deadline > 0:
+            anyio.run(anyio.sleep, 0.05)
+            deadline -= 0.05
+        grandchild = int(pid_file.read_text())
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+        assert wait_gone(grandchild, 10)
+    finally:
+        server.close()
+    assert_no_new_descendants(before)

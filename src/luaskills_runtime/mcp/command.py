@@ -82,6 +82,24 @@ def host_options(options: argparse.Namespace) -> HostOptions:
     return HostOptions(**fields)
 
 
+async def _stop_on_signal(scope: Any) -> None:
+    """SIGTERM/SIGHUP end a stdio server like stdin EOF does: sessions end, their leases close
+    and the process trees they started are killed before the process exits."""
+    import signal
+
+    import anyio
+
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    try:
+        receiver = anyio.open_signal_receiver(*wanted)
+    except NotImplementedError:  # Windows event loops
+        return
+    with receiver as signals:
+        async for _signal in signals:
+            scope.cancel()
+            return
+
+
 def _usage_error(message: str) -> int:
     print(f"luaskills-runtime mcp: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -128,9 +146,12 @@ def cmd_mcp(options: argparse.Namespace) -> int:
                                  max_leases=options.max_leases, lease_cwd=lease_cwd)
             server = build_server(runtime)
             if sock is None:
-                await transport.serve_stdio(server)
+                async with anyio.create_task_group() as group:
+                    group.start_soon(_stop_on_signal, group.cancel_scope)
+                    await transport.serve_stdio(server)
+                    group.cancel_scope.cancel()
             else:
-                await transport.serve_http(server, sock, announce)
+                await transport.serve_http(server, sock, announce)  # uvicorn handles signals
 
     try:
         anyio.run(serve)

@@ -61,6 +61,7 @@ class SessionLeases:
     owned: Dict[str, str] = field(default_factory=dict)
 
     def engine_sid(self, sid: str) -> str:
+        """The SID the engine knows the client's `sid` by (namespaced to this session)."""
         return self.namespace + sid
 
     def client_payload(self, payload: Mapping[str, Any]) -> Dict[str, Any]:
@@ -89,6 +90,8 @@ class McpRuntime:
     # ---- session lifetime ----------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def session_scope(self, _server: Any) -> AsyncIterator[SessionLeases]:
+        """The server lifespan, entered once per MCP session: yields the session's leases and
+        closes those still open when the session ends."""
         leases = SessionLeases(namespace=f"mcp{next(_session_numbers)}:")
         self.sessions.append(leases)
         try:
@@ -106,6 +109,7 @@ class McpRuntime:
     # ---- tool calls ----------------------------------------------------------------------------
     async def call(self, name: str, arguments: Mapping[str, Any], leases: SessionLeases,
                    request_id: Any) -> types.CallToolResult:
+        """One tool call of the session owning `leases`; every failure is an isError result."""
         if name not in TOOL_NAMES:
             return _error_text(f"Unknown tool: {name}")
         size = len(json.dumps(arguments, ensure_ascii=False).encode("utf-8", "surrogatepass"))

@@ -25,9 +25,10 @@ HTTP_PATH = "/mcp"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def claim_stdio() -> Tuple[Any, Any]:
+def claim_stdio() -> Tuple[int, Any]:
     """Take fd 0 and fd 1 for the protocol (see the module docstring); returns the protocol's
-    (stdin, stdout) as text files.  The private copies are not inherited by child processes."""
+    input descriptor and its output as a text file.  The private copies are not inherited by
+    child processes."""
     sys.stdout.flush()
     protocol_in = os.dup(0)
     protocol_out = os.dup(1)
@@ -36,17 +37,70 @@ def claim_stdio() -> Tuple[Any, Any]:
     os.dup2(null_fd, 0)
     os.close(null_fd)
     sys.stdout = sys.stderr
-    stdin = io.TextIOWrapper(os.fdopen(protocol_in, "rb"), encoding="utf-8", errors="replace")
     stdout = io.TextIOWrapper(os.fdopen(protocol_out, "wb"), encoding="utf-8",
                               line_buffering=False)
-    return stdin, stdout
+    return protocol_in, stdout
+
+
+class _InputLines:
+    """The protocol's input lines, read from a descriptor so that cancelling the read never
+    waits on a thread stuck in read() (a signal can end the server while the client keeps its
+    end open).  POSIX pipes wait on the event loop; elsewhere (Windows, regular files) the read
+    runs on a worker thread."""
+
+    _CHUNK = 1 << 16
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending = bytearray()
+        self._scanned = 0
+        self._eof = False
+        self._poll = os.name == "posix"
+
+    def __aiter__(self) -> "_InputLines":
+        return self
+
+    async def _read_chunk(self) -> bytes:
+        if self._poll:
+            try:
+                await anyio.wait_readable(self._fd)
+            except (OSError, NotImplementedError):  # e.g. a regular file: epoll refuses it
+                self._poll = False
+            else:
+                return os.read(self._fd, self._CHUNK)
+        return await anyio.to_thread.run_sync(os.read, self._fd, self._CHUNK)
+
+    async def __anext__(self) -> str:
+        while True:
+            newline = self._pending.find(b"\n", self._scanned)
+            if newline >= 0:
+                line = bytes(self._pending[:newline + 1])
+                del self._pending[:newline + 1]
+                self._scanned = 0
+                return line.decode("utf-8", "replace")
+            self._scanned = len(self._pending)
+            if self._eof:
+                if not self._pending:
+                    raise StopAsyncIteration
+                line = bytes(self._pending)
+                self._pending.clear()
+                return line.decode("utf-8", "replace")
+            chunk = await self._read_chunk()
+            if chunk:
+                self._pending += chunk
+            else:
+                self._eof = True
 
 
 async def serve_stdio(server: Server) -> None:
     """Serve one MCP session on the process's stdin/stdout until stdin ends."""
-    stdin, stdout = claim_stdio()
-    async with stdio_server(anyio.wrap_file(stdin), anyio.wrap_file(stdout)) as (read, write):
-        await server.run(read, write, server.create_initialization_options())
+    protocol_in, stdout = claim_stdio()
+    try:
+        async with stdio_server(_InputLines(protocol_in),  # type: ignore[arg-type]
+                                anyio.wrap_file(stdout)) as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+    finally:
+        os.close(protocol_in)
 
 
 class _StreamableHttpEndpoint:
