@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, List, Mapping, Optional
 
 import anyio
+import jsonschema
 import mcp.types as types
 from mcp.server.lowlevel import Server
 
@@ -86,6 +87,10 @@ class McpRuntime:
         self.max_leases = max_leases
         self.lease_cwd = lease_cwd
         self.sessions: List[SessionLeases] = []
+        # One compiled validator per tool: jsonschema.validate() re-checks the schema itself on
+        # every call (about 2 ms, most of a trivial call's round trip).
+        self._validators = {tool["name"]: jsonschema.Draft202012Validator(tool["inputSchema"])
+                            for tool in TOOLS}
 
     # ---- session lifetime ----------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -112,6 +117,9 @@ class McpRuntime:
         """One tool call of the session owning `leases`; every failure is an isError result."""
         if name not in TOOL_NAMES:
             return _error_text(f"Unknown tool: {name}")
+        error = jsonschema.exceptions.best_match(self._validators[name].iter_errors(arguments))
+        if error is not None:
+            return _error_text(f"Input validation error: {error.message}")
         size = len(json.dumps(arguments, ensure_ascii=False).encode("utf-8", "surrogatepass"))
         if size > MAX_ARGUMENTS_BYTES:
             return _error_text(f"Arguments too large: {size} bytes (limit {MAX_ARGUMENTS_BYTES})")
@@ -241,7 +249,7 @@ def build_server(runtime: McpRuntime) -> Server:
     async def list_tools() -> List[types.Tool]:
         return tools
 
-    @server.call_tool()
+    @server.call_tool(validate_input=False)  # McpRuntime.call validates (compiled schemas)
     async def call_tool(name: str, arguments: Dict[str, Any]) -> types.CallToolResult:
         ctx = server.request_context
         token = ctx.meta.progressToken if ctx.meta is not None else None
