@@ -31,6 +31,7 @@ from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lease_requests import SID_MAX_BYTES, normalize_sid
 from luaskills_runtime.mcp.tools import MAX_ARGUMENTS_BYTES, TOOL_NAMES, TOOLS
 from luaskills_runtime.runlua import DEFAULT_TIMEOUT_MS
+from luaskills_runtime.types import CreateLeaseFields, EvalLeaseFields
 
 __all__ = ["McpRuntime", "SessionLeases", "build_server", "runlua_failed"]
 
@@ -106,6 +107,8 @@ class McpRuntime:
                 self.sessions.remove(leases)
                 for lease_id in list(leases.owned):
                     try:
+                        # An eval still finishing would make close answer lease_busy.
+                        await self.engine.cancel_runtime_lease(lease_id=lease_id)
                         await self.engine.close_runtime_lease(lease_id=lease_id)
                     except LuaSkillsError as error:  # engine closed meanwhile
                         logger.debug("closing lease %s: %s", lease_id, error)
@@ -166,7 +169,7 @@ class McpRuntime:
                 return {"ok": False, "error_code": "lease_limit",
                         "message": f"the server holds its maximum of {self.max_leases} leases; "
                                    "close one first"}
-        fields: Dict[str, Any] = {"sid": leases.engine_sid(sid), "replace": replace}
+        fields: CreateLeaseFields = {"sid": leases.engine_sid(sid), "replace": replace}
         if "ttl_sec" in arguments:
             fields["ttl_sec"] = arguments["ttl_sec"]
         if self.lease_cwd is not None:
@@ -183,8 +186,8 @@ class McpRuntime:
         lease_id = arguments["lease_id"]
         if lease_id not in leases.owned:
             return _lease_not_found(lease_id)
-        fields: Dict[str, Any] = {"lease_id": lease_id, "code": arguments["code"],
-                                  "timeout_ms": arguments.get("timeout_ms", self.timeout_ms)}
+        fields: EvalLeaseFields = {"lease_id": lease_id, "code": arguments["code"],
+                                   "timeout_ms": arguments.get("timeout_ms", self.timeout_ms)}
         if "args" in arguments:
             fields["args"] = arguments["args"]
         return await self.engine.eval_runtime_lease(fields)
@@ -260,8 +263,10 @@ def build_server(runtime: McpRuntime) -> Server:
             group.start_soon(_report_progress, ctx.session, token, ctx.request_id,
                              total if isinstance(total, int) else None)
             try:
-                return await runtime.call(name, arguments, ctx.lifespan_context, ctx.request_id)
+                result = await runtime.call(name, arguments, ctx.lifespan_context,
+                                            ctx.request_id)
             finally:
                 group.cancel_scope.cancel()
+        return result
 
     return server
