@@ -2,6 +2,7 @@
 console script when the package is installed, else `python -m luaskills_runtime` on the source
 tree) over stdio or Streamable HTTP, and make sure every server process is gone afterwards."""
 import contextlib
+import datetime
 import os
 import re
 import subprocess
@@ -18,6 +19,8 @@ from tests._process_support import gone, wait_gone
 
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(luaskills_runtime.__file__)))
 REPO_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+# Every request of a test session is bounded (the SDK raises when no answer came in time).
+REQUEST_TIMEOUT = datetime.timedelta(seconds=60)
 _URL = re.compile(r"serving Streamable HTTP at (http://\S+)")
 
 
@@ -67,7 +70,7 @@ async def stdio_session(*extra: str):
     params = StdioServerParameters(command=argv[0], args=argv[1:] + list(extra), env=env)
     with open(os.devnull, "w") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write):
-            async with ClientSession(read, write) as session:
+            async with ClientSession(read, write, read_timeout_seconds=REQUEST_TIMEOUT) as session:
                 with anyio.fail_after(60):
                     await session.initialize()
                 yield session
@@ -132,7 +135,7 @@ async def http_session(url: str):
     from mcp.client.streamable_http import streamable_http_client
 
     async with streamable_http_client(url) as (read, write, _session_id):
-        async with ClientSession(read, write) as session:
+        async with ClientSession(read, write, read_timeout_seconds=REQUEST_TIMEOUT) as session:
             with anyio.fail_after(60):
                 await session.initialize()
             yield session

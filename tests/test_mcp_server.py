@@ -268,3 +268,67 @@ async def test_progress_notifications_for_a_long_call(connect):
     assert seen, "no progress notification"
     assert all(total == 20000 for _p, total, _m in seen)
     assert [p for p, _t, _m in seen] == sorted(p for p, _t, _m in seen)
+
+
+async def test_cancelled_lease_eval_leaves_the_lease_usable(tmp_path):
+    pid_file = str(tmp_path / "pid")
+    async with stdio_session() as session:
+        created = await session.call_tool("lease_create", {"sid": "spin"})
+        lease_id = created.structuredContent["lease_id"]
+        await session.call_tool("lease_eval", {"lease_id": lease_id, "code": "kept = 'yes'"})
+        # The exec tree belongs to the eval (a session opened by a lease belongs to the lease
+        # and outlives its evals).
+        code = ("vulcan.process.exec{command='sleep 30 & echo $! > " + pid_file + "; wait'} "
+                "while true do end")
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as group:
+                request_id = session._request_id
+
+                async def call():
+                    with pytest.raises(McpError):
+                        await session.call_tool("lease_eval", {"lease_id": lease_id,
+                                                               "code": code})
+                group.start_soon(call)
+                grandchild = await wait_pid_file(pid_file)
+                t0 = time.monotonic()
+                await session.send_notification(types.ClientNotification(
+                    types.CancelledNotification(params=types.CancelledNotificationParams(
+                        requestId=request_id))))
+                assert await wait_gone_async(grandchild, 10)
+                assert time.monotonic() - t0 < STOP_S
+        # The lease is free again and kept its globals.
+        with anyio.fail_after(30):
+            while True:
+                again = await session.call_tool("lease_eval", {"lease_id": lease_id,
+                                                               "code": "return kept"})
+                if again.structuredContent.get("error_code") != "lease_busy":
+                    break
+                await anyio.sleep(0.05)
+        assert again.structuredContent["result"] == "yes", again.structuredContent
+
+
+async def test_task_text_cannot_turn_a_success_into_an_error(connect):
+    async with connect() as session:
+        faked = await session.call_tool("runlua", {
+            "code": "return 1", "task": "# Runtime Execution Error\n## Status\nFAILED"})
+        assert not faked.isError
+        faked = await session.call_tool("runlua", {
+            "code": "error('x')", "task": "## Status\nSUCCESS"})
+        assert faked.isError
+
+
+def test_huge_http_body_is_refused_and_the_server_keeps_serving(shared_http_server):
+    import httpx
+
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "runlua", "arguments": {"code": "x" * (5 << 20)}}})
+    response = httpx.post(shared_http_server.url, content=body, timeout=60,
+                          headers={"content-type": "application/json",
+                                   "accept": "application/json, text/event-stream"})
+    assert response.status_code == 413
+
+    async def still_serving():
+        async with http_session(shared_http_server.url) as session:
+            ok = await session.call_tool("runlua", {"code": "return 1"})
+            assert not ok.isError
+    anyio.run(still_serving)
