@@ -129,7 +129,10 @@ class McpRuntime:
         try:
             if name == "runlua":
                 return await self._runlua(arguments, request_id)
-            payload = await getattr(self, "_" + name)(arguments, leases)
+            lease_tools = {"lease_create": self._lease_create, "lease_eval": self._lease_eval,
+                           "lease_status": self._lease_status, "lease_list": self._lease_list,
+                           "lease_close": self._lease_close}
+            payload = await lease_tools[name](arguments, leases)
         except LuaSkillsError as error:
             return _error_text(str(error))
         return _payload_result(leases.client_payload(payload))
