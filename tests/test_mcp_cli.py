@@ -208,3 +208,16 @@ def test_sigterm_ends_a_stdio_server_and_kills_its_lease_trees(tmp_path):
     finally:
         server.close()
     assert_no_new_descendants(before)
+
+
+def test_options_reach_host_options(tmp_path):
+    from luaskills_runtime.cli import build_parser
+    from luaskills_runtime.mcp.command import host_options
+
+    options = build_parser().parse_args(["mcp", "--system-lua-lib", str(tmp_path),
+                                         "--timeout-ms", "1500", "--max-leases", "3"])
+    assert host_options(options).system_lua_lib_dir == str(tmp_path)
+    assert (options.timeout_ms, options.max_leases, options.http) == (1500, 3, None)
+    for bad in (["--timeout-ms", "0"], ["--max-leases", "-1"], ["--http", "x:y"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["mcp"] + bad)
