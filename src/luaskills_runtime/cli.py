@@ -15,6 +15,7 @@ from luaskills_runtime.engine import LuaEngine
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.runtime_info import engine_info
 from luaskills_runtime.lua.guard import timeout_message
+from luaskills_runtime.mcp.command import add_mcp_parser
 from luaskills_runtime.runlua import DEFAULT_TIMEOUT_MS, request_from_mapping
 
 EXIT_OK, EXIT_LUA_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "RUNTIME_ROOT/libs, where the SDK looks")
     p_ffi_install.add_argument("runtime_root", metavar="RUNTIME_ROOT")
     p_ffi_install.set_defaults(handler=cmd_ffi_install)
+    add_mcp_parser(sub)
     return parser
 
 
