@@ -9,8 +9,9 @@
  * xpcall loops cannot swallow it, and since LuaJIT keeps hooks per global state it stops
  * coroutines of that VM too.  A host cancel installs the same hook at once.
  *
- * Compiled JIT traces never check hooks: guarded code must run with the JIT off (and its traces
- * flushed) to be interruptible.  The Python binding offers that per call.
+ * Compiled JIT traces never check hooks: with the JIT-off mechanism guarded code must run with the
+ * JIT off (and its traces flushed) to be interruptible.  The JIT-on mechanism (jitguard.h, chosen
+ * per slot) adds LuaJIT's profiler bit to the hook, which compiled code does check.
  *
  * LuaJIT updates the hook mask with plain read-modify-writes on the VM's thread (around every hook
  * call and __gc finalizer), so a lua_sethook from the watchdog thread while the VM runs can write
@@ -123,8 +124,11 @@ typedef struct lsr_hook_slot lsr_hook_slot;
 
 /* New unbound slot, owned by the host, waiting for luaopen_luaskills_hook(token) to bind it to a
  * lua_State.  token: a value the Lua side cannot guess (the binding picks a random integer that a
- * double holds exactly).  Returns NULL when out of memory. */
-lsr_hook_slot *lsr_hook_slot_new(double token);
+ * double holds exactly).  jit_profile: 1 for the JIT-on mechanism (jitguard.h; only after
+ * lsr_jitguard_init succeeded): binding puts the VM in profiler line mode, and the watchdog
+ * stops compiled code too, writing only while the VM's thread is paused and its trace recorder
+ * idle.  0: the JIT-off mechanism (the host keeps the JIT off).  Returns NULL when out of memory. */
+lsr_hook_slot *lsr_hook_slot_new(double token, int jit_profile);
 /* The host drops its slot: disarm (the VM may still be running: the hook is removed
  * asynchronously), forget a pending binding, release the host reference.  Never fails. */
 void lsr_hook_slot_release(lsr_hook_slot *s);
