@@ -275,6 +275,7 @@ def test_timeout_in_a_plain_loop(env):
     assert result_of(leases, lease_id, "return 'still usable'") == "still usable"
 
 
+@pytest.mark.usefixtures("jit_off_hook")  # that mechanism's own behaviour
 def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(env):
     leases, _ = env
     lease_id = create(leases, sid="a")["lease_id"]
@@ -297,6 +298,7 @@ def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(env):
         sum(i % 7 for i in range(1, 11)), False]
 
 
+@pytest.mark.usefixtures("jit_off_hook")  # that mechanism's own behaviour
 def test_lease_code_cannot_turn_the_jit_on(env):
     leases, _ = env
     lease_id = create(leases, sid="a")["lease_id"]

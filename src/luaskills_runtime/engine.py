@@ -5,9 +5,12 @@ import threading
 from typing import Any, Hashable, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.guard import CancelToken
+from luaskills_runtime.guard_mechanism import select_mechanism
 from luaskills_runtime.leases import PUBLIC, SYSTEM, RuntimeLeases, dump_payload
 from luaskills_runtime.options import HostOptions
 from luaskills_runtime.pool import VmPool
+from luaskills_runtime.run_lua_guard import check_timeout_ms, run_guarded_chunk
 from luaskills_runtime.runlua import RunluaService, parse_request_json, request_from_mapping
 from luaskills_runtime.text import default_mode, normalize_encoding
 from luaskills_runtime.vm import MAIN, RUN_LUA_WRAPPER, LuaVM
@@ -40,9 +43,14 @@ class LuaEngine:
         self._runtime_leases = RuntimeLeases(self._state)
 
     # ---- run_lua -------------------------------------------------------------------------------
-    def run_lua(self, code: str, args: Any = None) -> Any:
-        """Run code on a main VM with `args` as a local; returns its first value as JSON data."""
+    def run_lua(self, code: str, args: Any = None, *, timeout_ms: Optional[int] = None,
+                cancel: Optional[CancelToken] = None) -> Any:
+        """Run code on a main VM with `args` as a local; returns its first value as JSON data.
+
+        timeout_ms (None: no deadline) and cancel (a guard.CancelToken; call its cancel() from any
+        thread) stop the code through the timeout guard (run_lua_guard.py)."""
         self._check_open()
+        timeout_ms = check_timeout_ms(timeout_ms)
         if not isinstance(code, str):
             raise LuaSkillsError(f"run_lua: code must be a string, got {type(code).__name__}")
         vm = self._main_pool.acquire()
@@ -52,7 +60,12 @@ class LuaEngine:
             try:
                 vm.set_global("__runlua_args", json_to_lua(vm.runtime, args if args is not None else {},
                                                            top_level_args=True))
-                values = vm.run_chunk(RUN_LUA_WRAPPER.format(code=code), "=run_lua")
+                wrapped = RUN_LUA_WRAPPER.format(code=code)
+                if timeout_ms is None and cancel is None:
+                    values = vm.run_chunk(wrapped, "=run_lua")
+                else:
+                    values = run_guarded_chunk(vm, wrapped, "=run_lua", timeout_ms=timeout_ms,
+                                               cancel=cancel)
                 result = lua_to_json(values[0] if values else None)
             except LuaSkillsError as error:
                 run_error = f"Lua run_lua error: {error}"
@@ -181,6 +194,11 @@ class LuaEngine:
     def _check_open(self) -> None:
         if self._closed:
             raise LuaSkillsError("LuaEngine is closed")
+
+    @property
+    def guard_mechanism(self) -> str:
+        """The timeout guard VMs created now get: "jit-profile" or "jit-off-hook"."""
+        return select_mechanism()
 
     @property
     def closed(self) -> bool:

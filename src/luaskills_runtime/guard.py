@@ -2,9 +2,10 @@
 
 Shared by runlua requests and runtime-lease evals.  Public pieces:
 
-* ``prepare_guarded_vm(vm)``: once per VM.  Turns the JIT off and flushes its traces (compiled
-  traces never look at hooks), makes ``jit.on`` raise (it would let code escape the guard), and
-  binds a native ``TimeoutGuard`` to the VM (which also wraps ``debug.sethook`` so user hooks
+* ``prepare_guarded_vm(vm)``: once per VM.  Picks the guard mechanism (guard_mechanism.py): with
+  ``jit-profile`` the JIT stays on; with ``jit-off-hook`` it turns the JIT off and flushes its
+  traces (compiled traces never look at hooks) and makes ``jit.on`` raise.  Hides ``jit.profile``
+  and binds a native ``TimeoutGuard`` to the VM (which also wraps ``debug.sethook`` so user hooks
   cannot remove the guard's).
 * ``guarded_run(vm, code, chunkname, timeout_ms=..., cancel=..., cwd=...)`` compiles and runs
   `code` and returns a :class:`GuardedResult` (status, returned values, error text).  It never
@@ -29,6 +30,7 @@ import lupa.luajit21 as lupa_engine
 from luaskills_runtime.cwd import CwdLockTimeout, working_directory
 
 from luaskills_runtime._native.luahook import TimeoutGuard
+from luaskills_runtime.guard_mechanism import JIT_PROFILE, select_mechanism
 from luaskills_runtime.vm import lua_error_text, lua_text
 
 CANCEL_MESSAGE = "luaexec execution cancelled by the host"
@@ -139,10 +141,12 @@ class _GuardControl:
 
     def __init__(self, vm):
         g = vm.runtime.globals()
-        controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of)
+        self.mechanism = select_mechanism()
+        jit_profile = self.mechanism == JIT_PROFILE
+        controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of, jit_profile)
         self.runner = controls[b"run"]
         self.collect = controls[b"collect"]
-        self.guard = TimeoutGuard(vm.runtime)
+        self.guard = TimeoutGuard(vm.runtime, jit_profile=jit_profile)
         self.limits: Optional[ExecutionLimits] = None
         self.memory_cap = vm.runtime.get_max_memory() or None
 

@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 from luaskills_runtime.cwd import CwdLockTimeout, working_directory
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.guard import CancelToken, guarded_call, prepare_guarded_vm, runner_failure
+from luaskills_runtime.guard_mechanism import JIT_PROFILE
 from luaskills_runtime.lease_requests import EvalRequest
 from luaskills_runtime.luajson import json_to_lua, lua_to_json
 from luaskills_runtime.vm import LEASE, RUN_LUA_WRAPPER, LuaVM
@@ -187,9 +188,12 @@ class LeaseVM:
             # saves a call from Python per eval (runlua does the same).
             globals_table = self.vm.runtime.globals()
             self._tables_to_release = (globals_table, globals_table[b"package"][b"loaded"])
+            # The per-eval JIT-off check only matters to the jit-off-hook guard.
+            jit_check = (None, None, None) if self.control.mechanism == JIT_PROFILE else \
+                (self._jit_status, self._jit_off, self._jit_flush)
             self._run = self.vm.runtime.execute(
                 _LEASE_RUN, globals_table, self.vm.scope_reset, self.vm.lua_message_of,
-                self._jit_status, self._jit_off, self._jit_flush)
+                *jit_check)
         except BaseException:
             self.vm.close()
             raise

@@ -169,9 +169,11 @@ cdef class TimeoutGuard:
             raise TypeError("TimeoutGuard needs a lupa.luajit21.LuaRuntime, "
                             f"got {type(runtime).__name__}")
         _ensure_api()
-        if jit_profile and not lsr_jitguard_available():
-            raise LuaSkillsError("TimeoutGuard(jit_profile=True): the JIT guard is not available: "
-                                 f"{jit_guard_check()}")
+        if jit_profile:
+            refused = jit_guard_check()
+            if refused is not None:
+                raise LuaSkillsError("TimeoutGuard(jit_profile=True): the JIT guard is not "
+                                     f"available: {refused}")
         self.mechanism = JIT_PROFILE if jit_profile else JIT_OFF_HOOK
         token = float(secrets.randbits(52) + 1)  # exact in a Lua number, never 0
         self.slot = lsr_hook_slot_new(token, 1 if jit_profile else 0)
