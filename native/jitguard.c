@@ -245,6 +245,7 @@ int lsr_jitguard_init(const char *version_symbol, char *err, size_t errlen)
     char why[sizeof init_error];
     why[0] = '\0';
 #if !(defined(__linux__) && defined(__x86_64__))
+    (void)version_symbol;
     snprintf(why, sizeof why, "the JIT guard is verified on Linux x86-64 only");
 #else
     void *version = NULL;

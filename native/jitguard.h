@@ -22,6 +22,11 @@
  * earlier profiler tick is in progress (the test LuaJIT's own profile_trigger makes); otherwise
  * the write is skipped and the watchdog tries again a millisecond later.
  *
+ * Nothing here flushes traces from another thread (jit.flush / lj_trace_flushall off the VM's
+ * thread frees machine code that may be running); the only flush is lsr_jitguard_enable's, on the
+ * VM's own thread.  User code calling jit.off/on/flush changes nothing the guard needs: the
+ * profiler mode survives them, and interpreted code sees the count hook anyway.
+ *
  * Every function needs lsr_luaapi_resolve to have succeeded.  Not thread-safe unless stated.
  */
 #ifndef LSR_JITGUARD_H
@@ -35,9 +40,10 @@
 #define LSR_JITGUARD_VERSION_SYMBOL "luaJIT_version_2_1_1774896198"
 
 /* Run the self-check once per process (later calls return the first result): the module exports
- * version_symbol (pass LSR_JITGUARD_VERSION_SYMBOL; tests pass another name to see the refusal), the platform is Linux x86-64, a private Lua state shows the offsets by
+ * version_symbol (pass LSR_JITGUARD_VERSION_SYMBOL; tests pass another name to see the refusal),
+ * the platform is Linux x86-64, a private Lua state shows the offsets by
  * round trips (lua_sethook masks read back from g->hookmask; the profiler mode read back after
- * luaJIT_profile_start 'f' then 'l'; J->state read as "recording" from a jit.attach "record"
+ * luaJIT_profile_start 'f', profile_stop, then 'l'; J->state read as "recording" from a jit.attach "record"
  * handler and as idle afterwards; a compiled loop left by the profiler timer into our callback,
  * which also shows this state owns the profiler).  On success the private state keeps the
  * profiler with a no-op callback for the life of the process.  Call with the GIL held (one
