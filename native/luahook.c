@@ -504,6 +504,14 @@ int lsr_hook_arm(lsr_hook_slot *s, uint64_t timeout_ms, const char *msg, size_t 
     }
     if (s->state == SLOT_FIRING)
         clear_hook_locked(s, 0);
+    /* Code that reached jit.profile before the guard hid it (an unguarded main VM run) may have
+     * changed the profiler mode; put line mode back on this, the VM's idle thread. */
+    if (s->jit_profile && !lsr_jitguard_enabled(s->L)) {
+        if (lsr_jitguard_enable(s->L, err, errlen) != 0) {
+            lsr_mutex_unlock(&wd.mu);
+            return -1;
+        }
+    }
     lsr_vm_thread_current(&s->vm_thread);
     s->has_vm_thread = 1;
     memcpy(s->msg, msg, len);

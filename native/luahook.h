@@ -139,9 +139,10 @@ int lsr_hook_slot_bound(lsr_hook_slot *s);
  * thread to install the hook; on POSIX systems other than Linux it must not end while armed).
  * The hook fires timeout_ms after now (saturating: a deadline beyond INT64_MAX ms never
  * fires), raising msg[0:len] (len <= LSR_HOOK_MESSAGE_MAX).  Re-arming a fired guard first removes
- * its hook.  Resets the fired count.  Starts the watchdog thread if none runs.  Returns 0, or -1
+ * its hook.  Resets the fired count.  Starts the watchdog thread if none runs.  A jit_profile
+ * slot whose VM left profiler line mode is put back in it (flushing its traces).  Returns 0, or -1
  * with err set: "the Lua state of this guard is closed", "message is longer than N bytes",
- * "out of memory (deadline heap)", or the failing thread call. */
+ * "out of memory (deadline heap)", the jitguard.h enable error, or the failing thread call. */
 int lsr_hook_arm(lsr_hook_slot *s, uint64_t timeout_ms, const char *msg, size_t len,
                  char *err, size_t errlen);
 /* Clear the deadline and remove the hook if it is ours.  Safe on unbound slots.  Never fails. */

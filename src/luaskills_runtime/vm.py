@@ -54,7 +54,9 @@ class LuaVM:
         self.runtime = lupa_engine.LuaRuntime(**kwargs)
         g = self.runtime.globals()
         g[b"python"] = None
-        self.runtime.execute("package.loaded.python = nil")
+        # jit.profile would take LuaJIT's one profiler, which the timeout guard uses (issue 18).
+        self.runtime.execute("package.loaded.python = nil "
+                             "package.loaded['jit.profile'] = nil package.preload['jit.profile'] = nil")
         self.bridge = LuaBridge(self.runtime)
         self._run_chunk, self.lua_message_of = self.runtime.execute(_RUNNER_SOURCE)
         # The Lua reset function behind reset_scope; runlua's environment calls it from Lua.
