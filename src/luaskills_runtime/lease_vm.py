@@ -1,8 +1,9 @@
 """The Lua side of one runtime lease: a dedicated LuaVM, its module roots, and running an eval.
 
 Evals run through the shared guard (luaskills_runtime.guard): the native TimeoutGuard stops the
-code at its deadline or when the host cancels it, and lease VMs run with the JIT off for good
-(compiled traces never look at hooks, so a compiled loop could not be stopped otherwise; the
+code at its deadline or when the host cancels it.  With the jit-profile guard the JIT stays on
+(the guard stops compiled loops too); with the jit-off-hook guard lease VMs run with the JIT off for
+good (compiled traces never look at hooks, so a compiled loop could not be stopped otherwise; the
 guard makes `jit.on` refuse for user code).
 """
 from __future__ import annotations
