@@ -38,7 +38,7 @@ SOAK = textwrap.dedent("""
         "local n = {k} while true do n = n + 1 "
         "load('local x = 0 for i = 1, 300 do x = x + i % ' .. n .. ' end return x')() end",
         "local n = {k} while true do n = n + 1 "
-        "load('local t = {{}} for i = 1, 300 do t[i % 7 + 1] = i .. \"' .. n .. '\" end')() end",
+        "load('local t = {{}} for i = 1, 300 do t[i % 7 + 1] = i * ' .. n .. ' end')() end",
     ]
     stop_at = time.monotonic() + float(sys.argv[1])
     counts = []
