@@ -14,7 +14,7 @@ PLATFORM = "windows" if WINDOWS else "posix"
 DEBUG = os.environ.get("LUASKILLS_DEBUG") == "1"
 
 RING = ["native/notify.c", "native/ringbuf.c"]
-PROCESS = RING + [f"native/proc_{PLATFORM}.c", f"native/drain_{PLATFORM}.c"]
+PROCESS = RING + ["native/lsr_error.c", f"native/proc_{PLATFORM}.c", f"native/drain_{PLATFORM}.c"]
 if WINDOWS:  # the Windows core also has its tree-teardown strategies and error helpers
     PROCESS += ["native/tree_windows.c", "native/winerr_windows.c"]
 LUAHOOK = ["native/luahook.c", f"native/luaapi_{PLATFORM}.c"]

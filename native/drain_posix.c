@@ -80,14 +80,6 @@ static struct {
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static int muted_clients;       /* clients whose stdout is muted; atomic */
 
-static void set_error(lsr_error *err, int code, const char *call)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    snprintf(err->message, sizeof err->message, "%s: %s", call, strerror(code));
-}
-
 static uint64_t make_token(uint32_t slot, uint32_t gen, int kind)
 {
     return ((uint64_t)gen << 32) | ((uint64_t)slot << 2) | (uint64_t)kind;
@@ -421,25 +413,25 @@ static int start_drainer(lsr_error *err)
 #if LSR_USE_EPOLL
     G.waitfd = epoll_create1(EPOLL_CLOEXEC);
     if (G.waitfd < 0) {
-        set_error(err, errno, "epoll_create1");
+        lsr_set_error(err, errno, "epoll_create1");
         return -1;
     }
     G.wake_r = G.wake_w = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (G.wake_r < 0) {
-        set_error(err, errno, "eventfd");
+        lsr_set_error(err, errno, "eventfd");
         close(G.waitfd);
         G.waitfd = -1;
         return -1;
     }
     int rc = watch_fd(G.wake_r, WAKE_TOKEN);
     if (rc != 0) {
-        set_error(err, rc, "epoll_ctl");
+        lsr_set_error(err, rc, "epoll_ctl");
         goto fail_fds;
     }
 #else
     int pipefd[2];
     if (pipe(pipefd) != 0) {
-        set_error(err, errno, "pipe");
+        lsr_set_error(err, errno, "pipe");
         return -1;
     }
     for (int i = 0; i < 2; i++) {
@@ -462,7 +454,7 @@ static int start_drainer(lsr_error *err)
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        set_error(err, rc, "pthread_create");
+        lsr_set_error(err, rc, "pthread_create");
         goto fail_fds;
     }
     G.state = STATE_RUNNING;
@@ -580,7 +572,7 @@ int lsr_drain_attach(lsr_drain_client *c, lsr_error *err)
     uint32_t idx;
     int rc = alloc_slot(&idx);
     if (rc != 0) {
-        set_error(err, rc, "malloc");
+        lsr_set_error(err, rc, "malloc");
         stop_if_idle();
         pthread_mutex_unlock(&G.mu);
         return -1;
@@ -599,7 +591,7 @@ int lsr_drain_attach(lsr_drain_client *c, lsr_error *err)
             if (c->fd[added] >= 0)
                 unwatch_fd(c->fd[added]);
         release_slot(idx);
-        set_error(err, rc, "epoll_ctl");
+        lsr_set_error(err, rc, "epoll_ctl");
         stop_if_idle();
         pthread_mutex_unlock(&G.mu);
         return -1;

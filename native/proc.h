@@ -37,15 +37,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "lsr_error.h"
 #include "notify.h"
 #include "ringbuf.h"
 
-#define LSR_ERROR_MESSAGE_MAX 256
-
-typedef struct lsr_error {
-    int code;                              /* errno / GetLastError(); 0 = not an OS error */
-    char message[LSR_ERROR_MESSAGE_MAX];   /* "<syscall>: <strerror text>", NUL-terminated */
-} lsr_error;
 
 /* Which output stream (lsr_proc_stream). */
 #define LSR_STDOUT 1

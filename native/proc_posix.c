@@ -52,22 +52,6 @@ struct lsr_proc {
     lsr_exit_status final;
 };
 
-static void set_error(lsr_error *err, int code, const char *call)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    snprintf(err->message, sizeof err->message, "%s: %s", call, strerror(code));
-}
-
-static void set_message(lsr_error *err, int code, const char *message)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    snprintf(err->message, sizeof err->message, "%s", message);
-}
-
 static const lsr_exit_status RUNNING_STATUS = { 1, 0, LSR_UNKNOWN, 0, 0, 0 };
 static const lsr_exit_status LOST_STATUS = { 0, 1, LSR_UNKNOWN, 0, 0, 0 };
 
@@ -140,19 +124,19 @@ static void spawn_error(lsr_error *err, int code, const char *cwd)
     struct stat st;
     if (cwd != NULL) {
         if (stat(cwd, &st) != 0) {
-            set_error(err, errno, "chdir");
+            lsr_set_error(err, errno, "chdir");
             return;
         }
         if (!S_ISDIR(st.st_mode)) {
-            set_error(err, ENOTDIR, "chdir");
+            lsr_set_error(err, ENOTDIR, "chdir");
             return;
         }
         if (code == EACCES && access(cwd, X_OK) != 0) {
-            set_error(err, EACCES, "chdir");
+            lsr_set_error(err, EACCES, "chdir");
             return;
         }
     }
-    set_error(err, code, "posix_spawn");
+    lsr_set_error(err, code, "posix_spawn");
 }
 
 /* Runs posix_spawnp with the child's stdio on the given fds, in a new process group, with the
@@ -244,58 +228,58 @@ int lsr_proc_spawn(const lsr_proc_spec *spec, lsr_proc **out, lsr_error *err)
 {
     *out = NULL;
     if (spec == NULL || spec->program == NULL || spec->program[0] == '\0') {
-        set_message(err, EINVAL, "program: must not be empty");
+        lsr_error_setf(err, EINVAL, "program: must not be empty");
         return -1;
     }
     if (spec->buffer_limit == 0) {
-        set_message(err, EINVAL, "buffer_limit: must be positive");
+        lsr_error_setf(err, EINVAL, "buffer_limit: must be positive");
         return -1;
     }
     if (spec->nargs > 0 && spec->args == NULL) {
-        set_message(err, EINVAL, "args: missing");
+        lsr_error_setf(err, EINVAL, "args: missing");
         return -1;
     }
     lsr_proc *p = calloc(1, sizeof *p);
     if (p == NULL) {
-        set_error(err, ENOMEM, "malloc");
+        lsr_set_error(err, ENOMEM, "malloc");
         return -1;
     }
     int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
     int rc = lsr_notify_init(&p->notify);
     if (rc != 0) {
-        set_error(err, rc, "pthread_cond_init");
+        lsr_set_error(err, rc, "pthread_cond_init");
         free(p);
         return -1;
     }
     rc = lsr_ring_init(&p->out, spec->buffer_limit, &p->notify);
     if (rc != 0) {
-        set_error(err, rc, rc == ENOMEM ? "malloc" : "pthread_mutex_init");
+        lsr_set_error(err, rc, rc == ENOMEM ? "malloc" : "pthread_mutex_init");
         goto fail_notify;
     }
     rc = lsr_ring_init(&p->err, spec->buffer_limit, &p->notify);
     if (rc != 0) {
-        set_error(err, rc, rc == ENOMEM ? "malloc" : "pthread_mutex_init");
+        lsr_set_error(err, rc, rc == ENOMEM ? "malloc" : "pthread_mutex_init");
         goto fail_out;
     }
     rc = lsr_mutex_init(&p->mu);
     if (rc != 0) {
-        set_error(err, rc, "pthread_mutex_init");
+        lsr_set_error(err, rc, "pthread_mutex_init");
         goto fail_err;
     }
     rc = lsr_drain_client_init(&p->drain);
     if (rc != 0) {
-        set_error(err, rc, "pthread_mutex_init");
+        lsr_set_error(err, rc, "pthread_mutex_init");
         lsr_mutex_destroy(&p->mu);
         goto fail_err;
     }
     if ((spec->stdin_mode == LSR_STDIN_PIPE && (rc = make_pipe(in_pipe)) != 0)
         || (rc = make_pipe(out_pipe)) != 0 || (rc = make_pipe(err_pipe)) != 0) {
-        set_error(err, rc, "pipe");
+        lsr_set_error(err, rc, "pipe");
         goto fail_pipes;
     }
     /* Our read ends are non-blocking for the drainer; the child's ends stay blocking. */
     if (fcntl(out_pipe[0], F_SETFL, O_NONBLOCK) != 0 || fcntl(err_pipe[0], F_SETFL, O_NONBLOCK) != 0) {
-        set_error(err, errno, "fcntl");
+        lsr_set_error(err, errno, "fcntl");
         goto fail_pipes;
     }
     const char *failed_call = "posix_spawn";
@@ -304,7 +288,7 @@ int lsr_proc_spawn(const lsr_proc_spec *spec, lsr_proc **out, lsr_error *err)
         if (strcmp(failed_call, "posix_spawn") == 0)
             spawn_error(err, rc, spec->cwd);
         else
-            set_error(err, rc, failed_call);
+            lsr_set_error(err, rc, failed_call);
         goto fail_pipes;
     }
     /* The child holds its own copies now; ours would keep EOF from ever arriving. */
@@ -436,7 +420,7 @@ int lsr_proc_write(lsr_proc *p, const void *data, size_t n, lsr_error *err)
     lsr_mutex_lock(&p->mu);
     if (p->stdin_fd < 0 || p->stdin_closing) {
         lsr_mutex_unlock(&p->mu);
-        set_message(err, 0, "stdin is closed");
+        lsr_error_setf(err, 0, "stdin is closed");
         return -1;
     }
     int fd = p->stdin_fd;
@@ -450,7 +434,7 @@ int lsr_proc_write(lsr_proc *p, const void *data, size_t n, lsr_error *err)
         close_fd(&p->stdin_fd);
     lsr_mutex_unlock(&p->mu);
     if (rc != 0) {
-        set_error(err, rc, "write");
+        lsr_set_error(err, rc, "write");
         return -1;
     }
     return 0;
@@ -502,7 +486,7 @@ static int probe_locked(lsr_proc *p, lsr_exit_status *st, lsr_error *err)
             *st = LOST_STATUS;
             return 0;
         }
-        set_error(err, errno, "waitid");
+        lsr_set_error(err, errno, "waitid");
         return -1;
     }
     if (info.si_pid == 0) {
@@ -573,12 +557,12 @@ static int kill_and_reap_locked(lsr_proc *p, lsr_error *err)
     /* The root is unreaped here, so its group id still names our tree (see the file comment).  A
      * root that already exited leaves the group alive as long as any descendant is in it. */
     if (killpg(p->pid, SIGKILL) != 0 && errno != ESRCH) {
-        set_error(err, errno, "killpg");
+        lsr_set_error(err, errno, "killpg");
         return -1;
     }
     /* The root itself, in case it moved to another group or session. */
     if (kill(p->pid, SIGKILL) != 0 && errno != ESRCH) {
-        set_error(err, errno, "kill");
+        lsr_set_error(err, errno, "kill");
         return -1;
     }
     int wstatus = 0;
@@ -588,7 +572,7 @@ static int kill_and_reap_locked(lsr_proc *p, lsr_error *err)
     } while (got < 0 && errno == EINTR);
     if (got < 0) {
         if (errno != ECHILD) {
-            set_error(err, errno, "waitpid");
+            lsr_set_error(err, errno, "waitpid");
             return -1;
         }
         p->final = p->zombie_known ? p->zombie : LOST_STATUS;
