@@ -15,6 +15,8 @@ DEBUG = os.environ.get("LUASKILLS_DEBUG") == "1"
 
 RING = ["native/notify.c", "native/ringbuf.c"]
 PROCESS = RING + ["native/lsr_error.c", f"native/proc_{PLATFORM}.c", f"native/drain_{PLATFORM}.c"]
+if not WINDOWS:  # complete teardown of escaped descendants (Linux; a no-op elsewhere)
+    PROCESS += ["native/tree_posix.c"]
 if WINDOWS:  # the Windows core also has its tree-teardown strategies and error helpers
     PROCESS += ["native/tree_windows.c", "native/winerr_windows.c"]
 LUAHOOK = ["native/luahook.c", f"native/luaapi_{PLATFORM}.c"]

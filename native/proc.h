@@ -133,7 +133,8 @@ int lsr_proc_wait_exit(lsr_proc *p, int64_t deadline_ms, lsr_exit_status *st, ls
 
 /* Ends the whole tree and reaps the root, once: kills every process of the tree (POSIX: SIGKILL to
  * the process group while the root is still unreaped, so the group id cannot have been reused, plus
- * the root itself), reaps the root, caches and returns its final status in *final (a root that had
+ * the root itself; on Linux first every descendant that left the group or session, found by parent
+ * links and by the tree's environment tag, see tree_posix.h), reaps the root, caches and returns its final status in *final (a root that had
  * exited before keeps its own exit status).  Then waits up to 1000 ms for both output pipes to
  * reach EOF; pipes still held open after that (by an escaped descendant) are detached and closed,
  * and their rings get EOF.  Bytes already drained stay readable.  Later calls return the cached

@@ -24,6 +24,7 @@
 
 #include "proc.h"
 #include "drain_posix.h"
+#include "tree_posix.h"
 
 #ifdef __APPLE__
 #  include <crt_externs.h>
@@ -50,6 +51,7 @@ struct lsr_proc {
     lsr_exit_status zombie;
     int final_known;        /* terminate reaped the root; `final` is cached for good */
     lsr_exit_status final;
+    char tree_tag[LSR_TREE_TAG_MAX];   /* environment entry marking the tree, or "" (tree_posix.h) */
 };
 
 static const lsr_exit_status RUNNING_STATUS = { 1, 0, LSR_UNKNOWN, 0, 0, 0 };
@@ -142,8 +144,8 @@ static void spawn_error(lsr_error *err, int code, const char *cwd)
 /* Runs posix_spawnp with the child's stdio on the given fds, in a new process group, with the
  * signals Python ignores (SIGPIPE, SIGXFSZ) back at their defaults.  Returns 0 or an errno;
  * *failed_call names the step that failed. */
-static int spawn_child(const lsr_proc_spec *spec, int in_fd, int out_fd, int err_fd, pid_t *pid,
-                       const char **failed_call)
+static int spawn_child(const lsr_proc_spec *spec, const char *tree_tag, int in_fd, int out_fd,
+                       int err_fd, pid_t *pid, const char **failed_call)
 {
     size_t argc = spec->nargs + 1;
     char **argv = calloc(argc + 1, sizeof *argv);
@@ -213,13 +215,31 @@ static int spawn_child(const lsr_proc_spec *spec, int in_fd, int out_fd, int err
         if (rc == 0)
             rc = posix_spawnattr_setsigdefault(&attr, &defaults);
     }
+    char **tagged_env = NULL;
+    char *const *envp = spec->env != NULL ? (char *const *)spec->env : environ;
+    if (rc == 0 && tree_tag[0] != '\0') {
+        /* Every descendant inherits the tree's tag, whatever it does to its group or session. */
+        size_t n = 0;
+        while (envp[n] != NULL)
+            n++;
+        tagged_env = malloc((n + 2) * sizeof *tagged_env);
+        if (tagged_env == NULL) {
+            *failed_call = "malloc";
+            rc = ENOMEM;
+        } else {
+            memcpy(tagged_env, envp, n * sizeof *tagged_env);
+            tagged_env[n] = (char *)tree_tag;
+            tagged_env[n + 1] = NULL;
+            envp = tagged_env;
+        }
+    }
     if (rc == 0) {
         *failed_call = "posix_spawn";
-        char *const *envp = spec->env != NULL ? (char *const *)spec->env : environ;
         rc = posix_spawnp(pid, spec->program, &fa, &attr, argv, envp);
     }
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
+    free(tagged_env);
     free(argv);
     return rc;
 }
@@ -282,8 +302,10 @@ int lsr_proc_spawn(const lsr_proc_spec *spec, lsr_proc **out, lsr_error *err)
         lsr_set_error(err, errno, "fcntl");
         goto fail_pipes;
     }
+    /* Without a tag (the watchdog could not start) the process group still holds the tree. */
+    lsr_tree_new_tag(p->tree_tag, NULL);
     const char *failed_call = "posix_spawn";
-    rc = spawn_child(spec, in_pipe[0], out_pipe[1], err_pipe[1], &p->pid, &failed_call);
+    rc = spawn_child(spec, p->tree_tag, in_pipe[0], out_pipe[1], err_pipe[1], &p->pid, &failed_call);
     if (rc != 0) {
         if (strcmp(failed_call, "posix_spawn") == 0)
             spawn_error(err, rc, spec->cwd);
@@ -554,6 +576,17 @@ static int kill_and_reap_locked(lsr_proc *p, lsr_error *err)
 {
     if (p->final_known)
         return 0;
+#if LSR_TREE_TRACKING
+    /* Freeze a running root and its group so they fork no more, then kill every descendant that
+     * left the group (tree_posix.h) while the root's parent links still lead to them.  A failed
+     * sweep (out of memory, no /proc) still leaves the group kill below. */
+    lsr_exit_status now;
+    if (probe_locked(p, &now, NULL) == 0 && now.running) {
+        killpg(p->pid, SIGSTOP);
+        kill(p->pid, SIGSTOP);
+    }
+    lsr_tree_kill(p->pid, p->tree_tag, NULL);
+#endif
     /* The root is unreaped here, so its group id still names our tree (see the file comment).  A
      * root that already exited leaves the group alive as long as any descendant is in it. */
     if (killpg(p->pid, SIGKILL) != 0 && errno != ESRCH) {

@@ -1,0 +1,260 @@
+"""Complete teardown (issue 13): no descendant survives, even one that left the session's process
+group or session, on every teardown path; and none survives the host being SIGKILLed.
+
+Each case starts `bash -c SCRIPT` where SCRIPT starts one escaping descendant whose argv[0] is a
+marker unique to the case, waits until it runs (pgrep), prints "ready" and sleeps.  After the
+teardown call returns, no live process may carry the marker within 1 s.
+"""
+import gc
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+from luaskills_runtime import HostOptions, LuaEngine
+from luaskills_runtime.process import ProcessSession, exec_command
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="complete teardown of escaped descendants is Linux-only")
+
+_counter = itertools.count()
+
+
+def new_marker() -> str:
+    return f"lsrteardown{os.getpid()}x{next(_counter)}"
+
+
+def escapee(marker: str) -> str:
+    """A shell command that runs `sleep 300` with argv[0] = marker."""
+    return f'bash -c "exec -a {marker} sleep 300"'
+
+
+DOUBLE_FORK = """python3 -c 'import os
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sleep", ["{marker}", "300"])
+    os._exit(0)
+os.wait()'"""
+
+SETPGID = """python3 -c 'import os
+os.setpgid(0, 0)
+os.execvp("sleep", ["{marker}", "300"])' &"""
+
+# How one descendant escapes: each is a bash fragment; {E} is the escapee command.
+ESCAPES = {
+    "background": "{E} &",
+    "nohup": "nohup {E} >/dev/null 2>&1 &",
+    "ignores_term_hup": "(trap '' TERM HUP; exec {E}) &",
+    "setsid": "setsid {E} &",
+    "double_fork": DOUBLE_FORK,
+    "set_m": "set -m; {E} & set +m",
+    "setpgid": SETPGID,
+}
+
+
+ALL = "all"   # every escape of ESCAPES in one tree (the paths that wait for a timeout)
+
+
+def escapes_script(kind: str, marker: str) -> str:
+    """Starts the escapes of `kind` (or ALL), then waits until every escapee runs."""
+    kinds = list(ESCAPES) if kind == ALL else [kind]
+    script = "".join(ESCAPES[k].replace("{E}", escapee(marker)).replace("{marker}", marker) + "\n"
+                     for k in kinds)
+    return script + (f"until [ $(pgrep -c -f '^{marker}') -ge {len(kinds)} ]; "
+                     "do sleep 0.01; done\n")
+
+
+def root_script(kind: str, marker: str) -> str:
+    return escapes_script(kind, marker) + "echo ready\nsleep 600\n"
+
+
+def survivors(marker: str):
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            cmdline = proc.info["cmdline"] or []
+            if cmdline and cmdline[0] == marker and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except psutil.Error:
+            pass
+    return found
+
+
+def assert_gone_within_1s(marker: str) -> None:
+    deadline = time.monotonic() + 1.0
+    left = survivors(marker)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = survivors(marker)
+    for pid in left:   # never leave strays behind, even when failing
+        try:
+            os.kill(pid, 9)
+        except OSError:
+            pass
+    assert left == [], f"survivors with marker {marker}: {left}"
+
+
+def lua_quote(text: str) -> str:
+    return f"[==[{text}]==]"
+
+
+# ---- teardown paths: each starts the script, waits for "ready", tears down -----------------------
+
+def session_close(script, engine):
+    session = ProcessSession.open("bash", ["-c", script])
+    assert "ready" in session.read(timeout_ms=10_000, until_text="ready")["stdout"]
+    session.close(timeout_ms=1)
+
+
+def session_kill(script, engine):
+    session = ProcessSession.open("bash", ["-c", script])
+    assert "ready" in session.read(timeout_ms=10_000, until_text="ready")["stdout"]
+    session.kill()
+
+
+def session_drop(script, engine):
+    session = ProcessSession.open("bash", ["-c", script])
+    assert "ready" in session.read(timeout_ms=10_000, until_text="ready")["stdout"]
+    del session
+    gc.collect()
+
+
+def exec_timeout(script, engine):
+    result = exec_command(program="bash", args=["-c", script], timeout_ms=2000)
+    assert result["timed_out"] is True and "ready" in result["stdout"], result
+
+
+def lua_session_close(script, engine):
+    assert engine.run_lua(f"""
+        local s = vulcan.process.session.open{{program = "bash", args = {{"-c", {lua_quote(script)}}}}}
+        local r = s:read{{timeout_ms = 10000, until_text = "ready"}}
+        s:close{{timeout_ms = 1}}
+        return r.stdout""").startswith("ready")
+
+
+def lua_session_kill(script, engine):
+    assert engine.run_lua(f"""
+        local s = vulcan.process.session.open{{program = "bash", args = {{"-c", {lua_quote(script)}}}}}
+        local r = s:read{{timeout_ms = 10000, until_text = "ready"}}
+        s:kill()
+        return r.stdout""").startswith("ready")
+
+
+def lua_exec_timeout(script, engine):
+    result = engine.run_lua(f"""
+        return vulcan.process.exec{{program = "bash", args = {{"-c", {lua_quote(script)}}},
+                                   timeout_ms = 2000}}""")
+    assert result["timed_out"] is True and "ready" in result["stdout"], result
+
+
+OPEN_IN_LEASE = """S = vulcan.process.session.open{{program = "bash", args = {{"-c", {script}}}}}
+    local r = S:read{{timeout_ms = 10000, until_text = "ready"}}
+    assert(r.stdout:find("ready"), r.stdout)"""
+
+
+def _lease_with_session(engine, script):
+    lease_id = engine.create_runtime_lease(sid=new_marker())["lease_id"]
+    opened = engine.eval_runtime_lease(lease_id=lease_id,
+                                       code=OPEN_IN_LEASE.format(script=lua_quote(script)))
+    assert opened["ok"] is True, opened
+    return lease_id
+
+
+def lease_close(script, engine):
+    lease_id = _lease_with_session(engine, script)
+    assert engine.close_runtime_lease(lease_id=lease_id)["ok"] is True
+
+
+def lease_eval_timeout(script, engine):
+    """An eval that opened a session times out.  The lease outlives its eval's timeout (the
+    reference keeps a lease whose eval stopped in place), so its trees go when it is closed."""
+    lease_id = engine.create_runtime_lease(sid=new_marker())["lease_id"]
+    result = engine.eval_runtime_lease(
+        lease_id=lease_id, timeout_ms=2000,
+        code=OPEN_IN_LEASE.format(script=lua_quote(script)) + "\nwhile true do end")
+    assert result["ok"] is False, result
+    assert engine.close_runtime_lease(lease_id=lease_id)["ok"] is True
+
+
+def engine_close(script, engine):
+    own = LuaEngine(HostOptions(system_lua_lib_dir=engine._test_tmp))
+    _lease_with_session(own, script)
+    own.close()
+
+
+PATHS = {f.__name__: f for f in (session_close, session_kill, session_drop, exec_timeout,
+                                 lua_session_close, lua_session_kill, lua_exec_timeout,
+                                 lease_close, lease_eval_timeout, engine_close)}
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory):
+    tmp = str(tmp_path_factory.mktemp("teardown") / "system_lua_lib")
+    with LuaEngine(HostOptions(system_lua_lib_dir=tmp)) as shared:
+        shared._test_tmp = tmp
+        yield shared
+
+
+# Paths that wait for a timeout run once with every escape in the tree, to keep the file fast.
+TIMED = {"exec_timeout", "lua_exec_timeout", "lease_eval_timeout"}
+MATRIX = [(kind, path) for path in PATHS for kind in ([ALL] if path in TIMED else list(ESCAPES))]
+
+
+@pytest.mark.parametrize("kind,path", MATRIX)
+def test_no_escaped_descendant_survives(kind, path, engine):
+    marker = new_marker()
+    PATHS[path](root_script(kind, marker), engine)
+    assert_gone_within_1s(marker)
+
+
+def test_all_escapes_at_once_from_an_exec_whose_root_exits_first():
+    """The root exits normally while the escapees run on: they are no longer its children (init
+    or another subreaper adopted them), so only their tag finds them."""
+    marker = new_marker()
+    script = escapes_script(ALL, marker) + "exit 3"
+    result = exec_command(program="bash", args=["-c", script], timeout_ms=10_000)
+    assert result["code"] == 3, result
+    assert_gone_within_1s(marker)
+
+
+HOST = textwrap.dedent("""
+    import sys, time
+    from luaskills_runtime.process import ProcessSession, exec_command
+    import threading
+    script = sys.argv[1]
+    sessions = [ProcessSession.open("bash", ["-c", script]) for _ in range(2)]
+    for s in sessions:
+        s.read(timeout_ms=10000, until_text="ready")
+    threading.Thread(target=exec_command, kwargs=dict(program="bash", args=["-c", script]),
+                     daemon=True).start()
+    print("held", flush=True)
+    time.sleep(600)
+""")
+
+
+def test_host_killed_with_sigkill_leaves_no_survivor():
+    marker = new_marker()
+    script = root_script(ALL, marker)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    host = subprocess.Popen([sys.executable, "-c", HOST, script], stdout=subprocess.PIPE, env=env)
+    try:
+        assert host.stdout.readline() == b"held\n"
+        # the exec runs in a thread: wait until all three trees' escapees run
+        deadline = time.monotonic() + 15
+        while len(survivors(marker)) < 3 * len(ESCAPES) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(survivors(marker)) == 3 * len(ESCAPES)
+    finally:
+        host.kill()
+        host.wait()
+    time.sleep(2.0)
+    left = survivors(marker)
+    for pid in left:
+        os.kill(pid, 9)
+    assert left == []
