@@ -2,6 +2,10 @@
 
 The platform choice is made here, once: POSIX hosts compile the *_posix.c sources, Windows the
 *_windows.c ones.  Set LUASKILLS_DEBUG=1 for an unoptimised build with assertions (LSR_DEBUG).
+
+Two knobs for tests that build variants into a temporary directory (tests/_build_variant.py):
+LUASKILLS_DEFINES="LSR_NO_ADDCHDIR,LSR_NO_PIDFD" adds C macros (force a fallback path), and
+LUASKILLS_EXTENSIONS="process" builds only the named extensions.
 """
 import os
 import sys
@@ -12,6 +16,8 @@ from setuptools import Extension, setup
 WINDOWS = sys.platform == "win32"
 PLATFORM = "windows" if WINDOWS else "posix"
 DEBUG = os.environ.get("LUASKILLS_DEBUG") == "1"
+EXTRA_DEFINES = [name for name in os.environ.get("LUASKILLS_DEFINES", "").split(",") if name]
+ONLY = [name for name in os.environ.get("LUASKILLS_EXTENSIONS", "").split(",") if name]
 
 RING = ["native/notify.c", "native/ringbuf.c"]
 PROCESS = RING + ["native/lsr_error.c", f"native/proc_{PLATFORM}.c", f"native/drain_{PLATFORM}.c"]
@@ -31,6 +37,7 @@ EXTENSIONS = {
 
 def extension(name, c_sources):
     macros = [("LSR_DEBUG", "1")] if DEBUG else [("NDEBUG", "1")]
+    macros += [(name, "1") for name in EXTRA_DEFINES]
     if WINDOWS:
         compile_args, libraries = [], ["kernel32"]
     else:
@@ -49,7 +56,7 @@ def extension(name, c_sources):
 
 setup(
     ext_modules=cythonize(
-        [extension(name, sources) for name, sources in EXTENSIONS.items()],
+        [extension(name, sources) for name, sources in EXTENSIONS.items() if not ONLY or name in ONLY],
         compiler_directives={"language_level": "3", "boundscheck": DEBUG, "wraparound": False},
         include_path=["src"],
     ),

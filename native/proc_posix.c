@@ -141,6 +141,144 @@ static void spawn_error(lsr_error *err, int code, const char *cwd)
     lsr_set_error(err, code, "posix_spawn");
 }
 
+/* posix_spawn_file_actions_addchdir_np exists from glibc 2.29 (and on macOS / FreeBSD).  It is
+ * detected from the C library's headers at build time: a build against an older glibc (e.g. the
+ * manylinux2014 image, glibc 2.17) cannot reference the versioned symbol, and a build against a
+ * newer one does not load on an older glibc anyway, so the headers of the build's own glibc are
+ * exactly the right test, with no probe in setup.py.  -DLSR_NO_ADDCHDIR forces the fallback so
+ * tests exercise it on any machine. */
+#if !defined(LSR_NO_ADDCHDIR) \
+    && ((defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))) \
+        || defined(__APPLE__) || defined(__FreeBSD__))
+#  define LSR_HAVE_ADDCHDIR 1
+#else
+#  define LSR_HAVE_ADDCHDIR 0
+#endif
+
+#if !LSR_HAVE_ADDCHDIR
+/* What the vfork()ed child reports through its close-on-exec pipe when it fails. */
+typedef struct spawn_failure {
+    int step;    /* 1: chdir, 2: exec */
+    int code;    /* errno */
+} spawn_failure;
+
+/* Fallback for spawning with a working directory where posix_spawn cannot chdir: vfork, then in
+ * the child (which shares our memory and may run while other threads hold locks) only
+ * async-signal-safe system calls on data prepared before the vfork: stdio, new process group,
+ * default signal handlers and an empty mask (the same as posix_spawn's attributes), chdir, then
+ * execve over PATH like posix_spawnp.  All signals are blocked around the vfork so no handler of
+ * ours runs in the child.  Returns 0 or an errno with *failed_call "chdir" / "posix_spawn"
+ * (so callers report it exactly like the posix_spawn path), or "pipe" / "vfork". */
+static int spawn_in_dir(const char *program, char *const *argv, char *const *envp, const char *cwd,
+                        int in_fd, int out_fd, int err_fd, pid_t *pid, const char **failed_call)
+{
+    int report[2];
+    int rc = make_pipe(report);
+    if (rc != 0) {
+        *failed_call = "pipe";
+        return rc;
+    }
+    /* PATH is read now: the child must not call getenv (not async-signal-safe). */
+    const char *path = strchr(program, '/') != NULL ? NULL : getenv("PATH");
+    if (strchr(program, '/') == NULL && path == NULL)
+        path = "/bin:/usr/bin";
+    size_t plen = strlen(program);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t child = vfork();
+    if (child == 0) {
+        spawn_failure f = { 2, 0 };
+        int null_fd = -1;
+        if (in_fd < 0)
+            null_fd = open("/dev/null", O_RDONLY);
+        if (dup2(in_fd >= 0 ? in_fd : null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0
+            || setpgid(0, 0) != 0) {
+            f.code = errno;
+            goto fail;
+        }
+        struct sigaction dfl, cur;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++) {
+            if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &cur) != 0)
+                continue;
+            /* Handlers of ours must not run here; ignored signals stay ignored across exec,
+             * except the two Python ignores for itself (like POSIX_SPAWN_SETSIGDEF). */
+            if (cur.sa_handler != SIG_IGN || sig == SIGPIPE
+#ifdef SIGXFSZ
+                || sig == SIGXFSZ
+#endif
+            )
+                sigaction(sig, &dfl, NULL);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (chdir(cwd) != 0) {
+            f.step = 1;
+            f.code = errno;
+            goto fail;
+        }
+        if (path == NULL) {
+            execve(program, argv, envp);
+            f.code = errno;
+            goto fail;
+        }
+        /* PATH search like execvp: remember EACCES, keep looking on ENOENT / ENOTDIR. */
+        f.code = ENOENT;
+        char full[4096];
+        for (const char *dir = path;; dir++) {
+            const char *end = dir;
+            while (*end != '\0' && *end != ':')
+                end++;
+            size_t dlen = (size_t)(end - dir);
+            if (dlen + 1 + plen + 1 <= sizeof full) {
+                memcpy(full, dlen ? dir : ".", dlen ? dlen : 1);
+                size_t at = dlen ? dlen : 1;
+                full[at++] = '/';
+                memcpy(full + at, program, plen + 1);
+                execve(full, argv, envp);
+                if (errno == EACCES)
+                    f.code = EACCES;
+                else if (errno != ENOENT && errno != ENOTDIR)
+                    f.code = errno;
+            }
+            if (*end == '\0')
+                break;
+            dir = end;
+        }
+    fail:
+        while (write(report[1], &f, sizeof f) < 0 && errno == EINTR) {
+        }
+        _exit(127);
+    }
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(report[1]);
+    if (child < 0) {
+        close(report[0]);
+        *failed_call = "vfork";
+        return saved;
+    }
+    spawn_failure f;
+    ssize_t got;
+    do {
+        got = read(report[0], &f, sizeof f);
+    } while (got < 0 && errno == EINTR);
+    close(report[0]);
+    if (got == (ssize_t)sizeof f) {
+        /* The child never ran the program: reap it, so the failure leaves nothing behind. */
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
+        }
+        *failed_call = f.step == 1 ? "chdir" : "posix_spawn";
+        return f.code;
+    }
+    *pid = child;
+    return 0;
+}
+#endif
+
 /* Runs posix_spawnp with the child's stdio on the given fds, in a new process group, with the
  * signals Python ignores (SIGPIPE, SIGXFSZ) back at their defaults.  Returns 0 or an errno;
  * *failed_call names the step that failed. */
@@ -187,16 +325,12 @@ static int spawn_child(const lsr_proc_spec *spec, const char *tree_tag, int in_f
     if (rc == 0)
         rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 #endif
+#if LSR_HAVE_ADDCHDIR
     if (rc == 0 && spec->cwd != NULL) {
-#if (defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))) \
-    || defined(__APPLE__) || defined(__FreeBSD__)
         *failed_call = "posix_spawn_file_actions_addchdir_np";
         rc = posix_spawn_file_actions_addchdir_np(&fa, spec->cwd);
-#else
-        *failed_call = "posix_spawn_file_actions_addchdir_np";
-        rc = ENOSYS;
-#endif
     }
+#endif
     if (rc == 0) {
         sigset_t none, defaults;
         sigemptyset(&none);
@@ -235,7 +369,13 @@ static int spawn_child(const lsr_proc_spec *spec, const char *tree_tag, int in_f
     }
     if (rc == 0) {
         *failed_call = "posix_spawn";
-        rc = posix_spawnp(pid, spec->program, &fa, &attr, argv, envp);
+#if !LSR_HAVE_ADDCHDIR
+        if (spec->cwd != NULL)
+            rc = spawn_in_dir(spec->program, argv, envp, spec->cwd, in_fd, out_fd, err_fd, pid,
+                              failed_call);
+        else
+#endif
+            rc = posix_spawnp(pid, spec->program, &fa, &attr, argv, envp);
     }
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
@@ -307,7 +447,7 @@ int lsr_proc_spawn(const lsr_proc_spec *spec, lsr_proc **out, lsr_error *err)
     const char *failed_call = "posix_spawn";
     rc = spawn_child(spec, p->tree_tag, in_pipe[0], out_pipe[1], err_pipe[1], &p->pid, &failed_call);
     if (rc != 0) {
-        if (strcmp(failed_call, "posix_spawn") == 0)
+        if (strcmp(failed_call, "posix_spawn") == 0 || strcmp(failed_call, "chdir") == 0)
             spawn_error(err, rc, spec->cwd);
         else
             lsr_set_error(err, rc, failed_call);

@@ -1,0 +1,33 @@
+"""Builds the package with a compile-time variant (a forced fallback path, a debug build) into a
+temporary directory and runs selected tests against it in a subprocess.  Used by
+tests/test_build_variants.py and by .ci/run's debug-build step."""
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_variant(target: str, defines=(), debug=False, extensions=("process",)) -> str:
+    """Copies the Python package to target/pkg and builds `extensions` into it with the given C
+    macros (the other extensions are the in-place built ones).  Returns the directory to put on
+    PYTHONPATH.  Raises CalledProcessError (with the compiler's output) when the build fails."""
+    pkg_root = os.path.join(target, "pkg")
+    shutil.copytree(os.path.join(ROOT, "src", "luaskills_runtime"),
+                    os.path.join(pkg_root, "luaskills_runtime"), dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, LUASKILLS_DEFINES=",".join(defines),
+               LUASKILLS_EXTENSIONS=",".join(extensions), LUASKILLS_DEBUG="1" if debug else "0")
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--force", "--build-lib", pkg_root,
+                    "--build-temp", os.path.join(target, "tmp")],
+                   cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    return pkg_root
+
+
+def run_tests(pkg_root: str, *pytest_args: str) -> subprocess.CompletedProcess:
+    """Runs pytest on ROOT/tests with the variant package first on the path."""
+    env = dict(os.environ, PYTHONPATH=pkg_root)
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           *pytest_args], cwd=os.path.join(ROOT, "tests"), env=env,
+                          capture_output=True, text=True)
