@@ -311,15 +311,62 @@ static void unmute_idle_clients(void)
 }
 #endif
 
+#ifdef LSR_DEBUG
+static int debug_fail_malloc;   /* atomic; see lsr_drain_debug_fail_malloc */
+#endif
+
+int lsr_drain_debug_fail_malloc(int on)
+{
+#ifdef LSR_DEBUG
+    __atomic_store_n(&debug_fail_malloc, on != 0, __ATOMIC_RELEASE);
+    return 0;
+#else
+    (void)on;
+    return -1;
+#endif
+}
+
+/* The drainer thread cannot go on (lock held): every attached client records why, and its rings
+ * get EOF, so readers wake and report the failure instead of waiting for bytes that will never
+ * be moved.  Never fails. */
+static void fail_clients_locked(int code, const char *call)
+{
+    for (uint32_t i = 0; i < G.nslots; i++) {
+        lsr_drain_client *c = G.slots[i].client;
+        if (c == NULL || c->failed)
+            continue;
+        lsr_set_error(&c->failure, code, call);
+        __atomic_store_n(&c->failed, 1, __ATOMIC_RELEASE);
+        lsr_ring_set_eof(c->ring[0]);
+        lsr_ring_set_eof(c->ring[1]);
+        lsr_notify_signal(c->notify);
+    }
+}
+
+int lsr_drain_failure(lsr_drain_client *c, lsr_error *err)
+{
+    if (!__atomic_load_n(&c->failed, __ATOMIC_ACQUIRE))
+        return 0;
+    if (err != NULL)
+        *err = c->failure;
+    return -1;
+}
+
 static void *drainer_main(void *arg)
 {
     (void)arg;
-    uint8_t *buf = malloc(READ_CHUNK);
+    uint8_t *buf = NULL;
+#ifdef LSR_DEBUG
+    if (!__atomic_exchange_n(&debug_fail_malloc, 0, __ATOMIC_ACQ_REL))
+#endif
+        buf = malloc(READ_CHUNK);
 #if LSR_USE_EPOLL
     struct epoll_event events[128];
     int64_t next_scan_ms = lsr_now_ms() + MUTE_SCAN_MS;
 #endif
     pthread_mutex_lock(&G.mu);
+    if (buf == NULL)
+        fail_clients_locked(ENOMEM, "malloc");
     while (G.clients > 0 && buf != NULL) {
 #if LSR_USE_EPOLL
         int timeout = __atomic_load_n(&muted_clients, __ATOMIC_ACQUIRE) > 0 ? MUTE_SCAN_MS : -1;
@@ -330,7 +377,8 @@ static void *drainer_main(void *arg)
         if (n < 0) {
             if (wait_errno == EINTR)
                 continue;
-            break;   /* cannot happen with a valid epoll fd; readers then see no progress */
+            fail_clients_locked(wait_errno, "epoll_wait");   /* cannot happen with a valid fd */
+            break;
         }
         for (int i = 0; i < n; i++) {
             if (events[i].data.u64 == WAKE_TOKEN)
@@ -360,6 +408,7 @@ static void *drainer_main(void *arg)
         if (n < 0) {
             if (wait_errno == EINTR || wait_errno == EAGAIN)
                 continue;
+            fail_clients_locked(wait_errno, "poll");
             break;
         }
         for (nfds_t i = 0; i < count && n > 0; i++) {

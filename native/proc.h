@@ -149,6 +149,17 @@ int lsr_proc_terminate(lsr_proc *p, lsr_exit_status *final, lsr_error *err);
  * parent's children.  Never fails. */
 void lsr_proc_free(lsr_proc *p);
 
+/* Returns 0, or -1 with *err when the background machinery that moves the child's output into
+ * the rings failed and stopped (e.g. "malloc: Cannot allocate memory" for the drainer's buffer);
+ * the rings then got EOF early, so a reader that saw EOF checks this to tell a real end of
+ * output from a failure.  Never blocks. */
+int lsr_proc_io_error(lsr_proc *p, lsr_error *err);
+
+/* LSR_DEBUG builds only: the next start of the background drainer fails its buffer allocation,
+ * so tests can see lsr_proc_io_error report it.  Returns 0, or -1 in other builds and on
+ * platforms without a drainer thread (nothing changes). */
+int lsr_proc_debug_fail_drainer_malloc(int on);
+
 /* Platform-neutral inline helpers over the functions above: see proc_io.h. */
 
 #endif /* LSR_PROC_H */

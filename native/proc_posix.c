@@ -516,6 +516,16 @@ lsr_notify *lsr_proc_notify(lsr_proc *p)
     return &p->notify;
 }
 
+int lsr_proc_io_error(lsr_proc *p, lsr_error *err)
+{
+    return lsr_drain_failure(&p->drain, err);
+}
+
+int lsr_proc_debug_fail_drainer_malloc(int on)
+{
+    return lsr_drain_debug_fail_malloc(on);
+}
+
 void lsr_proc_wait_event(lsr_proc *p, uint64_t seen, int64_t deadline_ms)
 {
     lsr_drain_wait(&p->drain, seen, deadline_ms);

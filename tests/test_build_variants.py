@@ -1,7 +1,9 @@
-"""Compile-time fallbacks, each built into a temporary directory and tested there:
-LSR_NO_ADDCHDIR (cwd where posix_spawn_file_actions_addchdir_np is missing, glibc < 2.29)."""
+"""Compile-time variants, each built into a temporary directory and tested there:
+LSR_NO_ADDCHDIR (cwd where posix_spawn_file_actions_addchdir_np is missing, glibc < 2.29) and
+the LSR_DEBUG build (fault injection: a drainer whose malloc fails tells its readers)."""
 import glob
 import os
+import subprocess
 import sys
 
 import pytest
@@ -24,3 +26,36 @@ def test_cwd_without_addchdir(tmp_path):
     result = run_tests(pkg, *CWD_TESTS)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
+
+
+@pytest.fixture(scope="module")
+def debug_build(tmp_path_factory):
+    """The package with an LSR_DEBUG process core (built once for this module)."""
+    return build_variant(str(tmp_path_factory.mktemp("debug")), debug=True)
+
+
+DRAINER_MALLOC_FAILS = """
+from luaskills_runtime import LuaSkillsError
+from luaskills_runtime._native.process import _debug_fail_drainer_malloc
+from luaskills_runtime.process import ProcessSession
+assert _debug_fail_drainer_malloc(True) is True
+session = ProcessSession.open("sh", ["-c", "echo hi; sleep 0.2"])
+try:
+    session.read(timeout_ms=10_000, until_text="never printed")
+except LuaSkillsError as error:
+    print("raised:", error)
+session.kill()
+again = ProcessSession.open("sh", ["-c", "echo again"])   # the next drainer starts normally
+print("next:", again.read(timeout_ms=10_000, until_text="again")["stdout"].strip())
+again.close()
+"""
+
+
+@pytest.mark.timeout(600)
+def test_drainer_malloc_failure_reaches_the_reader(debug_build):
+    result = subprocess.run([sys.executable, "-c", DRAINER_MALLOC_FAILS], capture_output=True,
+                            text=True, env=dict(os.environ, PYTHONPATH=debug_build), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "raised: process.session.read: malloc: Cannot allocate memory", "next: again"]
+

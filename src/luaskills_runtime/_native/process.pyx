@@ -19,6 +19,7 @@ from luaskills_runtime._native.c_ringbuf cimport (
 from luaskills_runtime._native.c_process cimport (
     lsr_error, lsr_proc, lsr_proc_spec, lsr_exit_status, lsr_marker,
     LSR_STDOUT, LSR_STDERR, LSR_STDIN_PIPE, LSR_STDIN_NULL, LSR_UNKNOWN, LSR_WAIT_TIMEOUT,
+    LSR_WAIT_EOF, lsr_proc_io_error, lsr_proc_debug_fail_drainer_malloc,
     lsr_proc_spawn, lsr_proc_pid, lsr_proc_write, lsr_proc_close_stdin, lsr_proc_stream,
     lsr_proc_notify, lsr_proc_status, lsr_proc_wait_exit, lsr_proc_terminate, lsr_proc_free,
     lsr_proc_wait_output, lsr_proc_wait_event, lsr_ring_peek,
@@ -47,6 +48,12 @@ cdef inline int64_t _deadline(object timeout_ms) except? -2:
     if t < 0:
         t = 0
     return lsr_now_ms() + <int64_t>t
+
+
+def _debug_fail_drainer_malloc(bint on=True):
+    """LSR_DEBUG builds: the next start of the drainer thread fails to allocate its buffer (fault
+    injection for tests).  Returns False in other builds, where nothing changes."""
+    return lsr_proc_debug_fail_drainer_malloc(on) == 0
 
 
 cdef object _fail(str op, lsr_error *e):
@@ -262,8 +269,11 @@ cdef class ProcessCore:
             _set_marker(&markers[0], out_marker)
             _set_marker(&markers[1], err_marker)
             mp = markers
+        cdef lsr_error err
         with nogil:
             rc = lsr_proc_wait_output(self.proc, mp, deadline)
+        if rc == LSR_WAIT_EOF and lsr_proc_io_error(self.proc, &err) != 0:
+            _fail("process.session.read", &err)
         return self._result(_take(lsr_proc_stream(self.proc, LSR_STDOUT), max_bytes),
                             _take(lsr_proc_stream(self.proc, LSR_STDERR), max_bytes),
                             rc == LSR_WAIT_TIMEOUT)
