@@ -481,6 +481,7 @@ int lsr_proc_spawn(const lsr_proc_spec *spec, lsr_proc **out, lsr_error *err)
         goto fail_err;
     }
     *out = p;
+    LSR_DEBUG_LIVE_ADD(LSR_LIVE_PROCS, 1);
     return 0;
 
 fail_pipes:
@@ -811,6 +812,7 @@ void lsr_proc_free(lsr_proc *p)
 {
     if (p == NULL)
         return;
+    LSR_DEBUG_LIVE_ADD(LSR_LIVE_PROCS, -1);
     lsr_exit_status ignored;
     if (p->owner == getpid())
         lsr_proc_terminate(p, &ignored, NULL);

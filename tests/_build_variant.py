@@ -1,6 +1,9 @@
 """Builds the package with a compile-time variant (a forced fallback path, a debug build) into a
 temporary directory and runs selected tests against it in a subprocess.  Used by
-tests/test_build_variants.py and by .ci/run's debug-build step."""
+tests/test_build_variants.py and by .ci/run's debug-build step:
+
+    python tests/_build_variant.py    # LSR_DEBUG + LSR_NO_ADDCHDIR build, ring/process/exec tests
+"""
 import os
 import shutil
 import subprocess
@@ -9,14 +12,14 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def build_variant(target: str, defines=(), debug=False, extensions=("process",)) -> str:
-    """Copies the Python package to target/pkg and builds `extensions` into it with the given C
-    macros (the other extensions are the in-place built ones).  Returns the directory to put on
-    PYTHONPATH.  Raises CalledProcessError (with the compiler's output) when the build fails."""
+def build_variant(target: str, defines=(), debug=False, extensions=()) -> str:
+    """Copies the Python package to target/pkg and builds `extensions` (default: all) into it
+    with the given C macros.  Returns the directory to put on PYTHONPATH.  Raises
+    CalledProcessError (with the compiler's output) when the build fails."""
     pkg_root = os.path.join(target, "pkg")
     shutil.copytree(os.path.join(ROOT, "src", "luaskills_runtime"),
                     os.path.join(pkg_root, "luaskills_runtime"), dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd"))
     env = dict(os.environ, LUASKILLS_DEFINES=",".join(defines),
                LUASKILLS_EXTENSIONS=",".join(extensions), LUASKILLS_DEBUG="1" if debug else "0")
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--force", "--build-lib", pkg_root,
@@ -27,7 +30,29 @@ def build_variant(target: str, defines=(), debug=False, extensions=("process",))
 
 def run_tests(pkg_root: str, *pytest_args: str) -> subprocess.CompletedProcess:
     """Runs pytest on ROOT/tests with the variant package first on the path."""
-    env = dict(os.environ, PYTHONPATH=pkg_root)
+    env = dict(os.environ, PYTHONPATH=pkg_root, LSR_VARIANT_UNDER_TEST="1")
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            *pytest_args], cwd=os.path.join(ROOT, "tests"), env=env,
                           capture_output=True, text=True)
+
+
+# The variant .ci/run checks: debug counters and fault injection on, cwd through the fallback.
+CI_VARIANT = dict(defines=("LSR_NO_ADDCHDIR",), debug=True)
+CI_TESTS = ("test_ringbuf.py", "test_exec_ringbuf.py", "test_exec_run.py", "test_process_cwd.py",
+            "test_process_session.py", "test_process_tree.py", "test_process_resources.py",
+            "test_process_markers.py", "test_process_teardown.py", "test_build_variants.py")
+
+
+def main() -> int:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lsr-variant-") as target:
+        pkg = build_variant(target, **CI_VARIANT)
+        result = run_tests(pkg, *CI_TESTS)
+        sys.stdout.write(result.stdout[-6000:])
+        sys.stderr.write(result.stderr[-3000:])
+        return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

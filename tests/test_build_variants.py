@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from _build_variant import build_variant, run_tests
+from _build_variant import CI_VARIANT, build_variant, run_tests
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX spawn fallbacks")
 
@@ -17,21 +17,22 @@ CWD_TESTS = ("test_process_cwd.py", "test_exec_run.py", "test_process_session.py
              "test_process_teardown.py", "-k", "cwd or missing or spawn or setsid-session_close")
 
 
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory):
+    """The package built as .ci/run checks it: LSR_DEBUG and LSR_NO_ADDCHDIR (built once)."""
+    if os.environ.get("LSR_VARIANT_UNDER_TEST"):
+        pytest.skip("already running inside a variant build")
+    return build_variant(str(tmp_path_factory.mktemp("variant")), **CI_VARIANT)
+
+
 @pytest.mark.timeout(600)
-def test_cwd_without_addchdir(tmp_path):
-    pkg = build_variant(str(tmp_path), defines=["LSR_NO_ADDCHDIR"])
-    (module,) = glob.glob(os.path.join(pkg, "luaskills_runtime", "_native", "process*.so"))
+def test_cwd_without_addchdir(variant):
+    (module,) = glob.glob(os.path.join(variant, "luaskills_runtime", "_native", "process*.so"))
     with open(module, "rb") as f:
         assert b"vfork" in f.read()   # the fallback is what this build spawns with
-    result = run_tests(pkg, *CWD_TESTS)
+    result = run_tests(variant, *CWD_TESTS)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and " failed" not in result.stdout
-
-
-@pytest.fixture(scope="module")
-def debug_build(tmp_path_factory):
-    """The package with an LSR_DEBUG process core (built once for this module)."""
-    return build_variant(str(tmp_path_factory.mktemp("debug")), debug=True)
 
 
 DRAINER_MALLOC_FAILS = """
@@ -52,9 +53,9 @@ again.close()
 
 
 @pytest.mark.timeout(600)
-def test_drainer_malloc_failure_reaches_the_reader(debug_build):
+def test_drainer_malloc_failure_reaches_the_reader(variant):
     result = subprocess.run([sys.executable, "-c", DRAINER_MALLOC_FAILS], capture_output=True,
-                            text=True, env=dict(os.environ, PYTHONPATH=debug_build), timeout=60)
+                            text=True, env=dict(os.environ, PYTHONPATH=variant), timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "raised: process.session.read: malloc: Cannot allocate memory", "next: again"]

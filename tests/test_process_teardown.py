@@ -57,6 +57,8 @@ def lua_session_close(script, engine):
         local s = vulcan.process.session.open{{program = "bash", args = {{"-c", {lua_quote(script)}}}}}
         local r = s:read{{timeout_ms = 10000, until_text = "ready"}}
         s:close{{timeout_ms = 1}}
+        s = nil
+        collectgarbage()   -- the closed session's native object goes with Lua's next GC cycle
         return r.stdout""").startswith("ready")
 
 
@@ -65,6 +67,8 @@ def lua_session_kill(script, engine):
         local s = vulcan.process.session.open{{program = "bash", args = {{"-c", {lua_quote(script)}}}}}
         local r = s:read{{timeout_ms = 10000, until_text = "ready"}}
         s:kill()
+        s = nil
+        collectgarbage()
         return r.stdout""").startswith("ready")
 
 

@@ -12,6 +12,9 @@ cdef extern from "luaskills.h" nogil:
     uint64_t lsr_notify_seq(lsr_notify *n)
     uint64_t lsr_notify_wait(lsr_notify *n, uint64_t seen, int64_t deadline_ms)
 
+    int LSR_LIVE_KINDS
+    int lsr_debug_live_counts(long *out)
+
     ctypedef struct lsr_ring:
         size_t capacity
         size_t limit

@@ -32,3 +32,6 @@ class ProcessCore:
 
 
 def _debug_fail_drainer_malloc(on: bool = ...) -> bool: ...
+
+
+def _debug_live_counts() -> Optional[Tuple[int, int, int]]: ...

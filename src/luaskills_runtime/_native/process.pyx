@@ -14,6 +14,7 @@ from libc.stdint cimport uint8_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, free
 
 from luaskills_runtime._native.c_ringbuf cimport (
+    lsr_debug_live_counts,
     lsr_ring, lsr_now_ms, lsr_ring_stats, lsr_ring_drain, lsr_notify_seq,
 )
 from luaskills_runtime._native.c_process cimport (
@@ -409,3 +410,12 @@ cdef class ProcessCore:
 
 
 include "exec.pxi"
+
+
+def _debug_live_counts():
+    """LSR_DEBUG builds: (notifiers, rings, processes) of this module's copy of the native core
+    that are alive now; None in other builds."""
+    cdef long counts[3]
+    if lsr_debug_live_counts(counts) != 0:
+        return None
+    return (counts[0], counts[1], counts[2])

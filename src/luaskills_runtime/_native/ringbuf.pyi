@@ -1,3 +1,4 @@
+from typing import Optional, Tuple
 from collections.abc import Buffer
 
 class RingBuffer:
@@ -11,3 +12,6 @@ class RingBuffer:
     def __len__(self) -> int: ...
     @property
     def capacity(self) -> int: ...
+
+
+def _debug_live_counts() -> Optional[Tuple[int, int, int]]: ...
