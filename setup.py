@@ -31,6 +31,7 @@ LUAHOOK = ["native/luahook.c", f"native/luaapi_{PLATFORM}.c"]
 EXTENSIONS = {
     "ringbuf": RING,
     "process": PROCESS + ["native/exec.c"],
+    "exec": [],   # calls the process module's one copy of the core (process.pxd), no C of its own
     "luahook": LUAHOOK,
 }
 

@@ -26,6 +26,11 @@ from luaskills_runtime._native.c_process cimport (
     lsr_proc_wait_output, lsr_proc_wait_event, lsr_ring_peek,
 )
 
+from luaskills_runtime._native.c_exec cimport (
+    lsr_exec, lsr_exec_spec, lsr_exec_outcome, lsr_exec_start, lsr_exec_pid, lsr_exec_wait,
+    lsr_exec_kill, lsr_exec_finish, lsr_exec_stream, lsr_exec_release,
+)
+
 from luaskills_runtime.errors import LuaSkillsError
 
 # Timeouts beyond this many ms wait without a deadline (the monotonic clock cannot overflow).
@@ -409,7 +414,34 @@ cdef class ProcessCore:
         return True
 
 
-include "exec.pxi"
+# ---- C entry points for the exec module (declared in process.pxd) ---------------------------
+
+cdef int core_exec_start(const lsr_exec_spec *spec, lsr_exec **out, lsr_error *err) noexcept nogil:
+    return lsr_exec_start(spec, out, err)
+
+cdef int64_t core_exec_pid(const lsr_exec *e) noexcept nogil:
+    return lsr_exec_pid(e)
+
+cdef int core_exec_wait(lsr_exec *e, int64_t until_ms, lsr_error *err) noexcept nogil:
+    return lsr_exec_wait(e, until_ms, err)
+
+cdef int core_exec_kill(lsr_exec *e, lsr_error *err) noexcept nogil:
+    return lsr_exec_kill(e, err)
+
+cdef int core_exec_finish(lsr_exec *e, lsr_exec_outcome *out, lsr_error *err) noexcept nogil:
+    return lsr_exec_finish(e, out, err)
+
+cdef lsr_ring *core_exec_stream(lsr_exec *e, int which) noexcept nogil:
+    return lsr_exec_stream(e, which)
+
+cdef void core_exec_release(lsr_exec *e) noexcept nogil:
+    lsr_exec_release(e)
+
+cdef void core_ring_stats(lsr_ring *r, size_t *held) noexcept nogil:
+    lsr_ring_stats(r, held, NULL, NULL, NULL)
+
+cdef size_t core_ring_drain(lsr_ring *r, uint8_t *out, size_t max) noexcept nogil:
+    return lsr_ring_drain(r, out, max)
 
 
 def _debug_live_counts():
