@@ -527,6 +527,7 @@ int lsr_tree_kill(pid_t root, const char *tag, lsr_error *err)
     memset(&cs, 0, sizeof cs);
     cs.root = (long)root;
     int signalled = 0;
+    long pause_ns = 50000L;
     int64_t deadline = lsr_now_ms() + SWEEP_MS;
     for (;;) {
         if (collect(&cs, err) != 0) {
@@ -541,9 +542,14 @@ int lsr_tree_kill(pid_t root, const char *tag, lsr_error *err)
         }
         if (lsr_now_ms() >= deadline)
             break;
-        /* Let the signalled processes die; their not-yet-signalled children, orphaned now, keep
+        /* Let the signalled processes die (a SIGKILLed process is usually gone within tens of
+         * microseconds, so start short); their not-yet-signalled children, orphaned now, keep
          * the tag and are found by the next scan. */
-        sleep_ms(1);
+        struct timespec nap = { 0, pause_ns };
+        while (nanosleep(&nap, &nap) != 0 && errno == EINTR) {
+        }
+        if (pause_ns < 4000000L)
+            pause_ns *= 2;
     }
     free(cs.items);
     return signalled;
