@@ -52,6 +52,7 @@ struct lsr_proc {
     int final_known;        /* terminate reaped the root; `final` is cached for good */
     lsr_exit_status final;
     char tree_tag[LSR_TREE_TAG_MAX];   /* environment entry marking the tree, or "" (tree_posix.h) */
+    int sweep_pending;                 /* terminate still owes the sweep of escaped descendants */
 };
 
 static const lsr_exit_status RUNNING_STATUS = { 1, 0, LSR_UNKNOWN, 0, 0, 0 };
@@ -732,11 +733,22 @@ static int kill_and_reap_locked(lsr_proc *p, lsr_error *err)
      * left the group (tree_posix.h) while the root's parent links still lead to them.  A failed
      * sweep (out of memory, no /proc) still leaves the group kill below. */
     lsr_exit_status now;
-    if (probe_locked(p, &now, NULL) == 0 && now.running) {
+    int running = probe_locked(p, &now, NULL) != 0 || now.running;
+    int eof_out, eof_err;
+    lsr_ring_stats(&p->out, NULL, NULL, NULL, &eof_out);
+    lsr_ring_stats(&p->err, NULL, NULL, NULL, &eof_err);
+    if (running) {
         killpg(p->pid, SIGSTOP);
         kill(p->pid, SIGSTOP);
+        lsr_tree_kill(p->pid, 1, p->tree_tag, NULL);
+    } else if (eof_out && eof_err) {
+        /* An exited root whose pipes nobody holds any more: its parent links are gone already,
+         * so the sweep can as well run after the drainer let go of this process, which keeps
+         * a lone run's drainer thread from going back to sleep before it is stopped. */
+        p->sweep_pending = 1;
+    } else {
+        lsr_tree_kill(p->pid, 1, p->tree_tag, NULL);   /* an escapee may hold the pipes: now */
     }
-    lsr_tree_kill(p->pid, p->tree_tag, NULL);
 #endif
     /* The root is unreaped here, so its group id still names our tree (see the file comment).  A
      * root that already exited leaves the group alive as long as any descendant is in it. */
@@ -803,8 +815,17 @@ int lsr_proc_terminate(lsr_proc *p, lsr_exit_status *final, lsr_error *err)
      * unless a descendant escaped the group (setsid) and still holds them. */
     lsr_drain_forget_pid(&p->drain);
     lsr_drain_unmute(&p->drain);
-    if (!wait_streams_closed(p, lsr_now_ms() + DRAIN_WAIT_MS))
-        lsr_drain_detach(&p->drain);
+    int closed = wait_streams_closed(p, lsr_now_ms() + DRAIN_WAIT_MS);
+    lsr_mutex_lock(&p->mu);
+    int sweep = p->sweep_pending;
+    p->sweep_pending = 0;
+    lsr_mutex_unlock(&p->mu);
+    if (!closed || sweep)
+        lsr_drain_detach(&p->drain);   /* nothing more can arrive: both at EOF, or given up */
+#if LSR_TREE_TRACKING
+    if (sweep)
+        lsr_tree_kill(p->pid, 0, p->tree_tag, NULL);   /* the root is reaped: by tag only */
+#endif
     return 0;
 }
 

@@ -14,9 +14,10 @@ int lsr_tree_new_tag(char *tag, lsr_error *err)
     return 0;
 }
 
-int lsr_tree_kill(pid_t root, const char *tag, lsr_error *err)
+int lsr_tree_kill(pid_t root, int root_unreaped, const char *tag, lsr_error *err)
 {
     (void)root;
+    (void)root_unreaped;
     (void)tag;
     (void)err;
     return 0;
@@ -385,6 +386,7 @@ typedef struct candidate_set {
     candidate *items;
     size_t n, cap;
     long root, last;    /* pids in the cyclic interval (root, last] are candidates */
+    int link_root;      /* a parent pid equal to root means our root (it is unreaped) */
     int oom;
 } candidate_set;
 
@@ -491,7 +493,7 @@ static int mark_members(candidate_set *cs, const char *tag)
         candidate *c = &cs->items[i];
         if (find_candidate(cs, c->ppid) != NULL)
             continue;   /* decided through its parent below */
-        if (c->ppid == cs->root)
+        if (cs->link_root && c->ppid == cs->root)
             c->member = 1;
         else if (with_tag && !(c->ppid == our_parent && own_thread(c->pid)))
             c->member = environ_has(c->pid, tag, tlen, 0) ? 1 : 2;
@@ -521,11 +523,12 @@ static int mark_members(candidate_set *cs, const char *tag)
     return members;
 }
 
-int lsr_tree_kill(pid_t root, const char *tag, lsr_error *err)
+int lsr_tree_kill(pid_t root, int root_unreaped, const char *tag, lsr_error *err)
 {
     candidate_set cs;
     memset(&cs, 0, sizeof cs);
     cs.root = (long)root;
+    cs.link_root = root_unreaped;
     int signalled = 0;
     long pause_ns = 50000L;
     int64_t deadline = lsr_now_ms() + SWEEP_MS;

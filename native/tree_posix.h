@@ -66,14 +66,15 @@
  * still torn down through its process group).  Thread-safe. */
 int lsr_tree_new_tag(char *tag, lsr_error *err);
 
-/* Kills every live process of the tree rooted at `root` (unreaped, spawned by us) except the
- * root itself: its descendants by parent links and every process whose environment holds `tag`
- * (NULL: parent links only).  SIGKILLs them and rescans until a scan finds none alive or ~500 ms
+/* Kills every live process of the tree rooted at `root` (spawned by us) except the root itself:
+ * its descendants by parent links (only while root_unreaped: a reaped root's pid may name another
+ * process) and every process whose environment holds `tag` (NULL: parent links only).  `root`
+ * also bounds the scan: only pids allocated after it are looked at.  SIGKILLs them and rescans until a scan finds none alive or ~500 ms
  * passed (a process stuck in the kernel).  Call it before killing and reaping the root.  Returns
  * the number of signals sent, or -1 with *err ("malloc: ...", "open: ...").  Never blocks
  * longer than that bound.  Limit: an orphan adopted by a subreaper that itself started after the
  * root and is not a member is judged through that parent, not by its tag. */
-int lsr_tree_kill(pid_t root, const char *tag, lsr_error *err);
+int lsr_tree_kill(pid_t root, int root_unreaped, const char *tag, lsr_error *err);
 
 /* Number of live processes (not zombies) whose environment holds exactly `tag`, for tests.
  * Returns -1 with *err when /proc cannot be read. */
