@@ -27,17 +27,22 @@ from luaskills_runtime.leases.requests import (
     resolve_ttl, shape_error,
 )
 from luaskills_runtime.leases.vm import (
-    EvalFailure, LeasePaths, LeaseVM, default_system_lua_lib_dir,
+    EvalAbandoned, EvalFailure, LeasePaths, LeaseVM, default_system_lua_lib_dir,
 )
 
 PUBLIC = "public"
 SYSTEM = "system_lua_lib"
 MAX_ACTIVE_LEASES = 8
 TOMBSTONE_TTL_SEC = 3_600
-CLOSE_WAIT_SEC = 10.0  # how long engine.close() waits for a cancelled eval to hand its VM back
+# How long engine.close() waits for a cancelled eval to hand its VM back: a cancelled eval answers
+# within lua.vm_thread.CANCEL_GRACE_SEC (an eval stuck past that abandons its VM).
+CLOSE_WAIT_SEC = 0.5
 SWEEPER_MAX_WAIT_SEC = 60.0
 
 LEASE_CLOSED, LEASE_EXPIRED, LEASE_REPLACED = "lease_closed", "lease_expired", "lease_replaced"
+# An eval that could not be stopped in place (lua.vm_thread): the lease is retired, its VM freed
+# when the eval's thread comes back, and its SID can be created again.
+LEASE_ABANDONED = "lease_abandoned"
 
 
 def unix_ms() -> int:
@@ -63,6 +68,9 @@ def _terminal_message(code: str, lease_id: str) -> str:
         return f"runtime session lease `{lease_id}` is expired"
     if code == LEASE_REPLACED:
         return f"runtime session lease `{lease_id}` was replaced"
+    if code == LEASE_ABANDONED:
+        return (f"runtime session lease `{lease_id}` was abandoned: its eval could not be "
+                "stopped in place")
     return f"runtime session lease `{lease_id}` is not active"
 
 
@@ -391,6 +399,21 @@ class LeaseManager:
         self._poke_sweeper(lease.expires_at)
         return payload
 
+    def abandon_eval(self, lease: Lease, failure: str) -> dict:
+        """The lease's eval could not be stopped: retire the lease as `lease_abandoned` (its
+        SID is free again), release it and return the eval's failure payload.  The VM stays
+        with the eval's thread, which frees it when it comes back."""
+        try:
+            with self._lock:
+                lease.lvm = None
+                if self._leases.get(lease.lease_id) is lease:
+                    self._retire_locked(lease, LEASE_ABANDONED, self.clock())
+                else:
+                    lease.terminal = LEASE_ABANDONED
+        finally:
+            lease.busy.release()
+        return LeaseError("eval_failed", failure).payload()
+
     def status(self, lease_id: str, sid: Optional[str], generation: Optional[int],
                profile: Optional[str]) -> dict:
         with self._tables():
@@ -513,9 +536,10 @@ class LeaseManager:
             self._wake_pending = True
             self._wake.notify()
         for lease in leases:
-            if lease.lvm is not None:
-                lease.lvm.cancel(message)
-                lease.lvm.vm.kill_resources()  # a blocked session read returns once its child dies
+            lvm = lease.lvm   # (an abandoned eval clears it meanwhile)
+            if lvm is not None:
+                lvm.cancel(message)
+                lvm.vm.kill_resources()  # a blocked session read returns once its child dies
         for lease in leases:
             got = lease.busy.acquire(timeout=CLOSE_WAIT_SEC)
             try:
@@ -667,12 +691,18 @@ class RuntimeLeases:
         except LeaseError as error:
             return error.payload()
         result = failure = None
+        lvm = lease.lvm
         try:
-            result = lease.lvm.eval(request)
+            result = lvm.eval(request)
+        except EvalAbandoned as error:   # (an EvalFailure whose VM is out of service)
+            return self.manager.abandon_eval(lease, str(error))
         except EvalFailure as error:
             failure = str(error)
         except BaseException:
-            self.manager.finish_eval(lease, None, "eval interrupted")  # hand the lease back
+            if lvm.thread.abandoned:
+                self.manager.abandon_eval(lease, "eval interrupted")
+            else:
+                self.manager.finish_eval(lease, None, "eval interrupted")  # hand the lease back
             raise
         return self.manager.finish_eval(lease, result, failure)
 

@@ -24,8 +24,9 @@ reference also appends a stack traceback, which is left out here, as in run_lua)
 from __future__ import annotations
 
 import functools
+import math
 import time
-from typing import Optional
+from typing import Optional, Union
 
 import lupa.luajit21 as lupa_engine
 
@@ -107,6 +108,12 @@ class ExecutionLimits:
             return 0.0
         return max(self.deadline - time.monotonic(), 0.0)
 
+    def cap_ms(self, timeout_ms: Optional[Union[int, float]]) -> int:
+        """A blocking call's own timeout (None: none) bounded by the run's deadline, in whole
+        ms (at least 1, so the call still returns what is already there)."""
+        left = max(int(math.ceil(self.remaining() * 1000)), 1)
+        return left if timeout_ms is None else min(timeout_ms, left)
+
     def stop_reason(self) -> Optional[str]:
         """The message the run must stop with now, or None while it may go on."""
         if self.cancel is not None and self.cancel.cancelled:
@@ -128,6 +135,7 @@ class _GuardControl:
         self.guard = new_timeout_guard(vm.runtime)  # native, or the Lua hook (lua_hook_guard)
         self.limits: Optional[ExecutionLimits] = None
         self.memory_cap = vm.runtime.get_max_memory() or None
+        vm.current_limits = self.current_limits   # what the VM's blocking primitives obey
 
 
     def current_limits(self) -> Optional[ExecutionLimits]:
