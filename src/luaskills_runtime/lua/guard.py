@@ -30,6 +30,7 @@ from typing import Optional, Union
 
 import lupa.luajit21 as lupa_engine
 
+from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 
@@ -38,6 +39,7 @@ from luaskills_runtime.lua.outcome import (OUT_OF_MEMORY, RunOutcome, RunStatus,
                                            lua_error_text, outcome)
 
 CANCEL_MESSAGE = "luaexec execution cancelled by the host"
+_DEADLINE_SLACK_SEC = 0.002  # a blocking call capped at the deadline may return this early
 
 _GUARD_SOURCE = read_chunk("luaskills_runtime.lua", "guard.lua")
 
@@ -113,6 +115,16 @@ class ExecutionLimits:
         ms (at least 1, so the call still returns what is already there)."""
         left = max(int(math.ceil(self.remaining() * 1000)), 1)
         return left if timeout_ms is None else min(timeout_ms, left)
+
+    def raise_if_over(self, capped: bool) -> None:
+        """After a blocking call whose timeout cap_ms shortened (`capped`): when the run was
+        cancelled or its time is up, raise its stop error (as a managed pipe read does), so the
+        call hands no result of its own to a run that is over."""
+        reason = self.stop_reason()
+        if reason is None and capped and self.remaining() < _DEADLINE_SLACK_SEC:
+            reason = self.timeout_text   # the call's cap was the deadline, due within a ms
+        if reason is not None:
+            raise LuaSkillsError(reason)
 
     def stop_reason(self) -> Optional[str]:
         """The message the run must stop with now, or None while it may go on."""

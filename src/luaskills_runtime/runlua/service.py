@@ -422,6 +422,8 @@ class RunluaService:
         finally:
             # The request owns what it started: sessions and exec trees it left open end now.
             vm.kill_resources()
+            if state.managed_io is not None:   # (the VM's io state stays tracked)
+                vm.track(state.managed_io)
             cleanup_error = None if verdict.discard else self._cleanup(vm, state, restored)
             if cleanup_error is not None:
                 verdict.discard = True

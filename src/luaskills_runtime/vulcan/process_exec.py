@@ -20,9 +20,14 @@ def install(vm, vulcan) -> None:
     def process_exec(spec=None, *_ignored):
         request = parse_lua_exec_spec(spec, default_mode)
         limits = vm.current_limits()
-        if limits is not None:   # the run's deadline bounds the exec too (the guard then stops
-            request = dataclasses.replace(request, timeout_ms=limits.cap_ms(request.timeout_ms))   # the code)
-        return result_to_lua(runtime, run_exec_request(request, track=track_one_shot))
+        if limits is None:
+            return result_to_lua(runtime, run_exec_request(request, track=track_one_shot))
+        # The run's deadline bounds the exec too; past it (or cancelled) the run's error.
+        wanted = request.timeout_ms
+        request = dataclasses.replace(request, timeout_ms=limits.cap_ms(wanted))
+        result = run_exec_request(request, track=track_one_shot)
+        limits.raise_if_over(wanted is None or request.timeout_ms < wanted)
+        return result_to_lua(runtime, result)
 
     def track_one_shot(run):
         vm.track(run, one_shot=True)   # a stopped run kills its exec tree at once

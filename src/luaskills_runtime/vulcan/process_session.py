@@ -51,19 +51,22 @@ def _fields(table, fn_name: str, *names: str) -> list:
         raise LuaSkillsError(f"{fn_name}: {error}") from None
 
 
-def _bounded(vm, timeout_ms: Any, default_ms: int) -> Any:
-    """A read/close timeout bounded by the guarded run's deadline, so the call returns when the
-    request's time is up (the guard then stops the code with the request's timeout error).
-    Values read() / close() would refuse are passed on unchanged for them to word the error."""
+def _bounded(vm, call, timeout_ms: Any, default_ms: int):
+    """call(timeout) with the timeout bounded by the guarded run's deadline, so the call returns
+    when the request's time is up or it is cancelled, raising the request's timeout or cancel
+    error.  Values read() / close() would refuse are passed on unchanged for them to word the
+    error."""
     limits = vm.current_limits()
     if limits is None:
-        return timeout_ms
-    if timeout_ms is None:
-        return limits.cap_ms(default_ms)
-    if (isinstance(timeout_ms, (int, float)) and not isinstance(timeout_ms, bool)
-            and math.isfinite(timeout_ms) and timeout_ms > 0):
-        return limits.cap_ms(timeout_ms)
-    return timeout_ms
+        return call(timeout_ms)
+    wanted = default_ms if timeout_ms is None else timeout_ms
+    if not (isinstance(wanted, (int, float)) and not isinstance(wanted, bool)
+            and math.isfinite(wanted) and wanted > 0):
+        return call(timeout_ms)
+    bounded = limits.cap_ms(wanted)
+    result = call(bounded)
+    limits.raise_if_over(bounded < wanted)
+    return result
 
 
 def _open_session(spec: Any, default_mode) -> ProcessSession:
@@ -104,7 +107,7 @@ def install(vm, vulcan) -> None:
 
         def read(options=None, *_ignored):
             if options is None:
-                result = session.read(_bounded(vm, None, DEFAULT_READ_TIMEOUT_MS))
+                result = _bounded(vm, session.read, None, DEFAULT_READ_TIMEOUT_MS)
             elif lua_type_name(options) == "table":
                 timeout_ms, max_bytes, until_text = _fields(
                     options, READ, "timeout_ms", "max_bytes", "until_text")
@@ -113,8 +116,8 @@ def install(vm, vulcan) -> None:
                         until_text = until_text.decode("utf-8")
                     except UnicodeDecodeError:
                         pass   # read() words the error
-                result = session.read(_bounded(vm, timeout_ms, DEFAULT_READ_TIMEOUT_MS),
-                                      max_bytes, until_text)
+                result = _bounded(vm, lambda timeout: session.read(timeout, max_bytes, until_text),
+                                  timeout_ms, DEFAULT_READ_TIMEOUT_MS)
             else:
                 raise LuaSkillsError(
                     f"{READ}: options must be a table, got {lua_type_name(options)}")
@@ -125,10 +128,10 @@ def install(vm, vulcan) -> None:
 
         def close(options=None, *_ignored):
             if options is None:
-                final = session.close(_bounded(vm, None, DEFAULT_CLOSE_TIMEOUT_MS))
+                final = _bounded(vm, session.close, None, DEFAULT_CLOSE_TIMEOUT_MS)
             elif lua_type_name(options) == "table":
                 (timeout_ms,) = _fields(options, CLOSE, "timeout_ms")
-                final = session.close(_bounded(vm, timeout_ms, DEFAULT_CLOSE_TIMEOUT_MS))
+                final = _bounded(vm, session.close, timeout_ms, DEFAULT_CLOSE_TIMEOUT_MS)
             else:
                 raise LuaSkillsError(
                     f"{CLOSE}: options must be a table, got {lua_type_name(options)}")
