@@ -672,6 +672,7 @@ class RuntimeLeases:
             payload = self.manager.insert(profile, sid, ttl_sec, request.replace, paths, lvm)
             if payload.get("ok"):
                 lvm.vm.set_log_fields(luaskills_sid=sid, luaskills_lease_id=payload["lease_id"])
+                lvm.vm.lease_sid = sid
             return payload
         except LeaseError as error:
             lvm.close()

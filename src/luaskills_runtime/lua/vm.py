@@ -104,6 +104,9 @@ class LuaVM:
         # `extra` fields of this VM's Lua log lines (luaskills_sid, luaskills_lease_id,
         # luaskills_request_id); owners change them through set_log_fields.
         self.log_fields: Dict[str, Any] = {}
+        # The SID of the lease that owns this VM (its owner sets it), or None: part of the
+        # scope of what the VM's code keeps outside it (vulcan.cache entries).
+        self.lease_sid: Optional[str] = None
 
     # ---- request scope ---------------------------------------------------------------------
     def reset_scope(self, **fields: Any) -> None:

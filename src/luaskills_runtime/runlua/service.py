@@ -50,6 +50,7 @@ WRAPPER = ("return (function()\n  local args = __runlua_args\n  return table.pac
            "{code}\nend)())\nend)()")
 
 _ENV_SOURCE = read_chunk("luaskills_runtime.runlua", "luaexec_env.lua")
+_TOUCH_GUARD_SOURCE = read_chunk("luaskills_runtime.runlua", "touch_guard.lua")
 
 # After a request the VM is dropped instead of reused when its heap stays above this (KiB), so a
 # request that filled memory does not keep it; with a memory cap, above half the cap.
@@ -202,6 +203,8 @@ class RunluaVM:
         self.printed = env[b"printed"]
         self.restore = env[b"restore"]
         self.tostring = g[b"tostring"]
+        # True when the last request opened a door restore cannot close (chunks/touch_guard.lua)
+        self.touched = vm.runtime.execute(_TOUCH_GUARD_SOURCE, g)
         env[b"snapshot"]()
         cap = vm.runtime.get_max_memory()
         self.retain_limit_kib = min(_MAX_RETAINED_KIB, cap // 2048) if cap else _MAX_RETAINED_KIB
@@ -480,5 +483,10 @@ class RunluaService:
                 return True
             return f"request scope reset failed: {text}"
         if status == 2 or kib > state.retain_limit_kib:
+            return True
+        try:
+            if state.touched():   # registry, upvalues, finalizers: a fresh VM for the next one
+                return True
+        except lupa_engine.LuaError:
             return True
         return None
