@@ -134,3 +134,60 @@ def test_runlua_request_owns_its_sessions(tmp_path):
                 assert wait_gone(pid, 1.0), outcome
             finally:
                 kill_if_alive(pid)
+
+
+FIFO_READS = {
+    "vulcan.fs.read": "return vulcan.fs.read([[{fifo}]])",
+    "vulcan.io.read_text": "return vulcan.io.read_text([[{fifo}]])",
+    "io.open": "local f = io.open([[{fifo}]], 'r') return f:read('*a')",
+    "io.open write": "local f = io.open([[{fifo}]], 'w') return f:write('x')",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIFO_READS))
+def test_fifo_without_other_side_obeys_deadline_and_cancel(name, tmp_path):
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code = FIFO_READS[name].format(fifo=fifo)
+    with LuaEngine(HostOptions()) as engine:
+        start = time.monotonic()
+        report = _runlua(engine, code, 300)
+        elapsed = time.monotonic() - start
+        assert "luaexec execution timed out after 300 ms" in report, report
+        assert elapsed <= 0.3 + DEADLINE_BOUND
+        lease_id = engine.create_runtime_lease({"sid": "fifo"})["lease_id"]
+        answer = engine.eval_runtime_lease({"lease_id": lease_id, "code": code, "timeout_ms": 300})
+        assert answer.get("message", "").endswith("timed out after 300 ms"), answer
+        answered = {}
+
+        def request():
+            answered["report"] = _runlua(engine, code, 60_000, request_id="f")
+            answered["at"] = time.monotonic()
+
+        thread = threading.Thread(target=request)
+        thread.start()
+        time.sleep(0.3)
+        cancelled_at = time.monotonic()
+        assert engine.cancel_runlua("f") is True
+        thread.join(5)
+        assert "cancelled by the host" in answered["report"]
+        assert answered["at"] - cancelled_at <= CANCEL_BOUND
+        assert engine.stats()["runlua_pool"]["abandoned"] == 0   # stopped in place
+
+
+def test_fifo_with_a_writer_is_read_whole(tmp_path):
+    import os
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def writer():
+        with open(fifo, "wb") as handle:
+            handle.write(b"from the writer")
+
+    with LuaEngine(HostOptions()) as engine:
+        thread = threading.Thread(target=writer)
+        thread.start()
+        report = _runlua(engine, f"return vulcan.fs.read([[{fifo}]])", 5000)
+        thread.join(5)
+        assert "from the writer" in report

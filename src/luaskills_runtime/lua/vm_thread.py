@@ -27,6 +27,9 @@ GRACE_SEC = 0.25
 # After a cancel the request must be answered within 100 ms.
 CANCEL_GRACE_SEC = 0.05
 _POLL_SEC = 0.01   # how often a waiting caller looks at its cancel token
+# At the deadline the primitives' own caps (and the guard) stop ordinary work; what still runs
+# this much later has its trees killed (on_stop) so a blocked primitive returns.
+_STOP_DELAY_SEC = 0.03
 # How many abandoned threads may run at once before abandoned VMs stop being replaced (their pool
 # slot is then given back only when the thread returns, so stuck code cannot grow threads
 # without bound).
@@ -232,7 +235,9 @@ def _wait(job: _Job, deadline: float, cancel, on_stop) -> bool:
                 return True
     if finished:
         return True
+    cancelled = cancel is not None and cancel.cancelled
+    if not cancelled and job.done.wait(_STOP_DELAY_SEC):
+        return True   # stopped in place by the guard and the primitives' own deadline caps
     if on_stop is not None:
         on_stop()
-    grace = CANCEL_GRACE_SEC if cancel is not None and cancel.cancelled else GRACE_SEC
-    return job.done.wait(grace)
+    return job.done.wait(CANCEL_GRACE_SEC if cancelled else GRACE_SEC - _STOP_DELAY_SEC)
