@@ -112,3 +112,19 @@ def test_engine_close_returns_within_1s_with_a_stuck_eval():
     closed, eval_alive = done.stdout.split()
     assert float(closed) <= 1.0
     assert eval_alive == "False"
+
+
+def test_cancel_of_a_lua_loop_keeps_the_lease_sessions():
+    with LuaEngine(HostOptions()) as engine:
+        lease_id = engine.create_runtime_lease({"sid": "loop"})["lease_id"]
+        engine.eval_runtime_lease({"lease_id": lease_id,
+                                   "code": "s = vulcan.process.session.open{program='cat'}"})
+        timer = threading.Timer(0.3, engine.cancel_runtime_lease, args=({"lease_id": lease_id},))
+        timer.start()
+        answer = engine.eval_runtime_lease({"lease_id": lease_id, "timeout_ms": 60_000,
+                                            "code": "while true do end"})
+        timer.join()
+        assert "cancelled by the host" in answer["message"]
+        echoed = engine.eval_runtime_lease({"lease_id": lease_id, "code": "s:write('hi\\n') "
+                                            "return s:read{timeout_ms=2000, until_text='hi'}.stdout"})
+        assert echoed["result"] == "hi\n"

@@ -191,3 +191,27 @@ def test_fifo_with_a_writer_is_read_whole(tmp_path):
         report = _runlua(engine, f"return vulcan.fs.read([[{fifo}]])", 5000)
         thread.join(5)
         assert "from the writer" in report
+
+
+def test_lease_cancel_while_reading_a_kept_session_keeps_the_lease():
+    with LuaEngine(HostOptions()) as engine:
+        lease_id = engine.create_runtime_lease({"sid": "cancel-read"})["lease_id"]
+        engine.eval_runtime_lease({"lease_id": lease_id,
+                                   "code": "s = vulcan.process.session.open{program='cat'}"})
+        answered = {}
+
+        def evaluate():
+            answered["payload"] = engine.eval_runtime_lease(
+                {"lease_id": lease_id, "timeout_ms": 60_000,
+                 "code": "return s:read{timeout_ms=30000, until_text='never'}"})
+            answered["at"] = time.monotonic()
+
+        thread = threading.Thread(target=evaluate)
+        thread.start()
+        time.sleep(0.3)
+        cancelled_at = time.monotonic()
+        assert engine.cancel_runtime_lease({"lease_id": lease_id})["cancelled"] is True
+        thread.join(5)
+        assert "eval was cancelled by the host" in answered["payload"]["message"]
+        assert answered["at"] - cancelled_at <= CANCEL_BOUND
+        assert engine.eval_runtime_lease({"lease_id": lease_id, "code": "return 2"})["result"] == 2

@@ -205,7 +205,7 @@ class LeaseVM:
                                 timeout_ms=timeout_ms, cancel=token)
         try:
             outcome = self.thread.call(run, deadline=deadline, cancel=token,
-                                       on_stop=self.vm.kill_one_shot)
+                                       on_stop=functools.partial(self._on_stop, token))
         except _CwdFailure as error:
             raise LuaSkillsError(f"runtime error: {error}") from None
         if outcome.ok:   # the run chunk answered: its own outcome
@@ -258,6 +258,18 @@ class LeaseVM:
             return self._run(*run_args)
         finally:
             runtime.set_max_memory(0)
+
+    def _on_stop(self, token: CancelToken) -> None:
+        """The eval is still running past its deadline or cancel: kill what it waits on.  At
+        the deadline that is its one-shot trees (exec, os.execute); a cancelled eval loses its
+        sessions too (as the async API's cancel always did), so a read on a session opened by
+        an earlier eval returns instead of costing the lease."""
+        if not token.cancelled:
+            self.vm.kill_one_shot()
+            return
+        self.vm.kill_resources()
+        if self.managed_io is not None:   # (the VM's io state stays tracked)
+            self.vm.track(self.managed_io)
 
     def _stop_error(self, timeout_ms: int) -> str:
         """The display text of an eval stopped from outside (timeout, or the token's cancel)."""

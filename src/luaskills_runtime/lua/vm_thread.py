@@ -30,6 +30,7 @@ _POLL_SEC = 0.01   # how often a waiting caller looks at its cancel token
 # At the deadline the primitives' own caps (and the guard) stop ordinary work; what still runs
 # this much later has its trees killed (on_stop) so a blocked primitive returns.
 _STOP_DELAY_SEC = 0.03
+_CANCEL_STOP_DELAY_SEC = 0.015   # (the same after a cancel, within its tighter budget)
 # How many abandoned threads may run at once before abandoned VMs stop being replaced (their pool
 # slot is then given back only when the thread returns, so stuck code cannot grow threads
 # without bound).
@@ -236,8 +237,9 @@ def _wait(job: _Job, deadline: float, cancel, on_stop) -> bool:
     if finished:
         return True
     cancelled = cancel is not None and cancel.cancelled
-    if not cancelled and job.done.wait(_STOP_DELAY_SEC):
-        return True   # stopped in place by the guard and the primitives' own deadline caps
+    delay = _CANCEL_STOP_DELAY_SEC if cancelled else _STOP_DELAY_SEC
+    if job.done.wait(delay):
+        return True   # stopped in place by the guard and the primitives' own limits
     if on_stop is not None:
         on_stop()
-    return job.done.wait(CANCEL_GRACE_SEC if cancelled else GRACE_SEC - _STOP_DELAY_SEC)
+    return job.done.wait((CANCEL_GRACE_SEC if cancelled else GRACE_SEC) - delay)
