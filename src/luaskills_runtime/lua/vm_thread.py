@@ -113,7 +113,7 @@ class VmThread:
         self._thread: Optional[threading.Thread] = None
         self._closed = False
         self.abandoned = False
-        self._on_return: Optional[Callable[[], None]] = None
+        self._on_return: Optional[Callable[[bool], None]] = None
         self.replaceable = True
         self._nice = None  # the VM thread's nice value when it last changed it
 
@@ -142,20 +142,22 @@ class VmThread:
             if not job.done.wait(CANCEL_GRACE_SEC):
                 self._abandon()
             raise
-        if not finished:
-            self._abandon()
+        if not finished and self._abandon():
             raise VmAbandoned()
         if job.error is not None:
             error, job.error = job.error, None
             raise error
         return job.result
 
-    def _abandon(self) -> None:
+    def _abandon(self) -> bool:
+        """Mark the running work abandoned; False when it came back just now (nothing is
+        stuck: its answer stands)."""
         with self._cond:
             if self._job is None or self._job.done.is_set():
-                return  # it came back just now: nothing is stuck
+                return False
             self.abandoned = True
             self.replaceable = _count_stuck(self.name)
+            return True
 
     def set_on_return(self, on_return: Callable[[bool], None]) -> None:
         """What the thread runs when abandoned work comes back: ``on_return(replaced)``, where
