@@ -128,3 +128,23 @@ def test_cancel_of_a_lua_loop_keeps_the_lease_sessions():
         echoed = engine.eval_runtime_lease({"lease_id": lease_id, "code": "s:write('hi\\n') "
                                             "return s:read{timeout_ms=2000, until_text='hi'}.stdout"})
         assert echoed["result"] == "hi\n"
+
+
+def test_stuck_lease_threads_count_against_the_lease_limit():
+    baseline = stuck_stats()["stuck"]
+    with LuaEngine(HostOptions()) as engine:
+        engine._runtime_leases.manager.max_active = 1
+        lease_id = engine.create_runtime_lease({"sid": "only"})["lease_id"]
+        answer = engine.eval_runtime_lease({"lease_id": lease_id, "code": STUCK_C_CALL,
+                                            "timeout_ms": 50})
+        assert "timed out after 50 ms" in answer["message"]
+        refused = engine.create_runtime_lease({"sid": "only"})
+        assert refused["error_code"] == "lease_limit_exceeded"   # its thread still runs
+        assert wait_no_stuck(baseline) == baseline
+        deadline = time.monotonic() + 5
+        while True:
+            again = engine.create_runtime_lease({"sid": "only"})
+            if again.get("ok") or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert again["ok"] and again["generation"] == 2

@@ -251,6 +251,9 @@ class LeaseManager:
         self._tombstones: Dict[str, Tombstone] = {}
         self._generations: Dict[str, int] = {}
         self._sequence = 0
+        # Abandoned leases whose eval thread has not come back yet: they still count against
+        # max_active, so stuck lease threads stay bounded.
+        self._stuck = 0
         self._closed = False
         self._use_sweeper = sweeper
         self._sweeper: Optional[threading.Thread] = None
@@ -328,7 +331,7 @@ class LeaseManager:
                 else:
                     raise LeaseError("lease_exists",
                                      f"runtime session SID `{sid}` already has lease `{existing_id}`")
-            if len(self._leases) >= self.max_active:
+            if len(self._leases) + self._stuck >= self.max_active:
                 raise LeaseError("lease_limit_exceeded", "runtime session lease limit exceeded")
             self._sequence += 1
             generation = self._generations.get(sid, 0) + 1
@@ -403,16 +406,28 @@ class LeaseManager:
         """The lease's eval could not be stopped: retire the lease as `lease_abandoned` (its
         SID is free again), release it and return the eval's failure payload.  The VM stays
         with the eval's thread, which frees it when it comes back."""
+        lvm = lease.lvm
         try:
             with self._lock:
                 lease.lvm = None
+                self._stuck += 1
                 if self._leases.get(lease.lease_id) is lease:
                     self._retire_locked(lease, LEASE_ABANDONED, self.clock())
                 else:
                     lease.terminal = LEASE_ABANDONED
         finally:
             lease.busy.release()
+        if lvm is not None:
+            lvm.thread.set_on_return(lambda replaced: self._stuck_came_back(lvm))
         return LeaseError("eval_failed", failure).payload()
+
+    def _stuck_came_back(self, lvm: LeaseVM) -> None:
+        """An abandoned lease's eval thread returned: free its VM and its place."""
+        try:
+            lvm.close()
+        finally:
+            with self._lock:
+                self._stuck -= 1
 
     def status(self, lease_id: str, sid: Optional[str], generation: Optional[int],
                profile: Optional[str]) -> dict:

@@ -180,8 +180,7 @@ class LeaseVM:
             message = f"Runtime session eval error: {self._stop_error(request.timeout_ms)}"
             LOGGER.error("[LuaSkill:error] %s", message, extra=dict(vm.log_fields))
             vm.kill_resources()   # its sessions and exec trees die now
-            self.thread.set_on_return(lambda replaced: self.close())
-            raise EvalAbandoned(message) from None
+            raise EvalAbandoned(message) from None   # (the manager frees the VM on return)
         except _ScopeFailure as error:
             vm.mark_broken()
             raise EvalFailure(f"request scope reset failed: {error}") from None
