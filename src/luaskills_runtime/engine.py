@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
+import time
 from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Tuple
 
 from luaskills_runtime._ref.rust import is_blank
 from luaskills_runtime._ref.serde_text import RequestShapeError
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.guard import CANCEL_MESSAGE, CancelToken, prepare_guarded_vm
+from luaskills_runtime.lua.guard import (CANCEL_MESSAGE, CancelToken, prepare_guarded_vm,
+                                         timeout_message)
 from luaskills_runtime.lua.guard_mechanism import guard_mechanism
 from luaskills_runtime.lease_handle import Lease, check_failure
 from luaskills_runtime.leases.requests import CreateRequest, EvalRequest, LeaseRequest, ListRequest
@@ -17,7 +20,9 @@ from luaskills_runtime.leases import PUBLIC, SYSTEM, RuntimeLeases, dump_payload
 from luaskills_runtime.options import HostOptions
 from luaskills_runtime.lua.outcome import RunStatus
 from luaskills_runtime.lua.pool import VmPool
-from luaskills_runtime.lua.run_lua_guard import check_timeout_ms, run_guarded_chunk, run_values
+from luaskills_runtime.lua.run_lua_guard import (NO_TIMEOUT_MS, check_timeout_ms, run_guarded_chunk,
+                                                run_values)
+from luaskills_runtime.lua.vm_thread import VmAbandoned, VmThread, stuck_stats
 from luaskills_runtime.runlua import RunluaService, parse_request_json, request_from_mapping
 from luaskills_runtime.text import default_mode, normalize_encoding
 from luaskills_runtime.lua.vm import MAIN, RUN_LUA_WRAPPER, LuaVM
@@ -46,18 +51,27 @@ class MainVM:
     def __init__(self, vm: LuaVM):
         self.vm = vm
         self._control = None   # prepare_guarded_vm's control, made on first use
+        self.thread: Optional[VmThread] = None   # guarded runs' thread, made with the control
 
     @property
     def broken(self) -> bool:
         return self.vm.broken
 
+    @property
+    def abandoned(self) -> bool:
+        """A guarded run could not be stopped in place: the VM is out of service."""
+        return self.thread is not None and self.thread.abandoned
+
     def guard_control(self):
         if self._control is None:
             self._control = prepare_guarded_vm(self.vm)
+            self.thread = VmThread("luaskills-main-vm")
         return self._control
 
     def close(self) -> None:
         self.vm.close()
+        if self.thread is not None:
+            self.thread.close()
 
 
 class EngineState:
@@ -116,9 +130,14 @@ class LuaEngine:
         main_vm: MainVM = self._main_pool.acquire()
         vm = main_vm.vm
         token = None
+        guarded = request_id is not None or timeout_ms is not None
+        # A guarded run is registered even without a request id (under a key only it holds), so
+        # close() can stop it.
+        run_key: Hashable = request_id if request_id is not None else object()
         try:
+            if guarded:
+                token = self._register_run_lua(run_key, vm)
             if request_id is not None:
-                token = self._register_run_lua(request_id, vm)
                 vm.set_log_fields(luaskills_request_id=request_id)
             vm.reset_scope(**scope)
             run_error = result = None
@@ -126,7 +145,7 @@ class LuaEngine:
                 vm.set_global("__runlua_args", json_to_lua(vm.runtime, args if args is not None else {},
                                                            top_level_args=True))
                 wrapped = RUN_LUA_WRAPPER.format(code=code)
-                if token is None and timeout_ms is None:
+                if token is None:
                     values = vm.run_chunk(wrapped, "=run_lua")
                 else:
                     values = _run_guarded(main_vm, wrapped, timeout_ms, token)
@@ -134,15 +153,21 @@ class LuaEngine:
             except LuaSkillsError as error:
                 run_error = f"Lua run_lua error: {error}"
             cleanup_error = None
-            try:
-                vm.reset_scope()
-            except LuaSkillsError as error:
-                cleanup_error = str(error)
+            if not main_vm.abandoned:
+                try:
+                    vm.reset_scope()
+                except LuaSkillsError as error:
+                    cleanup_error = str(error)
         finally:
             if token is not None:
-                self._unregister_run_lua(request_id, token)
+                self._unregister_run_lua(run_key, token)
+            if request_id is not None:
                 vm.set_log_fields(luaskills_request_id=None)
-            self._main_pool.release(main_vm)
+            if main_vm.abandoned:   # stuck in code that cannot be stopped: out of service
+                vm.kill_resources()
+                self._main_pool.abandon(main_vm)
+            else:
+                self._main_pool.release(main_vm)
         if run_error and cleanup_error:
             raise LuaSkillsError(f"{run_error}; pooled Lua VM cleanup failed: {cleanup_error}")
         if run_error or cleanup_error:
@@ -365,6 +390,17 @@ class LuaEngine:
         return call
 
     # ---- lifetime ------------------------------------------------------------------------------
+    def stats(self) -> Dict[str, Any]:
+        """Runtime counters: the runlua and run_lua pools (`total`, `idle`, `created`,
+        `abandoned`), active leases, and the process's threads stuck in Lua code that could not
+        be stopped in place (`stuck_threads`, `abandoned_total`, `max_stuck_threads`; lua.vm_thread)."""
+        stuck = stuck_stats()
+        return {"runlua_pool": self.runlua_service.pool.stats(),
+                "main_pool": self._main_pool.stats(),
+                "active_leases": self._runtime_leases.manager.active_count(),
+                "stuck_threads": stuck["stuck"], "abandoned_total": stuck["abandoned_total"],
+                "max_stuck_threads": stuck["max_stuck"]}
+
     def _check_open(self) -> None:
         if self._closed:
             raise LuaSkillsError("LuaEngine is closed")
@@ -411,12 +447,24 @@ class LuaEngine:
 
 
 def _run_guarded(main_vm: MainVM, wrapped: str, timeout_ms: Optional[int],
-                 token: Optional[CancelToken]) -> Tuple[Any, ...]:
-    """Run wrapped run_lua code under the VM's guard (deadline and/or `token`); returns its values
-    or raises LuaSkillsError with the plain reason (as vm.run_chunk does).  A stopped run's
-    process trees die with it."""
-    outcome = run_guarded_chunk(main_vm.guard_control(), wrapped, b"=run_lua",
-                                timeout_ms=timeout_ms, cancel=token)
+                 token: CancelToken) -> Tuple[Any, ...]:
+    """Run wrapped run_lua code under the VM's guard (deadline `timeout_ms` and/or `token`);
+    returns its values or raises LuaSkillsError with the plain reason (as vm.run_chunk does).
+    The run is on the VM's own thread, so the caller is answered by the deadline + GRACE_SEC
+    (cancel + CANCEL_GRACE_SEC) even when the code cannot be stopped in place (lua.vm_thread);
+    the VM is then abandoned.  A stopped run's process trees die with it."""
+    control = main_vm.guard_control()
+    run = functools.partial(run_guarded_chunk, control, wrapped, b"=run_lua",
+                            timeout_ms=timeout_ms, cancel=token)
+    limit_ms = timeout_ms if timeout_ms is not None else NO_TIMEOUT_MS
+    deadline = time.monotonic() + limit_ms / 1000.0
+    try:
+        outcome = main_vm.thread.call(run, deadline=deadline, cancel=token,
+                                       on_stop=main_vm.vm.kill_one_shot)
+    except VmAbandoned:
+        if token.cancelled:
+            raise LuaSkillsError(token.message) from None
+        raise LuaSkillsError(timeout_message(limit_ms)) from None
     if outcome.status in (RunStatus.CANCELLED, RunStatus.TIMEOUT):
         main_vm.vm.kill_resources()
     return run_values(outcome)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import json
 from types import TracebackType
-from typing import Any, Callable, Hashable, Mapping, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Type, TypeVar
 
 import anyio
 
@@ -129,6 +129,10 @@ class AsyncLuaEngine:
     async def cancel(self, request_id: Hashable) -> bool:
         """Stop the run_lua call or runlua request started with `request_id`."""
         return self._engine.cancel(request_id)
+
+    async def stats(self) -> Dict[str, Any]:
+        """Runtime counters (see ``LuaEngine.stats``)."""
+        return self._engine.stats()
 
     # ---- runtime leases ------------------------------------------------------------------------
     async def _lease_eval(self, fn: Callable[[], T], lease_id: Optional[str], system: bool) -> T:

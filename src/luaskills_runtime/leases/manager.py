@@ -27,17 +27,22 @@ from luaskills_runtime.leases.requests import (
     resolve_ttl, shape_error,
 )
 from luaskills_runtime.leases.vm import (
-    EvalFailure, LeasePaths, LeaseVM, default_system_lua_lib_dir,
+    EvalAbandoned, EvalFailure, LeasePaths, LeaseVM, default_system_lua_lib_dir,
 )
 
 PUBLIC = "public"
 SYSTEM = "system_lua_lib"
 MAX_ACTIVE_LEASES = 8
 TOMBSTONE_TTL_SEC = 3_600
-CLOSE_WAIT_SEC = 10.0  # how long engine.close() waits for a cancelled eval to hand its VM back
+# How long engine.close() waits for a cancelled eval to hand its VM back: a cancelled eval answers
+# within lua.vm_thread.CANCEL_GRACE_SEC (an eval stuck past that abandons its VM).
+CLOSE_WAIT_SEC = 0.5
 SWEEPER_MAX_WAIT_SEC = 60.0
 
 LEASE_CLOSED, LEASE_EXPIRED, LEASE_REPLACED = "lease_closed", "lease_expired", "lease_replaced"
+# An eval that could not be stopped in place (lua.vm_thread): the lease is retired, its VM freed
+# when the eval's thread comes back, and its SID can be created again.
+LEASE_ABANDONED = "lease_abandoned"
 
 
 def unix_ms() -> int:
@@ -63,6 +68,9 @@ def _terminal_message(code: str, lease_id: str) -> str:
         return f"runtime session lease `{lease_id}` is expired"
     if code == LEASE_REPLACED:
         return f"runtime session lease `{lease_id}` was replaced"
+    if code == LEASE_ABANDONED:
+        return (f"runtime session lease `{lease_id}` was abandoned: its eval could not be "
+                "stopped in place")
     return f"runtime session lease `{lease_id}` is not active"
 
 
@@ -244,6 +252,9 @@ class LeaseManager:
         self._tombstones: Dict[str, Tombstone] = {}
         self._generations: Dict[str, int] = {}
         self._sequence = 0
+        # Abandoned leases whose eval thread has not come back yet: they still count against
+        # max_active, so stuck lease threads stay bounded.
+        self._stuck = 0
         self._closed = False
         self._use_sweeper = sweeper
         self._sweeper: Optional[threading.Thread] = None
@@ -321,7 +332,7 @@ class LeaseManager:
                 else:
                     raise LeaseError("lease_exists",
                                      f"runtime session SID `{sid}` already has lease `{existing_id}`")
-            if len(self._leases) >= self.max_active:
+            if len(self._leases) + self._stuck >= self.max_active:
                 raise LeaseError("lease_limit_exceeded", "runtime session lease limit exceeded")
             self._sequence += 1
             generation = self._generations.get(sid, 0) + 1
@@ -391,6 +402,33 @@ class LeaseManager:
             lease.busy.release()
         self._poke_sweeper(lease.expires_at)
         return payload
+
+    def abandon_eval(self, lease: Lease, failure: str) -> dict:
+        """The lease's eval could not be stopped: retire the lease as `lease_abandoned` (its
+        SID is free again), release it and return the eval's failure payload.  The VM stays
+        with the eval's thread, which frees it when it comes back."""
+        lvm = lease.lvm
+        try:
+            with self._lock:
+                lease.lvm = None
+                self._stuck += 1
+                if self._leases.get(lease.lease_id) is lease:
+                    self._retire_locked(lease, LEASE_ABANDONED, self.clock())
+                else:
+                    lease.terminal = LEASE_ABANDONED
+        finally:
+            lease.busy.release()
+        if lvm is not None:
+            lvm.thread.set_on_return(lambda replaced: self._stuck_came_back(lvm))
+        return LeaseError("eval_failed", failure).payload()
+
+    def _stuck_came_back(self, lvm: LeaseVM) -> None:
+        """An abandoned lease's eval thread returned: free its VM and its place."""
+        try:
+            lvm.close()
+        finally:
+            with self._lock:
+                self._stuck -= 1
 
     def status(self, lease_id: str, sid: Optional[str], generation: Optional[int],
                profile: Optional[str]) -> dict:
@@ -514,9 +552,10 @@ class LeaseManager:
             self._wake_pending = True
             self._wake.notify()
         for lease in leases:
-            if lease.lvm is not None:
-                lease.lvm.cancel(message)
-                lease.lvm.vm.kill_resources()  # a blocked session read returns once its child dies
+            lvm = lease.lvm   # (an abandoned eval clears it meanwhile)
+            if lvm is not None:
+                lvm.cancel(message)
+                lvm.vm.kill_resources()  # a blocked session read returns once its child dies
         for lease in leases:
             got = lease.busy.acquire(timeout=CLOSE_WAIT_SEC)
             try:
@@ -649,6 +688,7 @@ class RuntimeLeases:
             payload = self.manager.insert(profile, sid, ttl_sec, request.replace, paths, lvm)
             if payload.get("ok"):
                 lvm.vm.set_log_fields(luaskills_sid=sid, luaskills_lease_id=payload["lease_id"])
+                lvm.vm.lease_sid = sid
             return payload
         except LeaseError as error:
             lvm.close()
@@ -668,12 +708,18 @@ class RuntimeLeases:
         except LeaseError as error:
             return error.payload()
         result = failure = None
+        lvm = lease.lvm
         try:
-            result = lease.lvm.eval(request)
+            result = lvm.eval(request)
+        except EvalAbandoned as error:   # (an EvalFailure whose VM is out of service)
+            return self.manager.abandon_eval(lease, str(error))
         except EvalFailure as error:
             failure = str(error)
         except BaseException:
-            self.manager.finish_eval(lease, None, "eval interrupted")  # hand the lease back
+            if lvm.thread.abandoned:
+                self.manager.abandon_eval(lease, "eval interrupted")
+            else:
+                self.manager.finish_eval(lease, None, "eval interrupted")  # hand the lease back
             raise
         return self.manager.finish_eval(lease, result, failure)
 

@@ -8,9 +8,11 @@ otherwise; the guard makes `jit.on` refuse for user code).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -18,9 +20,11 @@ from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 from luaskills_runtime._ref.rust import os_error_text
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.guard import CancelToken, guarded_call, prepare_guarded_vm, runner_outcome
+from luaskills_runtime.lua.guard import (CancelToken, guarded_call, prepare_guarded_vm,
+                                         runner_outcome, timeout_message)
 from luaskills_runtime.lua.guard_mechanism import JIT_PROFILE
-from luaskills_runtime.lua.outcome import RunStatus
+from luaskills_runtime.lua.outcome import RunStatus, outcome as outcome_of
+from luaskills_runtime.lua.vm_thread import VmAbandoned, VmThread
 from luaskills_runtime.leases.requests import EvalRequest
 from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json
 from luaskills_runtime.lua.vm import LEASE, RUN_LUA_WRAPPER
@@ -97,6 +101,11 @@ class EvalFailure(Exception):
     """An eval that failed; str() is the `message` of the eval_failed payload."""
 
 
+class EvalAbandoned(EvalFailure):
+    """The eval could not be stopped in place and was answered from outside: the VM is out of
+    service (it frees itself when its thread comes back); the lease must be retired."""
+
+
 class _ScopeFailure(Exception):
     """The request scope could not be reset (lease code damaged the vulcan namespace)."""
 
@@ -142,6 +151,7 @@ class LeaseVM:
             self.vm.close()
             raise
         self._token: Optional[CancelToken] = None
+        self.thread = VmThread("luaskills-lease-vm")
 
     def _prepend_roots(self) -> None:
         lua = _module_patterns(self.paths.lua_roots, _lua_suffixes())
@@ -171,6 +181,11 @@ class LeaseVM:
         code = RUN_LUA_WRAPPER.format(code=request.code).encode("utf-8")
         try:
             values = self._run_guarded((code, EVAL_CHUNKNAME, lua_args) + scope, request.timeout_ms)
+        except VmAbandoned:
+            message = f"Runtime session eval error: {self._stop_error(request.timeout_ms)}"
+            LOGGER.error("[LuaSkill:error] %s", message, extra=dict(vm.log_fields))
+            vm.kill_resources()   # its sessions and exec trees die now
+            raise EvalAbandoned(message) from None   # (the manager frees the VM on return)
         except _ScopeFailure as error:
             vm.mark_broken()
             raise EvalFailure(f"request scope reset failed: {error}") from None
@@ -187,9 +202,14 @@ class LeaseVM:
         """Run the eval under the guard (in the lease's cwd, under the memory cap); returns the
         code's values or raises LuaSkillsError with the reference's display text."""
         token = self._token if self._token is not None else CancelToken()
+        deadline = time.monotonic() + timeout_ms / 1000.0
+        # On the VM's own thread, so code that cannot be stopped in place still lets the caller
+        # answer on time (lua.vm_thread).
+        run = functools.partial(guarded_call, self.control, self._run_in_cwd, run_args,
+                                timeout_ms=timeout_ms, cancel=token)
         try:
-            outcome = guarded_call(self.control, self._run_in_cwd, run_args, timeout_ms=timeout_ms,
-                                   cancel=token)
+            outcome = self.thread.call(run, deadline=deadline, cancel=token,
+                                       on_stop=functools.partial(self._on_stop, token))
         except _CwdFailure as error:
             raise LuaSkillsError(f"runtime error: {error}") from None
         if outcome.ok:   # the run chunk answered: its own outcome
@@ -243,6 +263,25 @@ class LeaseVM:
         finally:
             runtime.set_max_memory(0)
 
+    def _on_stop(self, token: CancelToken) -> None:
+        """The eval is still running past its deadline or cancel: kill what it waits on.  At
+        the deadline that is its one-shot trees (exec, os.execute); a cancelled eval loses its
+        sessions too (as the async API's cancel always did), so a read on a session opened by
+        an earlier eval returns instead of costing the lease."""
+        if not token.cancelled:
+            self.vm.kill_one_shot()
+            return
+        self.vm.kill_resources()
+        if self.managed_io is not None:   # (the VM's io state stays tracked)
+            self.vm.track(self.managed_io)
+
+    def _stop_error(self, timeout_ms: int) -> str:
+        """The display text of an eval stopped from outside (timeout, or the token's cancel)."""
+        token = self._token
+        if token is not None and token.cancelled:
+            return outcome_of(RunStatus.CANCELLED, token.message).error
+        return outcome_of(RunStatus.TIMEOUT, timeout_message(timeout_ms)).error
+
     def begin(self) -> None:
         """Called (under the manager lock, with the lease claimed) before an eval: a fresh
         cancel token, so cancel() from now on reaches this eval."""
@@ -261,6 +300,7 @@ class LeaseVM:
         refer to each other), which can be much later than the lease's end.  Only call with
         release_heap while no eval runs on this VM."""
         self.vm.close()
+        self.thread.close()
         if release_heap:
             try:
                 self._run = None

@@ -25,11 +25,13 @@ reference also appends a stack traceback, which is left out here, as in run_lua)
 from __future__ import annotations
 
 import functools
+import math
 import time
-from typing import Optional
+from typing import Optional, Union
 
 import lupa.luajit21 as lupa_engine
 
+from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 
@@ -38,6 +40,7 @@ from luaskills_runtime.lua.outcome import (OUT_OF_MEMORY, RunOutcome, RunStatus,
                                            lua_error_text, outcome)
 
 CANCEL_MESSAGE = "luaexec execution cancelled by the host"
+_DEADLINE_SLACK_SEC = 0.002  # a blocking call capped at the deadline may return this early
 
 _GUARD_SOURCE = read_chunk("luaskills_runtime.lua", "guard.lua")
 
@@ -108,6 +111,22 @@ class ExecutionLimits:
             return 0.0
         return max(self.deadline - time.monotonic(), 0.0)
 
+    def cap_ms(self, timeout_ms: Optional[Union[int, float]]) -> int:
+        """A blocking call's own timeout (None: none) bounded by the run's deadline, in whole
+        ms (at least 1, so the call still returns what is already there)."""
+        left = max(int(math.ceil(self.remaining() * 1000)), 1)
+        return left if timeout_ms is None else min(timeout_ms, left)
+
+    def raise_if_over(self, capped: bool) -> None:
+        """After a blocking call whose timeout cap_ms shortened (`capped`): when the run was
+        cancelled or its time is up, raise its stop error (as a managed pipe read does), so the
+        call hands no result of its own to a run that is over."""
+        reason = self.stop_reason()
+        if reason is None and capped and self.remaining() < _DEADLINE_SLACK_SEC:
+            reason = self.timeout_text   # the call's cap was the deadline, due within a ms
+        if reason is not None:
+            raise LuaSkillsError(reason)
+
     def stop_reason(self) -> Optional[str]:
         """The message the run must stop with now, or None while it may go on."""
         if self.cancel is not None and self.cancel.cancelled:
@@ -131,6 +150,7 @@ class _GuardControl:
         self.guard = new_timeout_guard(vm.runtime, self.mechanism)
         self.limits: Optional[ExecutionLimits] = None
         self.memory_cap = vm.runtime.get_max_memory() or None
+        vm.current_limits = self.current_limits   # what the VM's blocking primitives obey
 
 
     def current_limits(self) -> Optional[ExecutionLimits]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import lupa.luajit21 as lupa_engine
 
@@ -52,6 +52,18 @@ class ScopeFields(dict):
              "root_name", "luaexec_active", "luaexec_caller_tool_name")
 
 
+def _no_limits():
+    return None
+
+
+def _kill_all(resources) -> None:
+    for resource in resources:
+        try:
+            resource.kill()
+        except Exception:  # teardown must reach every resource
+            pass
+
+
 class LuaVM:
     """A LuaJIT VM owned by one pool slot or lease; used by one thread at a time.
 
@@ -83,12 +95,20 @@ class LuaVM:
         self.scope_reset = self.runtime.execute(_SCOPE_SOURCE, g)
         self._internal: dict = {}
         self._resources: "weakref.WeakSet" = weakref.WeakSet()
+        self._one_shot: "weakref.WeakSet" = weakref.WeakSet()  # one-shot runs (exec trees)
         self._resources_lock = threading.Lock()
+        # The deadline / cancel state of the guarded run in progress (lua.guard's
+        # ExecutionLimits, or None), for Python primitives that block: the guard of a guarded
+        # VM provides it.
+        self.current_limits: Callable[[], Any] = _no_limits
         self.broken = False
         self.closed = False
         # `extra` fields of this VM's Lua log lines (luaskills_sid, luaskills_lease_id,
         # luaskills_request_id); owners change them through set_log_fields.
         self.log_fields: Dict[str, Any] = {}
+        # The SID of the lease that owns this VM (its owner sets it), or None: part of the
+        # scope of what the VM's code keeps outside it (vulcan.cache entries).
+        self.lease_sid: Optional[str] = None
 
     # ---- request scope ---------------------------------------------------------------------
     def reset_scope(self, **fields: Any) -> None:
@@ -151,20 +171,29 @@ class LuaVM:
         self.runtime.globals()[name.encode()] = value
 
     # ---- resources and lifetime ------------------------------------------------------------
-    def track(self, resource) -> None:
-        """Kill `resource` (anything with .kill()) when this VM closes."""
+    def track(self, resource, one_shot: bool = False) -> None:
+        """Kill `resource` (anything with .kill()) when this VM closes; a `one_shot` resource
+        (a tree a single call waits for, e.g. exec) also when its run is stopped
+        (kill_one_shot)."""
         with self._resources_lock:
             self._resources.add(resource)
+            if one_shot:
+                self._one_shot.add(resource)
+
+    def kill_one_shot(self) -> None:
+        """Kill the one-shot trees running now (the stopped run's exec), not the sessions a
+        lease keeps across evals."""
+        with self._resources_lock:
+            live = list(self._one_shot)
+            self._one_shot.clear()
+        _kill_all(live)
 
     def kill_resources(self) -> None:
         with self._resources_lock:
             live = list(self._resources)
             self._resources.clear()
-        for resource in live:
-            try:
-                resource.kill()
-            except Exception:  # teardown must reach every resource
-                pass
+            self._one_shot.clear()
+        _kill_all(live)
 
     def close(self) -> None:
         if self.closed:

@@ -24,10 +24,11 @@ from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.guard import (CANCEL_MESSAGE, CancelToken, GuardedResult, guarded_call,
                                      guarded_run, memory_limit_message, prepare_guarded_vm,
                                      runner_outcome, timeout_message)
-from luaskills_runtime.lua.outcome import RunOutcome, RunStatus
+from luaskills_runtime.lua.outcome import RunOutcome, RunStatus, outcome
+from luaskills_runtime.lua.vm_thread import VmAbandoned, VmThread
 from luaskills_runtime.lua.luajson import json_to_lua
 from luaskills_runtime.runlua.markdown import NO_VALUES, render_error, render_success, render_value
-from luaskills_runtime.lua.pool import VmPool
+from luaskills_runtime.lua.pool import PoolWaitOver, VmPool
 from luaskills_runtime._ref.rust import os_error_text, rust_trim
 from luaskills_runtime._ref.serde_text import (JsonSyntaxError, load_json, request_text, u64_detail,
                                               unexpected)
@@ -49,6 +50,7 @@ WRAPPER = ("return (function()\n  local args = __runlua_args\n  return table.pac
            "{code}\nend)())\nend)()")
 
 _ENV_SOURCE = read_chunk("luaskills_runtime.runlua", "luaexec_env.lua")
+_TOUCH_GUARD_SOURCE = read_chunk("luaskills_runtime.runlua", "touch_guard.lua")
 
 # After a request the VM is dropped instead of reused when its heap stays above this (KiB), so a
 # request that filled memory does not keep it; with a memory cap, above half the cap.
@@ -189,6 +191,7 @@ class RunluaVM:
 
     def __init__(self, vm: LuaVM):
         self.vm = vm
+        self.thread = VmThread("luaskills-runlua-vm")
         g = vm.runtime.globals()
         self.control = prepare_guarded_vm(vm)
         self.managed_io = install_managed_io(vm, self.control.current_limits)
@@ -200,6 +203,8 @@ class RunluaVM:
         self.printed = env[b"printed"]
         self.restore = env[b"restore"]
         self.tostring = g[b"tostring"]
+        # True when the last request opened a door restore cannot close (chunks/touch_guard.lua)
+        self.touched = vm.runtime.execute(_TOUCH_GUARD_SOURCE, g)
         env[b"snapshot"]()
         cap = vm.runtime.get_max_memory()
         self.retain_limit_kib = min(_MAX_RETAINED_KIB, cap // 2048) if cap else _MAX_RETAINED_KIB
@@ -210,6 +215,7 @@ class RunluaVM:
 
     def close(self) -> None:
         self.vm.close()
+        self.thread.close()
 
     def inline(self, value) -> str:
         """A value's one-line text (Lua's tostring) for values JSON cannot show."""
@@ -246,6 +252,16 @@ def new_runlua_vm(engine_state) -> RunluaVM:
         if vm is not None:
             vm.close()
         raise
+
+
+class _Verdict:
+    """How a finished request hands its VM back (set on the VM's thread, read by the caller)."""
+
+    __slots__ = ("discard", "cleanup_error")
+
+    def __init__(self):
+        self.discard = False
+        self.cleanup_error: Optional[str] = None
 
 
 class RunluaService:
@@ -320,12 +336,52 @@ class RunluaService:
 
     def _execute(self, request: RunluaRequest, code: str, entry_file: Optional[str],
                  token: CancelToken) -> "RunluaReport":
-        entry_dir = os.path.dirname(entry_file) if entry_file else None
-        state: RunluaVM = self.pool.acquire()
+        # Waiting for a VM counts against the request's timeout (same timeout error).
+        deadline = time.monotonic() + request.timeout_ms / 1000.0
+        try:
+            state: RunluaVM = self.pool.acquire(deadline=deadline, cancel=token)
+        except PoolWaitOver as over:
+            return self._stopped_report(request, token, over.cancelled)
         vm = state.vm
         with self._lock:
             self._vm_of[token] = vm
-        discard = False
+        verdict = _Verdict()
+        try:
+            # On the VM's own thread: code that cannot be stopped in place (one long C call, a
+            # looping finalizer or hook) still lets this caller answer on time (lua.vm_thread).
+            return state.thread.call(self._run_on_vm, state, request, code, entry_file, deadline,
+                                     token, verdict, deadline=deadline, cancel=token,
+                                     on_stop=vm.kill_resources)
+        except VmAbandoned:
+            return self._stopped_report(request, token, token.cancelled)
+        finally:
+            with self._lock:
+                self._vm_of.pop(token, None)
+            if state.thread.abandoned:
+                vm.kill_resources()   # its sessions and exec trees die now
+                self.pool.abandon(state)
+            else:
+                self.pool.release(state, discard=verdict.discard or vm.broken)
+                if verdict.cleanup_error is not None:
+                    raise LuaSkillsError(verdict.cleanup_error)
+
+    @staticmethod
+    def _stopped_report(request: RunluaRequest, token: CancelToken,
+                        cancelled: bool) -> "RunluaReport":
+        """The report of a request stopped from outside its VM (waiting for one, or stuck)."""
+        if cancelled:
+            stopped = outcome(RunStatus.CANCELLED, token.message)
+        else:
+            stopped = outcome(RunStatus.TIMEOUT, timeout_message(request.timeout_ms))
+        return RunluaReport(render_error(request.task, [], stopped.error), stopped.status)
+
+    def _run_on_vm(self, state: "RunluaVM", request: RunluaRequest, code: str,
+                   entry_file: Optional[str], deadline: float, token: CancelToken,
+                   verdict: "_Verdict") -> "RunluaReport":
+        """The request on its VM (runs on the VM's thread); `verdict` says how to hand the VM
+        back (the caller does that, unless the VM was abandoned meanwhile)."""
+        vm = state.vm
+        entry_dir = os.path.dirname(entry_file) if entry_file else None
         restored = None  # the restore answer when the run already restored the VM
         try:
             args = None  # the environment makes an empty table itself (saves a call)
@@ -333,49 +389,49 @@ class RunluaService:
                 try:
                     args = json_to_lua(vm.runtime, request.args, top_level_args=True)
                 except BaseException:
-                    discard = True
+                    verdict.discard = True
                     raise
-            deadline = time.monotonic() + request.timeout_ms / 1000.0
             chunkname = ("@" + entry_file) if entry_file else "luaexec"
             wrapped = WRAPPER.format(code=code).encode("utf-8")
-            outcome = guarded_call(state.control, state.run, wrapped, chunkname.encode("utf-8"), args,
-                                   _lua_text(entry_file), _lua_text(entry_dir),
-                                   _lua_text(request.caller_tool_name),
-                                   timeout_ms=request.timeout_ms, cancel=token, cwd=entry_dir)
-            if outcome.ok:
+            timeout_ms = max(int((deadline - time.monotonic()) * 1000), 1)
+            result = guarded_call(state.control, state.run, wrapped, chunkname.encode("utf-8"),
+                                  args, _lua_text(entry_file), _lua_text(entry_dir),
+                                  _lua_text(request.caller_tool_name), timeout_ms=timeout_ms,
+                                  timeout_text=timeout_message(request.timeout_ms),
+                                  cancel=token, cwd=entry_dir)
+            if result.ok:
                 # The environment answers: status, print capture (count, text), restore report
                 # (3 fields, -1 when deferred), then the protocol's payload (the message, or
                 # the counted values).
-                answer = outcome.values[0]
+                answer = result.values[0]
                 count, text = answer[1], answer[2]
                 if answer[3] != -1:
                     restored = answer[3:6]
                 if answer[0] == b"ok":   # the common case, read without the general decoder
-                    outcome = self._render_values(vm, state, answer[6:], request, deadline, token)
+                    result = self._render_values(vm, state, answer[6:], request, deadline, token)
                 else:
-                    outcome = runner_outcome(state.control, answer[:1] + answer[6:])
-                    if outcome.status is RunStatus.SCOPE:
-                        discard = True
-                        raise LuaSkillsError(outcome.error)
+                    result = runner_outcome(state.control, answer[:1] + answer[6:])
+                    if result.status is RunStatus.SCOPE:
+                        verdict.discard = True
+                        raise LuaSkillsError(result.error)
             else:
                 count, text = self._printed_after_stop(vm, state)
             printed = [text.decode("utf-8", "replace")] if count else []
-            if outcome.ok:
-                values = outcome.values or NO_VALUES
+            if result.ok:
+                values = result.values or NO_VALUES
                 return RunluaReport(render_success(request.task, printed, values), RunStatus.OK)
-            return RunluaReport(render_error(request.task, printed, outcome.error),
-                                outcome.status)
+            return RunluaReport(render_error(request.task, printed, result.error),
+                                result.status)
         finally:
-            with self._lock:
-                self._vm_of.pop(token, None)
-            if token.cancelled:
-                vm.kill_resources()
-            cleanup_error = None if discard else self._cleanup(vm, state, restored)
+            # The request owns what it started: sessions and exec trees it left open end now.
+            vm.kill_resources()
+            if state.managed_io is not None:   # (the VM's io state stays tracked)
+                vm.track(state.managed_io)
+            cleanup_error = None if verdict.discard else self._cleanup(vm, state, restored)
             if cleanup_error is not None:
-                discard = True
-            self.pool.release(state, discard=discard or vm.broken)
-            if cleanup_error is not None and cleanup_error is not True:
-                raise LuaSkillsError(cleanup_error)
+                verdict.discard = True
+                if cleanup_error is not True:
+                    verdict.cleanup_error = cleanup_error
 
     @staticmethod
     def _printed_after_stop(vm, state: RunluaVM):
@@ -427,5 +483,10 @@ class RunluaService:
                 return True
             return f"request scope reset failed: {text}"
         if status == 2 or kib > state.retain_limit_kib:
+            return True
+        try:
+            if state.touched():   # registry, upvalues, finalizers: a fresh VM for the next one
+                return True
+        except lupa_engine.LuaError:
             return True
         return None

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from luaskills_runtime.lua.vm import LuaVM
-from luaskills_runtime.vulcan import (cache, fs, jsonlib, luaexec, process_exec, process_session,
-                                      runtime)
+from luaskills_runtime.vulcan import (cache, fs, jsonlib, luaexec, os_execute, process_exec,
+                                      process_session, runtime)
 
 # Installers run in this order; each adds its tables to `vulcan`.
 INSTALLERS = (runtime.install, jsonlib.install, cache.install, fs.install, process_exec.install,
-              process_session.install)
+              process_session.install, os_execute.install)
 
 # `vulcan.runtime.lua.exec`'s runner: (decoded input, caller tool name or None) -> Markdown.
 LuaExec = Callable[[Any, Optional[str]], str]

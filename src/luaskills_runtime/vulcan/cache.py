@@ -1,12 +1,14 @@
 """`vulcan.cache`: one process-wide store shared by every VM of every engine (SPEC 4).
 
 1000 entries at most (the oldest is evicted first), default and maximum TTL 1800 s, entries scoped
-by the calling tool/skill so one skill cannot read another's ids.  Values are stored as JSON data,
+by the calling tool/skill and, for lease code, the lease's SID, so one skill or lease cannot read
+or delete another's ids (it gets the not-found answer); ids carry a random part.  Values are stored as JSON data,
 so they can cross VMs.
 """
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -31,7 +33,11 @@ class CacheStore:
         ttl = DEFAULT_TTL_SEC if not ttl_sec else min(ttl_sec, MAX_TTL_SEC)
         with self._lock:
             self._purge_expired()
-            entry_id = f"cache_{int(time.time() * 1000)}_{next(self._ids)}"
+            # The counter keeps ids unique; the random part makes them unguessable (an id is
+            # not a capability by itself -- the scope is checked too -- but sequential ids
+            # told one scope how busy the others were).
+            entry_id = (f"cache_{int(time.time() * 1000)}_{next(self._ids)}_"
+                        f"{secrets.token_hex(12)}")
             self._entries[entry_id] = (scope, self._clock() + ttl, value)
             while len(self._entries) > self._max:
                 self._entries.popitem(last=False)
@@ -74,8 +80,9 @@ def install(vm, vulcan) -> None:
     bridge = vm.bridge
 
     def scope():
+        # tool/skill name of the request, plus the lease's SID for lease code
         internal = vm.internal_fields()
-        return (internal.get("tool_name"), internal.get("skill_name"))
+        return (internal.get("tool_name"), internal.get("skill_name"), vm.lease_sid)
 
     def put(value=None, ttl_sec=None):
         ttl = optional_u64_arg(ttl_sec, "vulcan.cache.put", "ttl_sec")

@@ -9,6 +9,7 @@ from luaskills_runtime._ref.rust import is_blank
 from luaskills_runtime._ref.lua_args import lua_type_name, require_path, require_string
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.text import decode_text, encode_text, normalize_encoding
+from luaskills_runtime.vulcan.bounded_files import read_file
 
 
 def os_info() -> dict:
@@ -47,8 +48,7 @@ def install(vm, vulcan) -> None:
     def fs_read(path=None):
         name = require_path(path, "vulcan.fs.read", "path")
         try:
-            with open(name, "rb") as handle:
-                return handle.read()
+            return read_file(name, vm.current_limits())
         except OSError as error:
             raise LuaSkillsError(f"vulcan.fs.read: {error.strerror or error}: {name}") from None
 
@@ -85,8 +85,7 @@ def install(vm, vulcan) -> None:
         name = require_path(path, "vulcan.io.read_text", "path")
         mode = encoding_arg(encoding, "vulcan.io.read_text")
         try:
-            with open(name, "rb") as handle:
-                data = handle.read()
+            data = read_file(name, vm.current_limits())
         except OSError as error:
             raise LuaSkillsError(f"vulcan.io.read_text: {error.strerror or error}: {name}") from None
         return decode_text(data, mode).text.encode("utf-8", "surrogatepass")

@@ -31,6 +31,7 @@ from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime._ref.lua_args import lua_type_name, require_path, require_string
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.process.pipe import ShellPipe
+from luaskills_runtime.vulcan.bounded_files import open_file
 
 _SOURCE = read_chunk("luaskills_runtime.vulcan", "managed_io.lua")
 _MODE = re.compile(r"[rwa]\+?b*")
@@ -127,7 +128,7 @@ class ManagedIo:
         if not _MODE.fullmatch(mode_text):
             raise LuaSkillsError(f"vulcan.io.{fn_name}: invalid mode `{mode_text}`")
         try:
-            handle = open(name, _PY_MODES[mode_text.rstrip("b")])
+            handle = open_file(name, _PY_MODES[mode_text.rstrip("b")], self._limits())
         except OSError as error:
             return _os_failure(error, name)
         return self._add(handle)

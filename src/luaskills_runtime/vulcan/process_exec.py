@@ -7,6 +7,8 @@ the VM, so closing the VM (or the engine) from another thread ends it.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from luaskills_runtime.process.exec_request import FN_NAME, parse_lua_exec_spec, result_to_lua
 from luaskills_runtime.process.exec_run import run_exec_request
 
@@ -17,7 +19,18 @@ def install(vm, vulcan) -> None:
 
     def process_exec(spec=None, *_ignored):
         request = parse_lua_exec_spec(spec, default_mode)
-        return result_to_lua(runtime, run_exec_request(request, track=vm.track))
+        limits = vm.current_limits()
+        if limits is None:
+            return result_to_lua(runtime, run_exec_request(request, track=track_one_shot))
+        # The run's deadline bounds the exec too; past it (or cancelled) the run's error.
+        wanted = request.timeout_ms
+        request = dataclasses.replace(request, timeout_ms=limits.cap_ms(wanted))
+        result = run_exec_request(request, track=track_one_shot)
+        limits.raise_if_over(wanted is None or request.timeout_ms < wanted)
+        return result_to_lua(runtime, result)
+
+    def track_one_shot(run):
+        vm.track(run, one_shot=True)   # a stopped run kills its exec tree at once
 
     exec_fn = vm.bridge.function(FN_NAME, process_exec)
     process = vulcan[b"process"]

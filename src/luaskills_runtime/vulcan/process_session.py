@@ -15,6 +15,7 @@ when Lua collects the last reference to it.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lupa.luajit21 as lupa_engine
@@ -23,6 +24,7 @@ from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime._ref.lua_args import lua_type_name
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.process import ProcessSession
+from luaskills_runtime.process.session import DEFAULT_CLOSE_TIMEOUT_MS, DEFAULT_READ_TIMEOUT_MS
 
 OPEN = "process.session.open"
 READ = "process.session.read"
@@ -47,6 +49,24 @@ def _fields(table, fn_name: str, *names: str) -> list:
         return [table[name.encode()] for name in names]
     except lupa_engine.LuaError as error:   # an __index metamethod raised
         raise LuaSkillsError(f"{fn_name}: {error}") from None
+
+
+def _bounded(vm, call, timeout_ms: Any, default_ms: int):
+    """call(timeout) with the timeout bounded by the guarded run's deadline, so the call returns
+    when the request's time is up or it is cancelled, raising the request's timeout or cancel
+    error.  Values read() / close() would refuse are passed on unchanged for them to word the
+    error."""
+    limits = vm.current_limits()
+    if limits is None:
+        return call(timeout_ms)
+    wanted = default_ms if timeout_ms is None else timeout_ms
+    if not (isinstance(wanted, (int, float)) and not isinstance(wanted, bool)
+            and math.isfinite(wanted) and wanted > 0):
+        return call(timeout_ms)
+    bounded = limits.cap_ms(wanted)
+    result = call(bounded)
+    limits.raise_if_over(bounded < wanted)
+    return result
 
 
 def _open_session(spec: Any, default_mode) -> ProcessSession:
@@ -87,7 +107,7 @@ def install(vm, vulcan) -> None:
 
         def read(options=None, *_ignored):
             if options is None:
-                result = session.read()
+                result = _bounded(vm, session.read, None, DEFAULT_READ_TIMEOUT_MS)
             elif lua_type_name(options) == "table":
                 timeout_ms, max_bytes, until_text = _fields(
                     options, READ, "timeout_ms", "max_bytes", "until_text")
@@ -96,7 +116,8 @@ def install(vm, vulcan) -> None:
                         until_text = until_text.decode("utf-8")
                     except UnicodeDecodeError:
                         pass   # read() words the error
-                result = session.read(timeout_ms, max_bytes, until_text)
+                result = _bounded(vm, lambda timeout: session.read(timeout, max_bytes, until_text),
+                                  timeout_ms, DEFAULT_READ_TIMEOUT_MS)
             else:
                 raise LuaSkillsError(
                     f"{READ}: options must be a table, got {lua_type_name(options)}")
@@ -107,10 +128,10 @@ def install(vm, vulcan) -> None:
 
         def close(options=None, *_ignored):
             if options is None:
-                final = session.close()
+                final = _bounded(vm, session.close, None, DEFAULT_CLOSE_TIMEOUT_MS)
             elif lua_type_name(options) == "table":
                 (timeout_ms,) = _fields(options, CLOSE, "timeout_ms")
-                final = session.close(timeout_ms)
+                final = _bounded(vm, session.close, timeout_ms, DEFAULT_CLOSE_TIMEOUT_MS)
             else:
                 raise LuaSkillsError(
                     f"{CLOSE}: options must be a table, got {lua_type_name(options)}")

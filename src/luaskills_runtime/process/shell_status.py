@@ -1,0 +1,62 @@
+"""The child side of a managed ``os.execute(command)``: the command through ``/bin/sh -c`` with
+the host's stdin/stdout/stderr (as C's system()), in its own process group, so the whole tree
+can be killed when the run that waits for it is stopped.
+
+``run_shell_status(command, limits, track)`` returns system()'s raw wait status (exit code << 8,
+or the signal number) or -1 when the shell could not be started.  `limits` is a guarded run's
+limits (anything with ``stop_reason()`` and ``remaining()``, or None): when they say stop, the
+tree is killed and LuaSkillsError with their reason is raised at once.  `track(tree)` hands the running tree (with ``kill()``) to an owner
+that may end it early from another thread.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from typing import Callable, Optional
+
+from luaskills_runtime.errors import LuaSkillsError
+
+_POLL_SLICE = 0.01   # how often the wait looks at the run's limits
+SHELL = "/bin/sh"
+
+
+class ShellTree:
+    """A running ``sh -c`` and its descendants (one process group)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def run_shell_status(command: bytes, limits, track: Optional[Callable] = None) -> int:
+    try:
+        proc = subprocess.Popen([SHELL.encode(), b"-c", command], start_new_session=True)
+    except OSError:
+        return -1
+    tree = ShellTree(proc)
+    if track is not None:
+        track(tree)
+    try:
+        while True:
+            wait = None
+            if limits is not None:
+                reason = limits.stop_reason()
+                if reason is not None:
+                    tree.kill()
+                    proc.wait()
+                    raise LuaSkillsError(reason)   # the run is over: its error, no status
+                wait = min(max(limits.remaining(), 0.0), _POLL_SLICE) or _POLL_SLICE
+            try:
+                code = proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        tree.kill()   # what the shell left running in its group ends with it
+    return code << 8 if code >= 0 else -code
