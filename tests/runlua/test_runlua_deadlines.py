@@ -21,6 +21,9 @@ from _process_support import os_threads, wait_threads_at_most
 
 # One C call of ~1-3 s: the guard's hook cannot run inside it.
 STUCK_C_CALL = "return string.find(string.rep('a', 125), '.-.-.-.-b')"
+# The same, ~4-10 s, for requests whose deadline (1.5 s) must pass while it still runs: ~1.1 s
+# above was shorter than that deadline on an idle machine, so the request succeeded.
+LONG_STUCK_C_CALL = "return string.find(string.rep('a', 170), '.-.-.-.-b')"
 DEADLINE_BOUND = 2 * 0.5     # (deadline + 500 ms), the 500 ms doubled
 CANCEL_BOUND = 2 * 0.1
 
@@ -57,7 +60,8 @@ def test_pool_full_of_stuck_requests_next_request_answers_on_time():
     baseline = stuck_stats()["stuck"]
     with LuaEngine(HostOptions(runlua_pool=(1, 2, 60))) as engine:
         reports = []
-        stuck = [threading.Thread(target=lambda: reports.append(run(engine, STUCK_C_CALL, 1500)))
+        stuck = [threading.Thread(
+                     target=lambda: reports.append(run(engine, LONG_STUCK_C_CALL, 1500)))
                  for _ in range(2)]
         for thread in stuck:
             thread.start()
