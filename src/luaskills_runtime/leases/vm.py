@@ -141,6 +141,7 @@ class LeaseVM:
     def _prepend_roots(self) -> None:
         lua = _module_patterns(self.paths.lua_roots, _lua_suffixes())
         native = _module_patterns(self.paths.c_roots, _native_suffixes())
+        self.vm.policy.set_host_cpath(native)   # C modules load only from the host's c_roots
         if lua or native:
             try:
                 self.vm.runtime.execute(_PREPEND_ROOTS, lua, native)

@@ -27,6 +27,12 @@ class LuaBridge:
     def __init__(self, runtime):
         self.runtime = runtime
         self._factory = runtime.eval("function(...) " + _WRAPPER_FACTORY + " end")
+        self._vm_state = runtime.table()   # callback_wrapper.lua's `vm_state`
+
+    def close(self) -> None:
+        """Callbacks refuse from now on without entering Python (finalizers that run while the
+        VM is freed must not call back into a half-destroyed runtime)."""
+        self._vm_state[b"closed"] = True
 
     def function(self, name: str, fn: Callable[..., Any]):
         """A Lua function named `name` (used in unexpected-error messages) that calls fn."""
@@ -54,7 +60,7 @@ class LuaBridge:
                 return (True,) + result
             return (True, result)
 
-        return self._factory(call)
+        return self._factory(call, self._vm_state)
 
     def table(self, **fields):
         table = self.runtime.table()

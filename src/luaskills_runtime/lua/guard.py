@@ -123,7 +123,8 @@ class _GuardControl:
         controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of)
         self.runner = vm.lua_run   # runner.lua's run: "ok", values... | status, message
         self.collect = controls[b"collect"]
-        self.guard = TimeoutGuard(vm.runtime)
+        with vm.policy.host_loadlib(vm.runtime):   # the policy may have removed loadlib
+            self.guard = TimeoutGuard(vm.runtime)
         self.limits: Optional[ExecutionLimits] = None
         self.memory_cap = vm.runtime.get_max_memory() or None
 

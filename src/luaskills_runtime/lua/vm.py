@@ -4,6 +4,7 @@ The VM knows nothing of the `vulcan` namespace: whoever builds a VM for Lua code
 (luaskills_runtime.vulcan.new_vm)."""
 from __future__ import annotations
 
+import tempfile
 import threading
 import weakref
 from typing import Any, Optional
@@ -14,6 +15,7 @@ from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.bridge import LuaBridge
 from luaskills_runtime.lua.outcome import OUT_OF_MEMORY, answer_outcome, lua_error_text
+from luaskills_runtime.lua.policy import apply_policy
 
 MAIN, RUNLUA, LEASE = "main", "runlua", "lease"
 
@@ -27,6 +29,10 @@ RUN_LUA_WRAPPER = "return (function()\n  local args = __runlua_args\n  {code}\ne
 
 def _deny_attribute_access(obj, name, is_setting):
     raise AttributeError("Python attribute access is disabled in LuaSkills VMs")
+
+
+def _base_fs_roots(options) -> tuple:
+    return (options.temp_dir or tempfile.gettempdir(),) + tuple(options.fs_roots)
 
 
 class ScopeFields(dict):
@@ -45,7 +51,8 @@ class LuaVM:
     tracked and killed when the VM closes.
     """
 
-    def __init__(self, engine_state, kind: str, *, max_memory: Optional[int] = None):
+    def __init__(self, engine_state, kind: str, *, max_memory: Optional[int] = None,
+                 policy: Optional[str] = None):
         self.kind = kind
         self.state = engine_state
         self.options = engine_state.options
@@ -58,6 +65,10 @@ class LuaVM:
         g = self.runtime.globals()
         g[b"python"] = None
         self.runtime.execute("package.loaded.python = nil")
+        # The policy goes first, so every later chunk sees the standard library it leaves.
+        self.policy = apply_policy(self.runtime, policy or self.options.policy,
+                                   fs_roots=_base_fs_roots(self.options),
+                                   env_allow=self.options.env_allow)
         self.bridge = LuaBridge(self.runtime)
         # runner.lua: lua_run(code, chunkname) answers with the run-outcome protocol
         self.lua_run, self.lua_message_of = self.runtime.execute(_RUNNER_SOURCE)
@@ -141,4 +152,5 @@ class LuaVM:
         if self.closed:
             return
         self.closed = True
+        self.bridge.close()
         self.kill_resources()

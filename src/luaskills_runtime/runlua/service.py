@@ -195,7 +195,8 @@ class RunluaVM:
         io_reset = self.managed_io.lua_reset if self.managed_io else None
         # Handing the VM's scope reset to the environment lets a request set and clear its scope
         # without extra calls from Python.
-        env = vm.runtime.execute(_ENV_SOURCE, g, io_reset, vm.scope_reset, vm.lua_message_of)
+        env = vm.runtime.execute(_ENV_SOURCE, g, io_reset, vm.scope_reset, vm.lua_message_of,
+                                 vm.policy.full_debug)
         self.run = env[b"run"]
         self.printed = env[b"printed"]
         self.restore = env[b"restore"]

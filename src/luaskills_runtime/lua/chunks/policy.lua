@@ -1,0 +1,137 @@
+-- The policy layer (luaskills_runtime.lua.policy), run once per VM right after the standard
+-- libraries are opened, before anything else sees them.  Arguments: the globals table, the policy
+-- name ("default", "trusted", "untrusted") and the C-call depth limit.
+--
+-- Every policy: the standard functions that make C code call back into Lua (coroutine.resume and
+-- coroutine.wrap, string.gsub, table.sort, load with a reader function, dofile) count how deeply
+-- they nest and refuse past `max_depth` with "C stack overflow".  LuaJIT has no such limit of its
+-- own: each of those nests a C frame (lj_vm_resume, lua_call) on the host thread's stack, and
+-- coroutines each have their own Lua stack, so Lua's "stack overflow" check never fires before
+-- the C stack runs out and the host dies with SIGSEGV.  os.exit raises instead of ending the host.
+--
+-- "default" and "untrusted" also lose what only serves to crash or reach around the host: the
+-- ffi module, package.loadlib, C modules outside the host's own roots (the C loaders search only
+-- the cpath the host set, whatever package.cpath says later), and all of debug but traceback,
+-- getinfo and sethook on the current coroutine.
+--
+-- Answers a table of host-side controls: full_debug (the original debug library, for the host's
+-- own chunks), loadlib (the original package.loadlib, for the host's own native modules),
+-- set_host_cpath(text) (the C module search path of the host's c_roots).
+local G, policy, max_depth = ...
+local error, type, select, pcall, rawget, rawset = error, type, select, pcall, rawget, rawset
+local coroutine_create, coroutine_resume = coroutine.create, coroutine.resume
+local controls = { full_debug = G.debug }
+
+-- ---- C-call depth ---------------------------------------------------------------------------
+local depth = 0
+local function leave(ok, ...)
+  depth = depth - 1
+  if ok then return ... end
+  error((...), 0)
+end
+local function enter(level)
+  if depth >= max_depth then error("C stack overflow", level + 1) end
+  depth = depth + 1
+end
+local function counted(fn)
+  return function(...)
+    enter(2)
+    return leave(pcall(fn, ...))
+  end
+end
+
+local function leave_resume(...)
+  depth = depth - 1
+  return ...
+end
+-- resume never raises for a coroutine (errors come back as false, message); anything else goes
+-- to the original for its own argument error.
+local function resume(co, ...)
+  if type(co) ~= "thread" then return coroutine_resume(co, ...) end
+  enter(2)
+  return leave_resume(coroutine_resume(co, ...))
+end
+local function wrap_result(ok, ...)
+  if ok then return ... end
+  local err = ...
+  if type(err) == "string" then error(err, 2) end
+  error(err, 0)
+end
+local function wrap(fn)
+  local co = coroutine_create(fn)
+  return function(...)
+    enter(2)
+    return wrap_result(leave_resume(coroutine_resume(co, ...)))
+  end
+end
+
+G.coroutine.resume = resume
+G.coroutine.wrap = wrap
+G.string.gsub = counted(G.string.gsub)
+G.table.sort = counted(G.table.sort)
+local load = G.load
+G.load = function(chunk, ...)
+  if type(chunk) ~= "function" then return load(chunk, ...) end
+  enter(2)
+  return leave(pcall(load, chunk, ...))
+end
+if G.dofile then G.dofile = counted(G.dofile) end
+
+-- ---- os.exit --------------------------------------------------------------------------------
+if type(G.os) == "table" then
+  G.os.exit = function()
+    error("os.exit is not available here: return from the code instead", 2)
+  end
+end
+
+if policy == "trusted" then return controls end
+
+-- ---- default and untrusted: no ffi, no loadlib, C modules only from the host's roots --------
+local package = G.package
+local loaded, preload = package.loaded, package.preload
+rawset(loaded, "ffi", nil)
+rawset(preload, "ffi", nil)
+G.ffi = nil
+controls.loadlib = package.loadlib
+package.loadlib = nil
+package.cpath = ""
+local host_cpath = ""
+function controls.set_host_cpath(text) host_cpath = text end
+local loaders = package.loaders or package.searchers
+-- LuaJIT's loaders 3 (C modules) and 4 (all-in-one) read the package table's cpath field: each
+-- runs with the host's path in it and the code's own value put back afterwards.
+local function host_path_loader(original)
+  return function(...)
+    local own = rawget(package, "cpath")
+    rawset(package, "cpath", host_cpath)
+    local result = { pcall(original, ...) }
+    rawset(package, "cpath", own)
+    if not result[1] then error(result[2], 0) end
+    return result[2], result[3]
+  end
+end
+if type(loaders) == "table" then
+  for i = 3, 4 do
+    if type(loaders[i]) == "function" then loaders[i] = host_path_loader(loaders[i]) end
+  end
+end
+
+-- ---- default and untrusted: debug limited to the current coroutine's traceback/info/hook -----
+local full = G.debug
+local function current_only(fn, name)
+  return function(first, ...)
+    if type(first) == "thread" then
+      error("debug." .. name .. " on another coroutine is not allowed by the `" .. policy
+        .. "` policy", 2)
+    end
+    return fn(first, ...)
+  end
+end
+local limited = {
+  traceback = full.traceback,
+  getinfo = current_only(full.getinfo, "getinfo"),
+  sethook = current_only(full.sethook, "sethook"),
+}
+G.debug = limited
+rawset(loaded, "debug", limited)
+return controls

@@ -1,0 +1,108 @@
+"""Policy profiles (HostOptions.policy, per lease at create time): what Lua code may do.
+
+``apply_policy(runtime, name)`` runs chunks/policy.lua on a fresh VM (see there for what each
+profile removes from the standard library) and answers the VM's :class:`PolicyControls`, which the
+vulcan functions and managed io consult before they create a process, open a file or read the
+environment.  Names and the untrusted defaults are in luaskills_runtime.options.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterable, Optional, Tuple
+
+from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.lua.chunk_files import read_chunk
+from luaskills_runtime.options import DEFAULT, TRUSTED, UNTRUSTED
+
+_POLICY_SOURCE = read_chunk("luaskills_runtime.lua", "policy.lua")
+
+# How deeply the standard functions that call back into Lua from C may nest.  Lua 5.1 uses 200
+# (LUAI_MAXCCALLS); each level costs at most a few KiB of C stack, so 200 levels fit in the 512 KiB
+# a host thread can be expected to have left.
+MAX_C_DEPTH = 200
+
+
+def refusal(what: str, policy: str) -> str:
+    """The error text of something a policy does not allow."""
+    return f"{what} is not allowed by the `{policy}` policy"
+
+
+class PolicyControls:
+    """One VM's policy: its name, the checks vulcan functions call, and host-side controls of the
+    policy chunk (the original debug library for the host's own chunks; the C module path)."""
+
+    def __init__(self, name: str, lua_controls, fs_roots: Optional[Tuple[str, ...]] = None,
+                 env_allow: Iterable[str] = ()):
+        self.name = name
+        self._lua = lua_controls
+        self.full_debug = lua_controls[b"full_debug"]
+        self.fs_roots: Optional[Tuple[str, ...]] = None
+        if fs_roots is not None:
+            self.set_fs_roots(fs_roots)
+        self.env_allow = frozenset(env_allow)
+
+    @property
+    def untrusted(self) -> bool:
+        return self.name == UNTRUSTED
+
+    def set_host_cpath(self, cpath: bytes) -> None:
+        """The C module search path made of the host's c_roots (a no-op under `trusted`, where
+        package.cpath is used as is)."""
+        setter = self._lua[b"set_host_cpath"]
+        if setter is not None:
+            setter(cpath)
+
+    @contextmanager
+    def host_loadlib(self, runtime):
+        """package.loadlib put back while the host loads its own native module (the timeout
+        guard), removed again afterwards."""
+        loadlib = self._lua[b"loadlib"]
+        package = runtime.globals()[b"package"]
+        if loadlib is None:
+            yield
+            return
+        package[b"loadlib"] = loadlib
+        try:
+            yield
+        finally:
+            package[b"loadlib"] = None
+
+    def set_fs_roots(self, roots: Iterable[str]) -> None:
+        """Confine file access to `roots` (resolved real paths)."""
+        self.fs_roots = tuple(os.path.realpath(root) for root in roots if root)
+
+    def check_process(self, what: str) -> None:
+        """Raise the policy's refusal when `what` (a function creating a process) is not allowed."""
+        if self.name == UNTRUSTED:
+            raise LuaSkillsError(refusal(what, self.name))
+
+    def check_path(self, what: str, path) -> None:
+        """Raise the policy's refusal when `path` resolves outside the fs roots (`..` and symlinks
+        are resolved first, so neither can escape)."""
+        if self.fs_roots is None:
+            return
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        real = os.path.realpath(path)
+        for root in self.fs_roots:
+            if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
+                return
+        raise LuaSkillsError(refusal(f"{what} outside the allowed roots ({path})", self.name))
+
+    def allows_env(self, name) -> bool:
+        if self.name != UNTRUSTED:
+            return True
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        return name in self.env_allow
+
+
+def apply_policy(runtime, name: str, *, fs_roots=None, env_allow: Iterable[str] = ()) -> PolicyControls:
+    """Apply policy `name` to a fresh runtime; answers its controls."""
+    if name not in (DEFAULT, TRUSTED, UNTRUSTED):
+        raise LuaSkillsError(f"unknown policy `{name}`: expected default, trusted or untrusted")
+    controls = runtime.execute(_POLICY_SOURCE, runtime.globals(), name.encode(), MAX_C_DEPTH,
+                               name="=policy")
+    return PolicyControls(name, controls, fs_roots=fs_roots if name == UNTRUSTED else None,
+                          env_allow=env_allow)
