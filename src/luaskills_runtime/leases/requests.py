@@ -147,6 +147,7 @@ class CreateRequest:
     lua_roots: List[str] = field(default_factory=list)
     c_roots: List[str] = field(default_factory=list)
     mounts: Any = field(default_factory=dict)
+    policy: Optional[str] = None   # beyond the reference: the lease's policy profile
 
 
 @dataclass
@@ -186,6 +187,7 @@ def parse_create(data: Any) -> CreateRequest:
         lua_roots=f.get("lua_roots", _string_list, list),
         c_roots=f.get("c_roots", _string_list, list),
         mounts=f.get("mounts", _json_value, dict),
+        policy=f.get("policy", _optional_string),
     )
 
 

@@ -72,6 +72,11 @@ class PolicyControls:
         """Confine file access to `roots` (resolved real paths)."""
         self.fs_roots = tuple(os.path.realpath(root) for root in roots if root)
 
+    def add_fs_roots(self, roots: Iterable[str]) -> None:
+        """More folders file access may reach (only where access is confined at all)."""
+        if self.fs_roots is not None:
+            self.fs_roots += tuple(os.path.realpath(root) for root in roots if root)
+
     def check_process(self, what: str) -> None:
         """Raise the policy's refusal when `what` (a function creating a process) is not allowed."""
         if self.name == UNTRUSTED:
