@@ -10,11 +10,11 @@ from typing import Any, Callable, Optional
 
 from luaskills_runtime.lua.vm import LuaVM
 from luaskills_runtime.options import memory_cap_for
-from luaskills_runtime.vulcan import (cache, fs, jsonlib, luaexec, process_exec, process_session,
-                                      runtime)
+from luaskills_runtime.vulcan import (cache, fs, jsonlib, luaexec, output, process_exec,
+                                      process_session, runtime)
 
 # Installers run in this order; each adds its tables to `vulcan`.
-INSTALLERS = (runtime.install, jsonlib.install, cache.install, fs.install, process_exec.install,
+INSTALLERS = (output.install, runtime.install, jsonlib.install, cache.install, fs.install, process_exec.install,
               process_session.install)
 
 # `vulcan.runtime.lua.exec`'s runner: (decoded input, caller tool name or None) -> Markdown.
