@@ -41,10 +41,23 @@ class PolicyControls:
         if fs_roots is not None:
             self.set_fs_roots(fs_roots)
         self.env_allow = frozenset(env_allow)
+        self.request_roots: Tuple[str, ...] = ()
 
     @property
     def untrusted(self) -> bool:
         return self.name == UNTRUSTED
+
+    def bind(self, bridge) -> None:
+        """Give the policy chunk the host's path check (once the VM's bridge exists)."""
+        setter = self._lua[b"set_path_check"]
+        if setter is None:
+            return
+
+        def path_check(what=None, path=None):
+            self.check_path(what.decode("utf-8", "replace") if isinstance(what, bytes) else "io",
+                            path)
+
+        setter(bridge.function("policy", path_check))
 
     def set_host_cpath(self, cpath: bytes) -> None:
         """The C module search path made of the host's c_roots (a no-op under `trusted`, where
@@ -77,6 +90,11 @@ class PolicyControls:
         if self.fs_roots is not None:
             self.fs_roots += tuple(os.path.realpath(root) for root in roots if root)
 
+    def set_request_roots(self, roots: Iterable[str]) -> None:
+        """Folders of the request in progress (the runlua file's folder) file access may reach."""
+        if self.fs_roots is not None:
+            self.request_roots = tuple(os.path.realpath(root) for root in roots if root)
+
     def check_process(self, what: str) -> None:
         """Raise the policy's refusal when `what` (a function creating a process) is not allowed."""
         if self.name == UNTRUSTED:
@@ -90,10 +108,11 @@ class PolicyControls:
         if isinstance(path, bytes):
             path = os.fsdecode(path)
         real = os.path.realpath(path)
-        for root in self.fs_roots:
+        for root in self.fs_roots + self.request_roots:
             if real == root or real.startswith(root.rstrip(os.sep) + os.sep):
                 return
-        raise LuaSkillsError(refusal(f"{what} outside the allowed roots ({path})", self.name))
+        raise LuaSkillsError(refusal(f"{what} of {path} (outside the policy's fs_roots)",
+                                     self.name))
 
     def allows_env(self, name) -> bool:
         if self.name != UNTRUSTED:
@@ -107,7 +126,8 @@ def apply_policy(runtime, name: str, *, fs_roots=None, env_allow: Iterable[str] 
     """Apply policy `name` to a fresh runtime; answers its controls."""
     if name not in (DEFAULT, TRUSTED, UNTRUSTED):
         raise LuaSkillsError(f"unknown policy `{name}`: expected default, trusted or untrusted")
+    allowed = runtime.table_from({os.fsencode(key): True for key in env_allow})
     controls = runtime.execute(_POLICY_SOURCE, runtime.globals(), name.encode(), MAX_C_DEPTH,
-                               name="=policy")
+                               allowed, name="=policy")
     return PolicyControls(name, controls, fs_roots=fs_roots if name == UNTRUSTED else None,
                           env_allow=env_allow)

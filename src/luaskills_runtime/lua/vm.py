@@ -70,6 +70,7 @@ class LuaVM:
                                    fs_roots=_base_fs_roots(self.options),
                                    env_allow=self.options.env_allow)
         self.bridge = LuaBridge(self.runtime)
+        self.policy.bind(self.bridge)
         # runner.lua: lua_run(code, chunkname) answers with the run-outcome protocol
         self.lua_run, self.lua_message_of = self.runtime.execute(_RUNNER_SOURCE)
         # The Lua reset function behind reset_scope; runlua's environment calls it from Lua.

@@ -102,8 +102,9 @@ class _StdStream:
 class ManagedIo:
     """The files and pipes one VM's managed io has open, by handle id (0-2: standard streams)."""
 
-    def __init__(self, limits: LimitsProvider, sink: Optional[OutputSink] = None):
+    def __init__(self, limits: LimitsProvider, sink: Optional[OutputSink] = None, policy=None):
         self._limits = limits
+        self.policy = policy   # the VM's PolicyControls (luaskills_runtime.lua.policy)
         self._lock = threading.Lock()  # kill() may come from another thread (engine close)
         self._handles: Dict[int, object] = {0: _StdStream("stdin"), 1: _StdStream("stdout", sink),
                                             2: _StdStream("stderr", sink)}
@@ -131,6 +132,8 @@ class ManagedIo:
     def open(self, path=None, mode=None, fn=b"open"):
         fn_name = fn.decode() if isinstance(fn, bytes) else "open"
         name = require_path(path, f"vulcan.io.{fn_name}", "path")
+        if self.policy is not None:
+            self.policy.check_path(f"io.{fn_name}", name)
         mode_text = _mode_text(mode, fn_name)
         if not _MODE.fullmatch(mode_text):
             raise LuaSkillsError(f"vulcan.io.{fn_name}: invalid mode `{mode_text}`")
@@ -147,6 +150,8 @@ class ManagedIo:
             return _os_failure(error)
 
     def popen(self, command=None, mode=None):
+        if self.policy is not None:
+            self.policy.check_process("io.popen")
         text = require_string(command, "vulcan.io.popen", "command")
         mode_text = _mode_text(mode, "popen")
         if mode_text.startswith("w"):
@@ -254,7 +259,7 @@ def install_managed_io(vm, limits: LimitsProvider) -> Optional[ManagedIo]:
     of the guarded run in progress (None between runs): blocking pipe reads give up by it."""
     if not vm.options.enable_managed_io_compat:
         return None
-    state = ManagedIo(limits, OutputSink(vm.options.output))
+    state = ManagedIo(limits, OutputSink(vm.options.output), vm.policy)
     bridge = vm.bridge
     primitives = bridge.table(**{
         name: bridge.function(f"vulcan.io.{name}", getattr(state, name))

@@ -16,6 +16,7 @@ def install(vm, vulcan) -> None:
     default_mode = vm.default_text_mode
 
     def process_exec(spec=None, *_ignored):
+        vm.policy.check_process(f"vulcan.{FN_NAME}")
         request = parse_lua_exec_spec(spec, default_mode)
         return result_to_lua(runtime, run_exec_request(request, track=vm.track))
 

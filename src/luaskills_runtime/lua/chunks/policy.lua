@@ -17,7 +17,7 @@
 -- Answers a table of host-side controls: full_debug (the original debug library, for the host's
 -- own chunks), loadlib (the original package.loadlib, for the host's own native modules),
 -- set_host_cpath(text) (the C module search path of the host's c_roots).
-local G, policy, max_depth = ...
+local G, policy, max_depth, env_allow = ...
 local error, type, select, pcall, rawget, rawset = error, type, select, pcall, rawget, rawset
 local coroutine_create, coroutine_resume = coroutine.create, coroutine.resume
 local controls = { full_debug = G.debug }
@@ -134,4 +134,58 @@ local limited = {
 }
 G.debug = limited
 rawset(loaded, "debug", limited)
+if policy ~= "untrusted" then return controls end
+
+-- ---- untrusted: no process creation, files only under the fs roots, filtered environment ---
+local function refuse(what)
+  return function()
+    error(what .. " is not allowed by the `" .. policy .. "` policy", 2)
+  end
+end
+local os, io = G.os, G.io
+os.execute = refuse("os.execute")
+io.popen = refuse("io.popen")
+local getenv = os.getenv
+os.getenv = function(name)
+  if type(name) == "string" and env_allow[name] then return getenv(name) end
+  if type(name) ~= "string" and type(name) ~= "number" then return getenv(name) end
+  return nil
+end
+
+-- `path_check(what, path)` is the host's check (PolicyControls.check_path), bound once the VM's
+-- bridge exists; it raises the policy's refusal.
+local path_check
+function controls.set_path_check(fn) path_check = fn end
+local function checked(fn, what, optional)
+  return function(path, ...)
+    if type(path) == "string" or not optional then
+      if type(path) == "string" and path_check then path_check(what, path) end
+    end
+    return fn(path, ...)
+  end
+end
+io.open = checked(io.open, "io.open")
+io.lines = checked(io.lines, "io.lines", true)
+io.input = checked(io.input, "io.input", true)
+io.output = checked(io.output, "io.output", true)
+os.remove = checked(os.remove, "os.remove")
+local rename = os.rename
+os.rename = function(from, to, ...)
+  if path_check and type(from) == "string" then path_check("os.rename", from) end
+  if path_check and type(to) == "string" then path_check("os.rename", to) end
+  return rename(from, to, ...)
+end
+G.loadfile = checked(G.loadfile, "loadfile", true)
+G.dofile = checked(G.dofile, "dofile", true)
+local searchpath = package.searchpath
+if type(loaders) == "table" and type(loaders[2]) == "function" and searchpath then
+  local lua_loader = loaders[2]
+  loaders[2] = function(name, ...)
+    if type(name) == "string" and path_check then
+      local file = searchpath(name, package.path)
+      if file then path_check("require", file) end
+    end
+    return lua_loader(name, ...)
+  end
+end
 return controls
