@@ -115,7 +115,7 @@ def _load_json(text: Any) -> Any:
     except JsonSyntaxError as error:
         raise RequestShapeError(str(error)) from None
     if not isinstance(text, str):
-        raise TypeError(f"request JSON must be a str, got {type(text).__name__}")
+        raise RequestShapeError(f"request must be a JSON string, got {type(text).__name__}")
     try:
         return load_json(text)
     except JsonSyntaxError as error:

@@ -13,13 +13,29 @@ Conventions every vulcan module follows:
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import inspect
+from typing import Any, Callable, Optional
 
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json
 
 _WRAPPER_FACTORY = read_chunk("luaskills_runtime.lua", "callback_wrapper.lua")
+
+def _positional_capacity(fn) -> Optional[int]:
+    """How many positional arguments fn takes (None: any number)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    count = 0
+    for parameter in parameters:
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            return None
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
 
 class LuaBridge:
     """Per-VM helper that exposes Python callbacks as Lua functions."""
@@ -38,8 +54,11 @@ class LuaBridge:
         """A Lua function named `name` (used in unexpected-error messages) that calls fn."""
 
         runtime = self.runtime
+        max_args = _positional_capacity(fn)
 
         def call(*args):
+            if max_args is not None and len(args) > max_args:
+                args = args[:max_args]   # Lua drops extra arguments; so do vulcan functions
             # lupa's Python-side Lua API calls (building tables, pushing strings) run outside a
             # protected call: hitting the VM's memory cap there aborts or hangs the process.  So
             # the cap is lifted while a callback builds its answer and restored right after; the
