@@ -229,3 +229,52 @@ def test_untrusted_symlink_cannot_escape(tmp_path):
                       f"pcall(vulcan.fs.read, '{root}/link/hostname')}}",
                       fs_roots=[str(root)])
     assert answer["result"][0] == "mine" and answer["result"][1] is False, answer
+
+
+# ---- memory cap ------------------------------------------------------------------------------
+
+CAP = 64 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("big") / "big.bin"
+    with open(path, "wb") as handle:
+        handle.truncate(70_000_000)
+    return str(path)
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_callback_answer_over_the_cap_fails_that_call(surface, big_file):
+    # was: the whole host deadlocked on the GIL (lupa pushed the string under the cap)
+    answer = run_case(surface, "default",
+                      f"big = vulcan.fs.read('{big_file}') return #big", max_memory_bytes=CAP)
+    assert answer["error"] is not None and (
+        f"memory limit of {CAP} bytes exceeded" in answer["error"]
+        or "not enough memory" in answer["error"]), answer
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_exec_output_over_the_cap_is_refused(surface):
+    # was: the eval succeeded, the next one ended the host with "PANIC: unprotected error"
+    answer = run_case(surface, "default",
+                      "big = vulcan.process.exec('head -c 100000000 /dev/zero').stdout return #big",
+                      max_memory_bytes=CAP)
+    assert answer["error"] is not None
+    assert f"captured output of 100000000 bytes exceeds the memory limit of {CAP} bytes" \
+        in answer["error"], answer
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_lua_allocation_over_the_cap(surface):
+    answer = run_case(surface, "default", "local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1000) .. i end",
+                      max_memory_bytes=CAP)
+    assert answer["error"] is not None and ("memory" in answer["error"]), answer
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+def test_untrusted_has_a_default_cap(surface):
+    answer = run_case(surface, "untrusted", "return collectgarbage('count') < 300 * 1024 and "
+                      "select(2, pcall(string.rep, 'x', 300 * 1024 * 1024))")
+    assert (answer["error"] is not None and "memory" in answer["error"]) or \
+        "memory" in str(answer["result"]), answer

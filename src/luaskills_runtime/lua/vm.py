@@ -62,6 +62,7 @@ class LuaVM:
         if max_memory:
             kwargs["max_memory"] = max_memory
         self.runtime = lupa_engine.LuaRuntime(**kwargs)
+        self.max_memory = max_memory or None   # the VM's memory cap (owners may lift it briefly)
         g = self.runtime.globals()
         g[b"python"] = None
         self.runtime.execute("package.loaded.python = nil")
