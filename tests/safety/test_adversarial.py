@@ -278,3 +278,27 @@ def test_untrusted_has_a_default_cap(surface):
                       "select(2, pcall(string.rep, 'x', 300 * 1024 * 1024))")
     assert (answer["error"] is not None and "memory" in answer["error"]) or \
         "memory" in str(answer["result"]), answer
+
+
+@pytest.mark.parametrize("name", sorted(C_STACK))
+def test_c_stack_limit_fits_a_512k_host_thread(name):
+    # The depth limit must trigger before a host thread with a small stack runs out.
+    script = (
+        "import sys, threading\n"
+        "from luaskills_runtime import LuaEngine, LuaSkillsError\n"
+        "threading.stack_size(512 * 1024)\n"
+        "out = []\n"
+        "def run():\n"
+        "    with LuaEngine() as engine:\n"
+        "        try:\n"
+        "            engine.run_lua(sys.argv[1])\n"
+        "        except LuaSkillsError as error:\n"
+        "            out.append(str(error))\n"
+        "        out.append(engine.run_lua('return 2'))\n"
+        "thread = threading.Thread(target=run)\nthread.start()\nthread.join()\nprint(out)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (PACKAGE_PARENT, os.environ.get("PYTHONPATH")) if p))
+    done = subprocess.run([sys.executable, "-c", script, C_STACK[name]], capture_output=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert "stack overflow" in done.stdout.decode() and ", 2]" in done.stdout.decode()

@@ -4,7 +4,9 @@
 --
 -- Every policy: the standard functions that make C code call back into Lua (coroutine.resume and
 -- coroutine.wrap, string.gsub, table.sort, load with a reader function, dofile) count how deeply
--- they nest and refuse past `max_depth` with "C stack overflow".  LuaJIT has no such limit of its
+-- they nest and refuse past `max_depth` with "C stack overflow".  Each level counts its weight:
+-- string.gsub's C frame holds a luaL_Buffer (about 4 times a resume's frame, measured), so it
+-- counts GSUB_WEIGHT and the others 1.  LuaJIT has no such limit of its
 -- own: each of those nests a C frame (lj_vm_resume, lua_call) on the host thread's stack, and
 -- coroutines each have their own Lua stack, so Lua's "stack overflow" check never fires before
 -- the C stack runs out and the host dies with SIGSEGV.  os.exit raises instead of ending the host.
@@ -23,6 +25,7 @@ local coroutine_create, coroutine_resume = coroutine.create, coroutine.resume
 local controls = { full_debug = G.debug }
 
 -- ---- C-call depth ---------------------------------------------------------------------------
+local GSUB_WEIGHT = 5
 local depth = 0
 local function leave(ok, ...)
   depth = depth - 1
@@ -37,6 +40,18 @@ local function counted(fn)
   return function(...)
     enter(2)
     return leave(pcall(fn, ...))
+  end
+end
+local function leave_weighted(ok, ...)
+  depth = depth - GSUB_WEIGHT
+  if ok then return ... end
+  error((...), 0)
+end
+local function weighted(fn)
+  return function(...)
+    if depth + GSUB_WEIGHT > max_depth then error("C stack overflow", 2) end
+    depth = depth + GSUB_WEIGHT
+    return leave_weighted(pcall(fn, ...))
   end
 end
 
@@ -67,7 +82,7 @@ end
 
 G.coroutine.resume = resume
 G.coroutine.wrap = wrap
-G.string.gsub = counted(G.string.gsub)
+G.string.gsub = weighted(G.string.gsub)
 G.table.sort = counted(G.table.sort)
 local load = G.load
 G.load = function(chunk, ...)
