@@ -100,6 +100,9 @@ LUA_VALUES = st.sampled_from([
     "{encoding = 'utf-8'}", "{encoding = 5}", "{command = 'true'}", "{program = 'true'}",
     "{timeout_ms = -1}", "{{}}", "print", "coroutine.create(print)", "newproxy()",
     "setmetatable({}, {__index = function() error('meta') end})",
+    "string.rep('[', 100000)", "'1' .. string.rep('0', 5000)", "'\"\\ud800\"'",
+    "(function() local t = {} t.t = t return t end)()",
+    "(function() local t = {} for i = 1, 1000 do t = {t} end return t end)()",
 ])
 
 PYTHON_WORDING = ("positional argument", "<locals>", "Traceback", "object has no attribute",
@@ -131,6 +134,14 @@ def test_lua_values_into_vulcan_functions(engine, vulcan_functions, data):
     if not answer["ok"]:
         message = answer["err"]
         assert not any(word in message for word in PYTHON_WORDING), (name, args, message)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("string.rep('[', 100000)", "vulcan.json.decode: recursion limit exceeded"),
+    ("'1' .. string.rep('0', 5000)", "vulcan.json.decode: number out of range"),
+])
+def test_json_decode_limits_in_serde_words(engine, text, message):
+    assert engine.run_lua(f"return select(2, pcall(vulcan.json.decode, {text}))") == message
 
 
 def test_extra_arguments_are_dropped_as_lua_does(engine):
