@@ -14,7 +14,7 @@ import lupa.luajit21 as lupa_engine
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.bridge import LuaBridge
-from luaskills_runtime.lua.outcome import OUT_OF_MEMORY, answer_outcome, lua_error_text
+from luaskills_runtime.lua.outcome import OUT_OF_MEMORY, RunStatus, answer_outcome, lua_error_text
 from luaskills_runtime.lua.policy import apply_policy
 
 MAIN, RUNLUA, LEASE = "main", "runlua", "lease"
@@ -123,13 +123,29 @@ class LuaVM:
         try:
             answer = self.lua_run(code, chunkname)
         except lupa_engine.LuaMemoryError:
+            self._collect_after_memory_error()
             raise LuaSkillsError(OUT_OF_MEMORY) from None
         except lupa_engine.LuaError as error:
             raise LuaSkillsError(lua_error_text(error)) from None
         result = answer_outcome(answer)
         if not result.ok:
+            if result.status is RunStatus.MEMORY:
+                self._collect_after_memory_error()
             raise LuaSkillsError(result.reason)
         return result.values
+
+    def _collect_after_memory_error(self) -> None:
+        """LuaJIT has no emergency collection: the garbage of code that hit the cap stays until
+        a collection, and every allocation fails until then.  Collect it now (uncapped: lupa
+        runs this Lua API call unprotected)."""
+        cap = self.runtime.get_max_memory()
+        if cap:
+            self.runtime.set_max_memory(0)
+        try:
+            self.runtime.gccollect()
+        finally:
+            if cap:
+                self.runtime.set_max_memory(cap)
 
     def set_global(self, name: str, value: Any) -> None:
         self.runtime.globals()[name.encode()] = value
@@ -154,5 +170,13 @@ class LuaVM:
         if self.closed:
             return
         self.closed = True
-        self.bridge.close()
         self.kill_resources()
+
+    def __del__(self):
+        # Before lupa frees the Lua state (and runs the __gc finalizers left in it): from now
+        # on callbacks refuse without entering Python.  Not done in close(), which may run on
+        # another thread while this VM still runs Lua (lupa would wait for that run to end).
+        try:
+            self.bridge.close()
+        except Exception:
+            pass
