@@ -106,6 +106,14 @@ REFUSED = {
     "setlocal": ("debug.setlocal(1, 1, nil)", "setlocal"),
     "foreign type metatable": ("debug.setmetatable(0, {__index = function() return 1 end})",
                                "setmetatable"),
+    "binary chunk": ("local f, e = load(string.dump(function() end)) if not f then error(e, 0) end",
+                     "attempt to load a binary chunk (not allowed by the"),
+    "binary module file": (
+        "local dir = vulcan.runtime.temp_dir "
+        "local h = io.open(dir .. '/lsr_bc_probe.lua', 'wb') "
+        "h:write(string.dump(function() return 1 end)) h:close() "
+        "package.path = dir .. '/?.lua;' .. package.path require('lsr_bc_probe')",
+        "error loading module 'lsr_bc_probe'"),
     "hook on another coroutine": ("debug.sethook(coroutine.create(print), print, 'l')",
                                   "debug.sethook on another coroutine is not allowed by the"),
 }

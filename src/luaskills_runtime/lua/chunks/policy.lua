@@ -149,6 +149,45 @@ local limited = {
 }
 G.debug = limited
 rawset(loaded, "debug", limited)
+
+-- ---- default and untrusted: source code only --------------------------------------------------
+-- LuaJIT does not verify bytecode: a crafted binary chunk reads and writes arbitrary memory.  So
+-- load, loadstring, loadfile, dofile and require of Lua files accept text chunks only.
+local counted_load, loadstring, loadfile = G.load, G.loadstring, G.loadfile
+local binary_refusal = "attempt to load a binary chunk (not allowed by the `" .. policy
+  .. "` policy)"
+local function is_binary(chunk) return type(chunk) == "string" and chunk:byte(1) == 27 end
+G.load = function(chunk, chunkname, mode, env)
+  if is_binary(chunk) then return nil, binary_refusal end
+  return counted_load(chunk, chunkname, "t", env)
+end
+if loadstring then
+  G.loadstring = function(chunk, chunkname)
+    if is_binary(chunk) then return nil, binary_refusal end
+    return loadstring(chunk, chunkname)
+  end
+end
+G.loadfile = function(filename, mode, env)
+  return loadfile(filename, "t", env)
+end
+G.dofile = counted(function(filename)
+  local fn, message = loadfile(filename, "t")
+  if not fn then error(message, 0) end
+  return fn()
+end)
+local searchpath = package.searchpath
+if type(loaders) == "table" and type(loaders[2]) == "function" and searchpath then
+  loaders[2] = function(name)
+    local file, message = searchpath(name, rawget(package, "path"))
+    if not file then return message end
+    if controls.path_check then controls.path_check("require", file) end
+    local fn, load_error = loadfile(file, "t")
+    if not fn then
+      error("error loading module '" .. name .. "' from file '" .. file .. "':\n\t" .. load_error, 0)
+    end
+    return fn
+  end
+end
 if policy ~= "untrusted" then return controls end
 
 -- ---- untrusted: no process creation, files only under the fs roots, filtered environment ---
@@ -170,7 +209,10 @@ end
 -- `path_check(what, path)` is the host's check (PolicyControls.check_path), bound once the VM's
 -- bridge exists; it raises the policy's refusal.
 local path_check
-function controls.set_path_check(fn) path_check = fn end
+function controls.set_path_check(fn)
+  path_check = fn
+  controls.path_check = fn   -- the text-only Lua module loader checks module files too
+end
 local function checked(fn, what, optional)
   return function(path, ...)
     if type(path) == "string" or not optional then
@@ -192,15 +234,4 @@ os.rename = function(from, to, ...)
 end
 G.loadfile = checked(G.loadfile, "loadfile", true)
 G.dofile = checked(G.dofile, "dofile", true)
-local searchpath = package.searchpath
-if type(loaders) == "table" and type(loaders[2]) == "function" and searchpath then
-  local lua_loader = loaders[2]
-  loaders[2] = function(name, ...)
-    if type(name) == "string" and path_check then
-      local file = searchpath(name, package.path)
-      if file then path_check("require", file) end
-    end
-    return lua_loader(name, ...)
-  end
-end
 return controls
