@@ -38,6 +38,8 @@ class PolicyControls:
         self.name = name
         self._lua = lua_controls
         self.full_debug = lua_controls[b"full_debug"]
+        # newproxy for the host's own chunks (None: the global one is unrestricted)
+        self.host_newproxy = lua_controls[b"newproxy"]
         self.fs_roots: Optional[Tuple[str, ...]] = None
         if fs_roots is not None:
             self.set_fs_roots(fs_roots)

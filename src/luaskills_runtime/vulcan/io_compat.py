@@ -266,7 +266,7 @@ def install_managed_io(vm, limits: LimitsProvider) -> Optional[ManagedIo]:
         for name in ("open", "read", "write", "seek", "flush", "close", "release", "popen",
                      "tmpfile")
     })
-    io_table, lua_reset = vm.runtime.execute(_SOURCE, primitives)
+    io_table, lua_reset = vm.runtime.execute(_SOURCE, primitives, vm.policy.host_newproxy)
     state.lua_reset = lua_reset
     g = vm.runtime.globals()
     g[b"io"] = io_table

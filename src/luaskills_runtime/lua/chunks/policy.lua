@@ -18,9 +18,11 @@
 --
 -- Answers a table of host-side controls: full_debug (the original debug library, for the host's
 -- own chunks), loadlib (the original package.loadlib, for the host's own native modules),
+-- newproxy (the original, whose metatables take __gc, for the host's own chunks),
 -- set_host_cpath(text) (the C module search path of the host's c_roots).
 local G, policy, max_depth, env_allow = ...
 local error, type, select, pcall, rawget, rawset = error, type, select, pcall, rawget, rawset
+local getmetatable, setmetatable = getmetatable, setmetatable
 local coroutine_create, coroutine_resume = coroutine.create, coroutine.resume
 local controls = { full_debug = G.debug }
 
@@ -186,6 +188,31 @@ if type(loaders) == "table" and type(loaders[2]) == "function" and searchpath th
       error("error loading module '" .. name .. "' from file '" .. file .. "':\n\t" .. load_error, 0)
     end
     return fn
+  end
+end
+-- ---- default and untrusted: no __gc finalizers ---------------------------------------------
+-- LuaJIT runs __gc with hooks off, so no timeout or cancel can stop a finalizer that loops, and
+-- lua_close runs the pending ones when the host frees the VM.  Userdata from newproxy is the
+-- only way Lua code gets a finalizer without ffi (tables' __gc is ignored): its metatable is
+-- reached through a stand-in that refuses `__gc`.
+local newproxy = G.newproxy
+controls.newproxy = newproxy
+if newproxy then
+  local gc_refusal = "__gc finalizers are not allowed by the `" .. policy
+    .. "` policy (no timeout can stop them)"
+  G.newproxy = function(with_meta)
+    if with_meta ~= true then return newproxy(with_meta) end
+    local proxy = newproxy(true)
+    local meta = getmetatable(proxy)
+    local stand_in = setmetatable({}, {
+      __index = meta,
+      __newindex = function(_, key, value)
+        if key == "__gc" then error(gc_refusal, 2) end
+        rawset(meta, key, value)
+      end,
+    })
+    meta.__metatable = stand_in
+    return proxy
   end
 end
 if policy ~= "untrusted" then return controls end
