@@ -19,6 +19,16 @@ def check_policy(name: Any, what: str = "policy") -> str:
     return name
 
 
+def _names(values: Any, what: str) -> Tuple[str, ...]:
+    """A tuple of strings; a lone string is one name, not its characters."""
+    if isinstance(values, str):
+        return (values,)
+    try:
+        return tuple(str(value) for value in values)
+    except TypeError:
+        raise TypeError(f"{what} must be a sequence of strings, got {values!r}") from None
+
+
 def memory_cap_for(options: "HostOptions", policy: str) -> Optional[int]:
     """The per-VM memory cap under `policy`: the host's, else the untrusted default."""
     if options.max_memory_bytes:
@@ -74,8 +84,8 @@ class HostOptions:
         object.__setattr__(self, "main_pool", normalize_pool_config(self.main_pool))
         object.__setattr__(self, "runlua_pool", normalize_pool_config(self.runlua_pool))
         check_policy(self.policy)
-        object.__setattr__(self, "fs_roots", tuple(str(root) for root in self.fs_roots))
-        object.__setattr__(self, "env_allow", tuple(str(name) for name in self.env_allow))
+        object.__setattr__(self, "fs_roots", _names(self.fs_roots, "fs_roots"))
+        object.__setattr__(self, "env_allow", _names(self.env_allow, "env_allow"))
         if self.max_memory_bytes is not None:
             if isinstance(self.max_memory_bytes, bool) or not isinstance(self.max_memory_bytes, int) \
                     or self.max_memory_bytes <= 0:

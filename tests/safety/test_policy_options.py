@@ -110,3 +110,8 @@ def test_io_output_to_a_file_still_writes_the_file(tmp_path):
             code=f"io.output('{target}') io.write('to file') io.close() io.output(io.stdout) "
                  "return io.type(io.stdout)")
     assert answer["result"] == "file" and target.read_text() == "to file"
+
+
+def test_a_lone_string_is_one_root_or_name():
+    options = HostOptions(fs_roots="/srv/data", env_allow="HOME")
+    assert options.fs_roots == ("/srv/data",) and options.env_allow == ("HOME",)
