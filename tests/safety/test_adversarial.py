@@ -123,6 +123,8 @@ REFUSED = {
         "h:write(string.dump(function() return 1 end)) h:close() "
         "package.path = dir .. '/?.lua;' .. package.path require('lsr_bc_probe')",
         "error loading module 'lsr_bc_probe'"),
+    "jit.attach handler": ("jit.attach(function() while true do end end, 'bc') load('return 1')",
+                           "jit.attach is not allowed by the"),
     "hook on another coroutine": ("debug.sethook(coroutine.create(print), print, 'l')",
                                   "debug.sethook on another coroutine is not allowed by the"),
 }

@@ -190,6 +190,17 @@ if type(loaders) == "table" and type(loaders[2]) == "function" and searchpath th
     return fn
   end
 end
+-- ---- default and untrusted: no VM event handlers -------------------------------------------
+-- jit.attach handlers (bytecode, trace events) run with hooks off, like finalizers below: one
+-- that loops can be stopped by nothing.
+local jit = rawget(loaded, "jit")
+if type(jit) == "table" and jit.attach then
+  jit.attach = function()
+    error("jit.attach is not allowed by the `" .. policy .. "` policy (no timeout can stop its "
+      .. "handlers)", 2)
+  end
+end
+
 -- ---- default and untrusted: no __gc finalizers ---------------------------------------------
 -- LuaJIT runs __gc with hooks off, so no timeout or cancel can stop a finalizer that loops, and
 -- lua_close runs the pending ones when the host frees the VM.  Userdata from newproxy is the
