@@ -6,7 +6,7 @@ lease eval (`eval_runtime_lease_json`, `return 1`), each of the `default`, `trus
 chunk swapped for one that leaves the standard library as lupa opened it).  Goal <= 1.05x.
 Rounds are interleaved and the best of each kind is kept (the machine is shared and noisy).
 
-Run: PYTHONPATH=src python3 benchmarks/bench_policy.py [--rounds 7] [--number 300]
+Run: PYTHONPATH=src python3 benchmarks/bench_policy.py [--rounds 60] [--number 100]
 """
 import argparse
 import json
@@ -42,8 +42,8 @@ def engine_for(policy):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--number", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--number", type=int, default=100)
     options = parser.parse_args()
     engines = {name: engine_for(name) for name in (None,) + POLICIES}
     best = {(name, kind): float("inf") for name in engines for kind in ("runlua", "eval")}

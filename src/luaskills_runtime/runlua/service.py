@@ -334,7 +334,8 @@ class RunluaService:
             chunkname = ("@" + entry_file) if entry_file else "luaexec"
             wrapped = WRAPPER.format(code=code).encode("utf-8")
             # `untrusted` code reaches the request's file folder too (set for every request)
-            vm.policy.set_request_roots((entry_dir,) if entry_dir else ())
+            if entry_dir or vm.policy.request_roots:
+                vm.policy.set_request_roots((entry_dir,) if entry_dir else ())
             outcome = guarded_call(state.control, state.run, wrapped, chunkname.encode("utf-8"), args,
                                    _lua_text(entry_file), _lua_text(entry_dir),
                                    _lua_text(request.caller_tool_name),
