@@ -3,7 +3,6 @@ in-process; the adversarial cases are in test_adversarial.py)."""
 import contextlib
 import io
 import logging
-import os
 
 import pytest
 

@@ -75,6 +75,9 @@ local function wrap_result(ok, ...)
   error(err, 0)
 end
 local function wrap(fn)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'wrap' (function expected, got " .. (fn == nil and "no value" or type(fn)) .. ")", 2)
+  end
   local co = coroutine_create(fn)
   return function(...)
     enter(2)
