@@ -125,7 +125,10 @@ class _GuardControl:
         controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of)
         self.runner = vm.lua_run   # runner.lua's run: "ok", values... | status, message
         self.collect = controls[b"collect"]
-        self.guard = new_timeout_guard(vm.runtime)  # native, or the Lua hook (lua_hook_guard)
+        # native (loads itself with loadlib, which the policy may have removed), or the Lua hook
+        # (lua_hook_guard, which takes the host's debug library and FFI from the policy)
+        with vm.policy.host_loadlib(vm.runtime):
+            self.guard = new_timeout_guard(vm.runtime, vm.policy)
         self.limits: Optional[ExecutionLimits] = None
         self.memory_cap = vm.runtime.get_max_memory() or None
 

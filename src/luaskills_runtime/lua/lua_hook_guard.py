@@ -159,7 +159,7 @@ class LuaHookGuard:
     instructions).
     """
 
-    def __init__(self, runtime, *, use_ffi: bool = True):
+    def __init__(self, runtime, *, use_ffi: bool = True, host_debug=None, host_ffi=None):
         self.runtime = runtime
         self._lock = threading.Lock()
         self._armed = False
@@ -169,7 +169,7 @@ class LuaHookGuard:
         self._raised = 0
         self._lua_arm, self._lua_disarm, address = runtime.execute(
             _LUA_SOURCE, runtime.globals(), CHECK_EVERY, self._take_message, self._poll_flag,
-            use_ffi)
+            use_ffi, host_debug, host_ffi)
         self._cell = ctypes.c_int32.from_address(int(address)) if address is not None else None
 
     @property
@@ -289,9 +289,13 @@ def guard_mechanism() -> str:
     return NATIVE if native_guard_error() is None else LUA_HOOK
 
 
-def new_timeout_guard(runtime):
-    """A timeout guard of this process's mechanism, bound to `runtime`."""
+def new_timeout_guard(runtime, policy=None):
+    """A timeout guard of this process's mechanism, bound to `runtime`.  `policy`: the VM's
+    PolicyControls (luaskills_runtime.lua.policy), whose full debug library and FFI the Lua-hook
+    guard uses when the policy took them from Lua code (the native guard needs neither)."""
     if guard_mechanism() == NATIVE:
         from luaskills_runtime._native.luahook import TimeoutGuard
         return TimeoutGuard(runtime)
-    return LuaHookGuard(runtime)
+    if policy is None:
+        return LuaHookGuard(runtime)
+    return LuaHookGuard(runtime, host_debug=policy.full_debug, host_ffi=policy.host_ffi)

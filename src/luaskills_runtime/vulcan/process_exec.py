@@ -7,6 +7,7 @@ the VM, so closing the VM (or the engine) from another thread ends it.
 """
 from __future__ import annotations
 
+from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.process.exec_request import FN_NAME, parse_lua_exec_spec, result_to_lua
 from luaskills_runtime.process.exec_run import run_exec_request
 
@@ -16,8 +17,16 @@ def install(vm, vulcan) -> None:
     default_mode = vm.default_text_mode
 
     def process_exec(spec=None, *_ignored):
+        vm.policy.check_process(f"vulcan.{FN_NAME}")
         request = parse_lua_exec_spec(spec, default_mode)
-        return result_to_lua(runtime, run_exec_request(request, track=vm.track))
+        result = run_exec_request(request, track=vm.track)
+        cap = vm.max_memory
+        if cap:   # the captured output would land in the VM: it counts against the cap
+            size = sum(len(result.get(key) or "") for key in ("stdout", "stderr"))
+            if size > cap:
+                raise LuaSkillsError(f"{FN_NAME}: captured output of {size} bytes exceeds the "
+                                     f"memory limit of {cap} bytes")
+        return result_to_lua(runtime, result)
 
     exec_fn = vm.bridge.function(FN_NAME, process_exec)
     process = vulcan[b"process"]

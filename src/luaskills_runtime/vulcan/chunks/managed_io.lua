@@ -12,9 +12,12 @@
 --   popen(command, mode) -> id  tmpfile() -> id
 -- `unread` is how many bytes this side buffered ahead of the file position; the primitive moves
 -- the position back by that much first, so writes and seeks land where the Lua code expects.
-local prim = ...
+-- `host_newproxy`: newproxy as the policy found it (the policy's own refuses __gc, which the
+-- handles below need; luaskills_runtime.lua.policy).
+local prim, host_newproxy = ...
 local type, tostring, error, select, pcall, newproxy, setmetatable, getmetatable, next =
   type, tostring, error, select, pcall, newproxy, setmetatable, getmetatable, next
+newproxy = host_newproxy or newproxy
 local tonumber, unpack, min = tonumber, unpack, math.min
 local sub, find, match, concat = string.sub, string.find, string.match, table.concat
 
