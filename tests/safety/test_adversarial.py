@@ -107,6 +107,9 @@ REFUSED = {
     "ffi null read": ("local ffi = require('ffi') return ffi.cast('int*', 0)[0]",
                       "module 'ffi' not found"),
     "ffi abort": ("require('ffi').C.abort()", "module 'ffi' not found"),
+    # main VMs load the FFI for the dialect's pipe close: user code still must not reach it
+    "loaded ffi": ("return package.loaded.ffi.C.abort()", "a nil value"),
+    "preload ffi": ("return package.preload.ffi().C.abort()", "a nil value"),
     "loadlib abort": (f"package.loadlib('{_libc()}', 'abort')()", "loadlib"),
     "registry wipe": ("for k in pairs(debug.getregistry()) do debug.getregistry()[k] = nil end",
                       "getregistry"),

@@ -35,11 +35,36 @@ end
 
 -- A file-like stand-in for the native stdout/stderr: write/flush/setvbuf/close/seek like a
 -- terminal's (seek fails, close refuses as Lua does for standard files).
+local native_type = io.type
+local getinfo = type(G.debug) == "table" and G.debug.getinfo
+
+-- LuaJIT's error for a method of a standard file called on something else:
+-- io.stdout.write(5, 'x') is "bad argument #1 to 'write' (FILE* expected, got number)".
+local function bad_self(name, count, value)
+  local got = count == 0 and "no value" or type(value)
+  local info = getinfo and getinfo(3, "n")
+  if info and info.namewhat == "method" then
+    error("calling '" .. name .. "' on bad self (FILE* expected, got " .. got .. ")", 3)
+  end
+  error("bad argument #1 to '" .. name .. "' (FILE* expected, got " .. got .. ")", 3)
+end
+
+local std_files = {}   -- the stand-ins below (keys)
+
 local function std_file(stream)
   local file = {}
+  std_files[file] = true
   local methods = {}
-  function methods.write(self, ...)
-    write(stream, joined("write", ...))
+  function methods.write(...)
+    local self = ...
+    if self ~= file then
+      -- another file's write through this one's method, as LuaJIT allows for any FILE*
+      if std_files[self] or native_type(self) ~= nil then
+        return self:write(select(2, ...))
+      end
+      bad_self("write", select("#", ...), self)
+    end
+    write(stream, joined("write", select(2, ...)))
     return self
   end
   function methods.flush() flush(stream) return true end
@@ -52,7 +77,7 @@ local function std_file(stream)
     __tostring = function() return "file (" .. stream .. ")" end })
 end
 
-local native_output, native_type = io.output, io.type
+local native_output = io.output
 local stdout, stderr = std_file("stdout"), std_file("stderr")
 local current = stdout   -- io.output(): the sink's stdout until code picks a file
 io.stdout, io.stderr = stdout, stderr
