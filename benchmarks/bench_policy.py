@@ -14,7 +14,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import best_of, ratio_line  # noqa: E402
+from _timing import best_of, report_ratio  # noqa: E402
 
 import luaskills_runtime.lua.policy as policy_module  # noqa: E402
 from luaskills_runtime import HostOptions, LuaEngine  # noqa: E402
@@ -57,8 +57,8 @@ def main():
             best[(name, "eval")] = min(best[(name, "eval")], evaluate)
     for kind, label in (("runlua", "trivial runlua request"), ("eval", "trivial lease eval")):
         for name in POLICIES:
-            print(ratio_line(f"{label}, {name} policy vs no policy", best[(name, kind)],
-                             best[(None, kind)], "<= 1.05x"))
+            report_ratio(f"{label}, {name} policy vs no policy", best[(name, kind)],
+                         best[(None, kind)], "<= 1.05x")
     for engine, _ in engines.values():
         engine.close()
 
