@@ -31,8 +31,11 @@ local methods = {}
 local pending, pending_n = {}, 0
 local function release_pending()
   if pending_n == 0 then return end
+  -- The new list is allocated before the swap: an allocation may run a GC step, whose
+  -- finalizers would append to the old list after its length was read (those ids were lost).
+  local fresh = {}
   local list, n = pending, pending_n
-  pending, pending_n = {}, 0
+  pending, pending_n = fresh, 0
   for i = 1, n do pcall(prim.release, list[i]) end
 end
 
