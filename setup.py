@@ -2,6 +2,10 @@
 
 The platform choice is made here, once: POSIX hosts compile the *_posix.c sources, Windows the
 *_windows.c ones.  Set LUASKILLS_DEBUG=1 for an unoptimised build with assertions (LSR_DEBUG).
+
+Two knobs for tests that build variants into a temporary directory (tests/_build_variant.py):
+LUASKILLS_DEFINES="LSR_NO_ADDCHDIR,LSR_NO_PIDFD" adds C macros (force a fallback path), and
+LUASKILLS_EXTENSIONS="process" builds only the named extensions.
 """
 import os
 import sys
@@ -12,17 +16,22 @@ from setuptools import Extension, setup
 WINDOWS = sys.platform == "win32"
 PLATFORM = "windows" if WINDOWS else "posix"
 DEBUG = os.environ.get("LUASKILLS_DEBUG") == "1"
+EXTRA_DEFINES = [name for name in os.environ.get("LUASKILLS_DEFINES", "").split(",") if name]
+ONLY = [name for name in os.environ.get("LUASKILLS_EXTENSIONS", "").split(",") if name]
 
 RING = ["native/notify.c", "native/ringbuf.c"]
-PROCESS = RING + [f"native/proc_{PLATFORM}.c", f"native/drain_{PLATFORM}.c"]
+PROCESS = RING + ["native/lsr_error.c", f"native/proc_{PLATFORM}.c", f"native/drain_{PLATFORM}.c"]
+if not WINDOWS:  # complete teardown of escaped descendants (Linux; a no-op elsewhere)
+    PROCESS += ["native/tree_posix.c"]
 if WINDOWS:  # the Windows core also has its tree-teardown strategies and error helpers
     PROCESS += ["native/tree_windows.c", "native/winerr_windows.c"]
-LUAHOOK = ["native/luahook.c", f"native/luaapi_{PLATFORM}.c"]
+LUAHOOK = ["native/luahook.c", "native/jitguard.c", f"native/luaapi_{PLATFORM}.c"]
 
 # module name (under luaskills_runtime._native) -> C sources it compiles besides its .pyx
 EXTENSIONS = {
     "ringbuf": RING,
     "process": PROCESS + ["native/exec.c"],
+    "exec": [],   # calls the process module's one copy of the core (process.pxd), no C of its own
     "luahook": LUAHOOK,
     "ffi": ["native/ffi_json.c"],  # the exported luaskills JSON C ABI (luaskills_runtime.ffi)
 }
@@ -30,6 +39,7 @@ EXTENSIONS = {
 
 def extension(name, c_sources):
     macros = [("LSR_DEBUG", "1")] if DEBUG else [("NDEBUG", "1")]
+    macros += [(name, "1") for name in EXTRA_DEFINES]
     if WINDOWS:
         compile_args, libraries = [], ["kernel32"]
     else:
@@ -48,7 +58,7 @@ def extension(name, c_sources):
 
 setup(
     ext_modules=cythonize(
-        [extension(name, sources) for name, sources in EXTENSIONS.items()],
+        [extension(name, sources) for name, sources in EXTENSIONS.items() if not ONLY or name in ONLY],
         compiler_directives={"language_level": "3", "boundscheck": DEBUG, "wraparound": False},
         include_path=["src"],
     ),

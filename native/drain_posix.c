@@ -80,14 +80,6 @@ static struct {
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static int muted_clients;       /* clients whose stdout is muted; atomic */
 
-static void set_error(lsr_error *err, int code, const char *call)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    snprintf(err->message, sizeof err->message, "%s: %s", call, strerror(code));
-}
-
 static uint64_t make_token(uint32_t slot, uint32_t gen, int kind)
 {
     return ((uint64_t)gen << 32) | ((uint64_t)slot << 2) | (uint64_t)kind;
@@ -319,15 +311,62 @@ static void unmute_idle_clients(void)
 }
 #endif
 
+#ifdef LSR_DEBUG
+static int debug_fail_malloc;   /* atomic; see lsr_drain_debug_fail_malloc */
+#endif
+
+int lsr_drain_debug_fail_malloc(int on)
+{
+#ifdef LSR_DEBUG
+    __atomic_store_n(&debug_fail_malloc, on != 0, __ATOMIC_RELEASE);
+    return 0;
+#else
+    (void)on;
+    return -1;
+#endif
+}
+
+/* The drainer thread cannot go on (lock held): every attached client records why, and its rings
+ * get EOF, so readers wake and report the failure instead of waiting for bytes that will never
+ * be moved.  Never fails. */
+static void fail_clients_locked(int code, const char *call)
+{
+    for (uint32_t i = 0; i < G.nslots; i++) {
+        lsr_drain_client *c = G.slots[i].client;
+        if (c == NULL || c->failed)
+            continue;
+        lsr_set_error(&c->failure, code, call);
+        __atomic_store_n(&c->failed, 1, __ATOMIC_RELEASE);
+        lsr_ring_set_eof(c->ring[0]);
+        lsr_ring_set_eof(c->ring[1]);
+        lsr_notify_signal(c->notify);
+    }
+}
+
+int lsr_drain_failure(lsr_drain_client *c, lsr_error *err)
+{
+    if (!__atomic_load_n(&c->failed, __ATOMIC_ACQUIRE))
+        return 0;
+    if (err != NULL)
+        *err = c->failure;
+    return -1;
+}
+
 static void *drainer_main(void *arg)
 {
     (void)arg;
-    uint8_t *buf = malloc(READ_CHUNK);
+    uint8_t *buf = NULL;
+#ifdef LSR_DEBUG
+    if (!__atomic_exchange_n(&debug_fail_malloc, 0, __ATOMIC_ACQ_REL))
+#endif
+        buf = malloc(READ_CHUNK);
 #if LSR_USE_EPOLL
     struct epoll_event events[128];
     int64_t next_scan_ms = lsr_now_ms() + MUTE_SCAN_MS;
 #endif
     pthread_mutex_lock(&G.mu);
+    if (buf == NULL)
+        fail_clients_locked(ENOMEM, "malloc");
     while (G.clients > 0 && buf != NULL) {
 #if LSR_USE_EPOLL
         int timeout = __atomic_load_n(&muted_clients, __ATOMIC_ACQUIRE) > 0 ? MUTE_SCAN_MS : -1;
@@ -338,7 +377,8 @@ static void *drainer_main(void *arg)
         if (n < 0) {
             if (wait_errno == EINTR)
                 continue;
-            break;   /* cannot happen with a valid epoll fd; readers then see no progress */
+            fail_clients_locked(wait_errno, "epoll_wait");   /* cannot happen with a valid fd */
+            break;
         }
         for (int i = 0; i < n; i++) {
             if (events[i].data.u64 == WAKE_TOKEN)
@@ -368,6 +408,7 @@ static void *drainer_main(void *arg)
         if (n < 0) {
             if (wait_errno == EINTR || wait_errno == EAGAIN)
                 continue;
+            fail_clients_locked(wait_errno, "poll");
             break;
         }
         for (nfds_t i = 0; i < count && n > 0; i++) {
@@ -421,25 +462,25 @@ static int start_drainer(lsr_error *err)
 #if LSR_USE_EPOLL
     G.waitfd = epoll_create1(EPOLL_CLOEXEC);
     if (G.waitfd < 0) {
-        set_error(err, errno, "epoll_create1");
+        lsr_set_error(err, errno, "epoll_create1");
         return -1;
     }
     G.wake_r = G.wake_w = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (G.wake_r < 0) {
-        set_error(err, errno, "eventfd");
+        lsr_set_error(err, errno, "eventfd");
         close(G.waitfd);
         G.waitfd = -1;
         return -1;
     }
     int rc = watch_fd(G.wake_r, WAKE_TOKEN);
     if (rc != 0) {
-        set_error(err, rc, "epoll_ctl");
+        lsr_set_error(err, rc, "epoll_ctl");
         goto fail_fds;
     }
 #else
     int pipefd[2];
     if (pipe(pipefd) != 0) {
-        set_error(err, errno, "pipe");
+        lsr_set_error(err, errno, "pipe");
         return -1;
     }
     for (int i = 0; i < 2; i++) {
@@ -462,7 +503,7 @@ static int start_drainer(lsr_error *err)
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        set_error(err, rc, "pthread_create");
+        lsr_set_error(err, rc, "pthread_create");
         goto fail_fds;
     }
     G.state = STATE_RUNNING;
@@ -580,7 +621,7 @@ int lsr_drain_attach(lsr_drain_client *c, lsr_error *err)
     uint32_t idx;
     int rc = alloc_slot(&idx);
     if (rc != 0) {
-        set_error(err, rc, "malloc");
+        lsr_set_error(err, rc, "malloc");
         stop_if_idle();
         pthread_mutex_unlock(&G.mu);
         return -1;
@@ -599,7 +640,7 @@ int lsr_drain_attach(lsr_drain_client *c, lsr_error *err)
             if (c->fd[added] >= 0)
                 unwatch_fd(c->fd[added]);
         release_slot(idx);
-        set_error(err, rc, "epoll_ctl");
+        lsr_set_error(err, rc, "epoll_ctl");
         stop_if_idle();
         pthread_mutex_unlock(&G.mu);
         return -1;

@@ -47,6 +47,10 @@ typedef struct lsr_drain_client {
     int io_closed;          /* detached: no more direct reads */
     int muted;              /* stdout is taken away from the drainer (see MUTE_SCAN_MS) */
     int wake_fd;            /* eventfd that interrupts the direct reader's poll; -1 until needed */
+    /* Set (under the drainer lock) when the drainer thread failed and stopped serving this
+     * client: its rings got EOF early, and readers report `failure` (lsr_drain_failure). */
+    int failed;
+    lsr_error failure;
 } lsr_drain_client;
 
 /* Prepares the client's locks; fd[] and the ring/notify pointers are set by the caller.
@@ -82,6 +86,14 @@ void lsr_drain_detach(lsr_drain_client *c);
 
 /* Whether the drainer watches the client's pidfd (so lsr_drain_client.exit_seen will be set). */
 int lsr_drain_watches_pid(lsr_drain_client *c);
+
+/* Returns 0, or -1 with *err = the failure that stopped the drainer thread from serving this
+ * client (e.g. "malloc: Cannot allocate memory").  Never blocks. */
+int lsr_drain_failure(lsr_drain_client *c, lsr_error *err);
+
+/* LSR_DEBUG builds only: makes the next drainer thread's buffer allocation fail (on != 0), for
+ * tests of the failure path.  Returns 0, or -1 in other builds (nothing changes). */
+int lsr_drain_debug_fail_malloc(int on);
 
 /* Number of attached clients and whether the drainer thread runs (for tests).  Never fails. */
 void lsr_drain_stats(int *clients, int *thread_running);

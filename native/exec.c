@@ -42,14 +42,6 @@ struct lsr_exec {
     lsr_exit_status final;
 };
 
-static void set_error(lsr_error *err, int code, const char *call)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    snprintf(err->message, sizeof err->message, "%s: %s", call, strerror(code));
-}
-
 /* The earlier of two monotonic deadlines (negative = none). */
 static int64_t earlier(int64_t a, int64_t b)
 {
@@ -104,12 +96,12 @@ int lsr_exec_start(const lsr_exec_spec *spec, lsr_exec **out, lsr_error *err)
     *out = NULL;
     lsr_exec *e = (lsr_exec *)calloc(1, sizeof *e);
     if (e == NULL) {
-        set_error(err, ENOMEM, "malloc");
+        lsr_set_error(err, ENOMEM, "malloc");
         return -1;
     }
     int rc = lsr_mutex_init(&e->mu);
     if (rc != 0) {
-        set_error(err, rc, "pthread_mutex_init");
+        lsr_set_error(err, rc, "pthread_mutex_init");
         free(e);
         return -1;
     }
@@ -139,7 +131,7 @@ int lsr_exec_start(const lsr_exec_spec *spec, lsr_exec **out, lsr_error *err)
         } else {
             e->stdin_copy = (uint8_t *)malloc(spec->stdin_len);
             if (e->stdin_copy == NULL) {
-                set_error(err, ENOMEM, "malloc");
+                lsr_set_error(err, ENOMEM, "malloc");
                 exec_unref(e);
                 return -1;
             }
@@ -155,7 +147,7 @@ int lsr_exec_start(const lsr_exec_spec *spec, lsr_exec **out, lsr_error *err)
                     snprintf(err->message, sizeof err->message, "CreateThread: error %d", rc);
                 }
 #else
-                set_error(err, rc, "pthread_create");
+                lsr_set_error(err, rc, "pthread_create");
 #endif
                 e->refs = 1;
                 exec_unref(e);   /* frees the process, which kills the tree */

@@ -5,6 +5,22 @@
 #include <unistd.h>
 #endif
 
+#ifdef LSR_DEBUG
+long lsr_debug_live[LSR_LIVE_KINDS];
+#endif
+
+int lsr_debug_live_counts(long *out)
+{
+#ifdef LSR_DEBUG
+    for (int i = 0; i < LSR_LIVE_KINDS; i++)
+        out[i] = __atomic_load_n(&lsr_debug_live[i], __ATOMIC_RELAXED);
+    return 0;
+#else
+    (void)out;
+    return -1;
+#endif
+}
+
 int lsr_notify_init(lsr_notify *n)
 {
     int rc = lsr_mutex_init(&n->mu);
@@ -17,11 +33,13 @@ int lsr_notify_init(lsr_notify *n)
     }
     n->seq = 0;
     n->wake_fd = -1;
+    LSR_DEBUG_LIVE_ADD(LSR_LIVE_NOTIFIERS, 1);
     return 0;
 }
 
 void lsr_notify_destroy(lsr_notify *n)
 {
+    LSR_DEBUG_LIVE_ADD(LSR_LIVE_NOTIFIERS, -1);
     lsr_cond_destroy(&n->cv);
     lsr_mutex_destroy(&n->mu);
 }

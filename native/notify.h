@@ -34,4 +34,24 @@ uint64_t lsr_notify_wait(lsr_notify *n, uint64_t seen, int64_t deadline_ms);
  * touches the old fd, so the caller may close it.  Returns 0, or ENOTSUP on Windows. */
 int lsr_notify_set_wake_fd(lsr_notify *n, int fd);
 
+/* LSR_DEBUG builds count what the core allocates, so tests can assert nothing leaks: every
+ * notifier (lsr_notify_init / _destroy), ring (lsr_ring_init / _destroy) and managed process
+ * (lsr_proc_spawn / lsr_proc_free) that is alive.  Each extension module compiles its own copy
+ * of the core, so the counts are per module.  Other builds count nothing. */
+#define LSR_LIVE_NOTIFIERS 0
+#define LSR_LIVE_RINGS 1
+#define LSR_LIVE_PROCS 2
+#define LSR_LIVE_KINDS 3
+#ifdef LSR_DEBUG
+extern long lsr_debug_live[LSR_LIVE_KINDS];
+#  define LSR_DEBUG_LIVE_ADD(kind, delta) \
+    ((void)__atomic_add_fetch(&lsr_debug_live[(kind)], (delta), __ATOMIC_RELAXED))
+#else
+#  define LSR_DEBUG_LIVE_ADD(kind, delta) ((void)0)
+#endif
+
+/* Copies the live counts (indexed by LSR_LIVE_*) into out[LSR_LIVE_KINDS] and returns 0; returns
+ * -1 (out untouched) in builds without LSR_DEBUG. */
+int lsr_debug_live_counts(long *out);
+
 #endif

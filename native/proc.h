@@ -37,15 +37,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "lsr_error.h"
 #include "notify.h"
 #include "ringbuf.h"
 
-#define LSR_ERROR_MESSAGE_MAX 256
-
-typedef struct lsr_error {
-    int code;                              /* errno / GetLastError(); 0 = not an OS error */
-    char message[LSR_ERROR_MESSAGE_MAX];   /* "<syscall>: <strerror text>", NUL-terminated */
-} lsr_error;
 
 /* Which output stream (lsr_proc_stream). */
 #define LSR_STDOUT 1
@@ -138,7 +133,8 @@ int lsr_proc_wait_exit(lsr_proc *p, int64_t deadline_ms, lsr_exit_status *st, ls
 
 /* Ends the whole tree and reaps the root, once: kills every process of the tree (POSIX: SIGKILL to
  * the process group while the root is still unreaped, so the group id cannot have been reused, plus
- * the root itself), reaps the root, caches and returns its final status in *final (a root that had
+ * the root itself; on Linux first every descendant that left the group or session, found by parent
+ * links and by the tree's environment tag, see tree_posix.h), reaps the root, caches and returns its final status in *final (a root that had
  * exited before keeps its own exit status).  Then waits up to 1000 ms for both output pipes to
  * reach EOF; pipes still held open after that (by an escaped descendant) are detached and closed,
  * and their rings get EOF.  Bytes already drained stay readable.  Later calls return the cached
@@ -152,6 +148,17 @@ int lsr_proc_terminate(lsr_proc *p, lsr_exit_status *final, lsr_error *err);
  * process that spawned p it only releases memory and descriptors: it never signals or reaps the
  * parent's children.  Never fails. */
 void lsr_proc_free(lsr_proc *p);
+
+/* Returns 0, or -1 with *err when the background machinery that moves the child's output into
+ * the rings failed and stopped (e.g. "malloc: Cannot allocate memory" for the drainer's buffer);
+ * the rings then got EOF early, so a reader that saw EOF checks this to tell a real end of
+ * output from a failure.  Never blocks. */
+int lsr_proc_io_error(lsr_proc *p, lsr_error *err);
+
+/* LSR_DEBUG builds only: the next start of the background drainer fails its buffer allocation,
+ * so tests can see lsr_proc_io_error report it.  Returns 0, or -1 in other builds and on
+ * platforms without a drainer thread (nothing changes). */
+int lsr_proc_debug_fail_drainer_malloc(int on);
 
 /* Platform-neutral inline helpers over the functions above: see proc_io.h. */
 

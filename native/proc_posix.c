@@ -24,6 +24,7 @@
 
 #include "proc.h"
 #include "drain_posix.h"
+#include "tree_posix.h"
 
 #ifdef __APPLE__
 #  include <crt_externs.h>
@@ -50,23 +51,9 @@ struct lsr_proc {
     lsr_exit_status zombie;
     int final_known;        /* terminate reaped the root; `final` is cached for good */
     lsr_exit_status final;
+    char tree_tag[LSR_TREE_TAG_MAX];   /* environment entry marking the tree, or "" (tree_posix.h) */
+    int sweep_pending;                 /* terminate still owes the sweep of escaped descendants */
 };
-
-static void set_error(lsr_error *err, int code, const char *call)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    snprintf(err->message, sizeof err->message, "%s: %s", call, strerror(code));
-}
-
-static void set_message(lsr_error *err, int code, const char *message)
-{
-    if (err == NULL)
-        return;
-    err->code = code;
-    snprintf(err->message, sizeof err->message, "%s", message);
-}
 
 static const lsr_exit_status RUNNING_STATUS = { 1, 0, LSR_UNKNOWN, 0, 0, 0 };
 static const lsr_exit_status LOST_STATUS = { 0, 1, LSR_UNKNOWN, 0, 0, 0 };
@@ -140,26 +127,164 @@ static void spawn_error(lsr_error *err, int code, const char *cwd)
     struct stat st;
     if (cwd != NULL) {
         if (stat(cwd, &st) != 0) {
-            set_error(err, errno, "chdir");
+            lsr_set_error(err, errno, "chdir");
             return;
         }
         if (!S_ISDIR(st.st_mode)) {
-            set_error(err, ENOTDIR, "chdir");
+            lsr_set_error(err, ENOTDIR, "chdir");
             return;
         }
         if (code == EACCES && access(cwd, X_OK) != 0) {
-            set_error(err, EACCES, "chdir");
+            lsr_set_error(err, EACCES, "chdir");
             return;
         }
     }
-    set_error(err, code, "posix_spawn");
+    lsr_set_error(err, code, "posix_spawn");
 }
+
+/* posix_spawn_file_actions_addchdir_np exists from glibc 2.29 (and on macOS / FreeBSD).  It is
+ * detected from the C library's headers at build time: a build against an older glibc (e.g. the
+ * manylinux2014 image, glibc 2.17) cannot reference the versioned symbol, and a build against a
+ * newer one does not load on an older glibc anyway, so the headers of the build's own glibc are
+ * exactly the right test, with no probe in setup.py.  -DLSR_NO_ADDCHDIR forces the fallback so
+ * tests exercise it on any machine. */
+#if !defined(LSR_NO_ADDCHDIR) \
+    && ((defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))) \
+        || defined(__APPLE__) || defined(__FreeBSD__))
+#  define LSR_HAVE_ADDCHDIR 1
+#else
+#  define LSR_HAVE_ADDCHDIR 0
+#endif
+
+#if !LSR_HAVE_ADDCHDIR
+/* What the vfork()ed child reports through its close-on-exec pipe when it fails. */
+typedef struct spawn_failure {
+    int step;    /* 1: chdir, 2: exec */
+    int code;    /* errno */
+} spawn_failure;
+
+/* Fallback for spawning with a working directory where posix_spawn cannot chdir: vfork, then in
+ * the child (which shares our memory and may run while other threads hold locks) only
+ * async-signal-safe system calls on data prepared before the vfork: stdio, new process group,
+ * default signal handlers and an empty mask (the same as posix_spawn's attributes), chdir, then
+ * execve over PATH like posix_spawnp.  All signals are blocked around the vfork so no handler of
+ * ours runs in the child.  Returns 0 or an errno with *failed_call "chdir" / "posix_spawn"
+ * (so callers report it exactly like the posix_spawn path), or "pipe" / "vfork". */
+static int spawn_in_dir(const char *program, char *const *argv, char *const *envp, const char *cwd,
+                        int in_fd, int out_fd, int err_fd, pid_t *pid, const char **failed_call)
+{
+    int report[2];
+    int rc = make_pipe(report);
+    if (rc != 0) {
+        *failed_call = "pipe";
+        return rc;
+    }
+    /* PATH is read now: the child must not call getenv (not async-signal-safe). */
+    const char *path = strchr(program, '/') != NULL ? NULL : getenv("PATH");
+    if (strchr(program, '/') == NULL && path == NULL)
+        path = "/bin:/usr/bin";
+    size_t plen = strlen(program);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t child = vfork();
+    if (child == 0) {
+        spawn_failure f = { 2, 0 };
+        int null_fd = -1;
+        if (in_fd < 0)
+            null_fd = open("/dev/null", O_RDONLY);
+        if (dup2(in_fd >= 0 ? in_fd : null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0
+            || setpgid(0, 0) != 0) {
+            f.code = errno;
+            goto fail;
+        }
+        struct sigaction dfl, cur;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++) {
+            if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &cur) != 0)
+                continue;
+            /* Handlers of ours must not run here; ignored signals stay ignored across exec,
+             * except the two Python ignores for itself (like POSIX_SPAWN_SETSIGDEF). */
+            if (cur.sa_handler != SIG_IGN || sig == SIGPIPE
+#ifdef SIGXFSZ
+                || sig == SIGXFSZ
+#endif
+            )
+                sigaction(sig, &dfl, NULL);
+        }
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        if (chdir(cwd) != 0) {
+            f.step = 1;
+            f.code = errno;
+            goto fail;
+        }
+        if (path == NULL) {
+            execve(program, argv, envp);
+            f.code = errno;
+            goto fail;
+        }
+        /* PATH search like execvp: remember EACCES, keep looking on ENOENT / ENOTDIR. */
+        f.code = ENOENT;
+        char full[4096];
+        for (const char *dir = path;; dir++) {
+            const char *end = dir;
+            while (*end != '\0' && *end != ':')
+                end++;
+            size_t dlen = (size_t)(end - dir);
+            if (dlen + 1 + plen + 1 <= sizeof full) {
+                memcpy(full, dlen ? dir : ".", dlen ? dlen : 1);
+                size_t at = dlen ? dlen : 1;
+                full[at++] = '/';
+                memcpy(full + at, program, plen + 1);
+                execve(full, argv, envp);
+                if (errno == EACCES)
+                    f.code = EACCES;
+                else if (errno != ENOENT && errno != ENOTDIR)
+                    f.code = errno;
+            }
+            if (*end == '\0')
+                break;
+            dir = end;
+        }
+    fail:
+        while (write(report[1], &f, sizeof f) < 0 && errno == EINTR) {
+        }
+        _exit(127);
+    }
+    int saved = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(report[1]);
+    if (child < 0) {
+        close(report[0]);
+        *failed_call = "vfork";
+        return saved;
+    }
+    spawn_failure f;
+    ssize_t got;
+    do {
+        got = read(report[0], &f, sizeof f);
+    } while (got < 0 && errno == EINTR);
+    close(report[0]);
+    if (got == (ssize_t)sizeof f) {
+        /* The child never ran the program: reap it, so the failure leaves nothing behind. */
+        while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
+        }
+        *failed_call = f.step == 1 ? "chdir" : "posix_spawn";
+        return f.code;
+    }
+    *pid = child;
+    return 0;
+}
+#endif
 
 /* Runs posix_spawnp with the child's stdio on the given fds, in a new process group, with the
  * signals Python ignores (SIGPIPE, SIGXFSZ) back at their defaults.  Returns 0 or an errno;
  * *failed_call names the step that failed. */
-static int spawn_child(const lsr_proc_spec *spec, int in_fd, int out_fd, int err_fd, pid_t *pid,
-                       const char **failed_call)
+static int spawn_child(const lsr_proc_spec *spec, const char *tree_tag, int in_fd, int out_fd,
+                       int err_fd, pid_t *pid, const char **failed_call)
 {
     size_t argc = spec->nargs + 1;
     char **argv = calloc(argc + 1, sizeof *argv);
@@ -201,16 +326,12 @@ static int spawn_child(const lsr_proc_spec *spec, int in_fd, int out_fd, int err
     if (rc == 0)
         rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 #endif
+#if LSR_HAVE_ADDCHDIR
     if (rc == 0 && spec->cwd != NULL) {
-#if (defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))) \
-    || defined(__APPLE__) || defined(__FreeBSD__)
         *failed_call = "posix_spawn_file_actions_addchdir_np";
         rc = posix_spawn_file_actions_addchdir_np(&fa, spec->cwd);
-#else
-        *failed_call = "posix_spawn_file_actions_addchdir_np";
-        rc = ENOSYS;
-#endif
     }
+#endif
     if (rc == 0) {
         sigset_t none, defaults;
         sigemptyset(&none);
@@ -229,13 +350,37 @@ static int spawn_child(const lsr_proc_spec *spec, int in_fd, int out_fd, int err
         if (rc == 0)
             rc = posix_spawnattr_setsigdefault(&attr, &defaults);
     }
+    char **tagged_env = NULL;
+    char *const *envp = spec->env != NULL ? (char *const *)spec->env : environ;
+    if (rc == 0 && tree_tag[0] != '\0') {
+        /* Every descendant inherits the tree's tag, whatever it does to its group or session. */
+        size_t n = 0;
+        while (envp[n] != NULL)
+            n++;
+        tagged_env = malloc((n + 2) * sizeof *tagged_env);
+        if (tagged_env == NULL) {
+            *failed_call = "malloc";
+            rc = ENOMEM;
+        } else {
+            memcpy(tagged_env, envp, n * sizeof *tagged_env);
+            tagged_env[n] = (char *)tree_tag;
+            tagged_env[n + 1] = NULL;
+            envp = tagged_env;
+        }
+    }
     if (rc == 0) {
         *failed_call = "posix_spawn";
-        char *const *envp = spec->env != NULL ? (char *const *)spec->env : environ;
-        rc = posix_spawnp(pid, spec->program, &fa, &attr, argv, envp);
+#if !LSR_HAVE_ADDCHDIR
+        if (spec->cwd != NULL)
+            rc = spawn_in_dir(spec->program, argv, envp, spec->cwd, in_fd, out_fd, err_fd, pid,
+                              failed_call);
+        else
+#endif
+            rc = posix_spawnp(pid, spec->program, &fa, &attr, argv, envp);
     }
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
+    free(tagged_env);
     free(argv);
     return rc;
 }
@@ -244,67 +389,69 @@ int lsr_proc_spawn(const lsr_proc_spec *spec, lsr_proc **out, lsr_error *err)
 {
     *out = NULL;
     if (spec == NULL || spec->program == NULL || spec->program[0] == '\0') {
-        set_message(err, EINVAL, "program: must not be empty");
+        lsr_error_setf(err, EINVAL, "program: must not be empty");
         return -1;
     }
     if (spec->buffer_limit == 0) {
-        set_message(err, EINVAL, "buffer_limit: must be positive");
+        lsr_error_setf(err, EINVAL, "buffer_limit: must be positive");
         return -1;
     }
     if (spec->nargs > 0 && spec->args == NULL) {
-        set_message(err, EINVAL, "args: missing");
+        lsr_error_setf(err, EINVAL, "args: missing");
         return -1;
     }
     lsr_proc *p = calloc(1, sizeof *p);
     if (p == NULL) {
-        set_error(err, ENOMEM, "malloc");
+        lsr_set_error(err, ENOMEM, "malloc");
         return -1;
     }
     int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
     int rc = lsr_notify_init(&p->notify);
     if (rc != 0) {
-        set_error(err, rc, "pthread_cond_init");
+        lsr_set_error(err, rc, "pthread_cond_init");
         free(p);
         return -1;
     }
     rc = lsr_ring_init(&p->out, spec->buffer_limit, &p->notify);
     if (rc != 0) {
-        set_error(err, rc, rc == ENOMEM ? "malloc" : "pthread_mutex_init");
+        lsr_set_error(err, rc, rc == ENOMEM ? "malloc" : "pthread_mutex_init");
         goto fail_notify;
     }
     rc = lsr_ring_init(&p->err, spec->buffer_limit, &p->notify);
     if (rc != 0) {
-        set_error(err, rc, rc == ENOMEM ? "malloc" : "pthread_mutex_init");
+        lsr_set_error(err, rc, rc == ENOMEM ? "malloc" : "pthread_mutex_init");
         goto fail_out;
     }
     rc = lsr_mutex_init(&p->mu);
     if (rc != 0) {
-        set_error(err, rc, "pthread_mutex_init");
+        lsr_set_error(err, rc, "pthread_mutex_init");
         goto fail_err;
     }
     rc = lsr_drain_client_init(&p->drain);
     if (rc != 0) {
-        set_error(err, rc, "pthread_mutex_init");
+        lsr_set_error(err, rc, "pthread_mutex_init");
         lsr_mutex_destroy(&p->mu);
         goto fail_err;
     }
     if ((spec->stdin_mode == LSR_STDIN_PIPE && (rc = make_pipe(in_pipe)) != 0)
         || (rc = make_pipe(out_pipe)) != 0 || (rc = make_pipe(err_pipe)) != 0) {
-        set_error(err, rc, "pipe");
+        lsr_set_error(err, rc, "pipe");
         goto fail_pipes;
     }
     /* Our read ends are non-blocking for the drainer; the child's ends stay blocking. */
     if (fcntl(out_pipe[0], F_SETFL, O_NONBLOCK) != 0 || fcntl(err_pipe[0], F_SETFL, O_NONBLOCK) != 0) {
-        set_error(err, errno, "fcntl");
+        lsr_set_error(err, errno, "fcntl");
         goto fail_pipes;
     }
+    /* Without a tag (the watchdog could not start) the process group still holds the tree. */
+    lsr_tree_new_tag(p->tree_tag, NULL);
     const char *failed_call = "posix_spawn";
-    rc = spawn_child(spec, in_pipe[0], out_pipe[1], err_pipe[1], &p->pid, &failed_call);
+    rc = spawn_child(spec, p->tree_tag, in_pipe[0], out_pipe[1], err_pipe[1], &p->pid, &failed_call);
     if (rc != 0) {
-        if (strcmp(failed_call, "posix_spawn") == 0)
+        if (strcmp(failed_call, "posix_spawn") == 0 || strcmp(failed_call, "chdir") == 0)
             spawn_error(err, rc, spec->cwd);
         else
-            set_error(err, rc, failed_call);
+            lsr_set_error(err, rc, failed_call);
         goto fail_pipes;
     }
     /* The child holds its own copies now; ours would keep EOF from ever arriving. */
@@ -335,6 +482,7 @@ int lsr_proc_spawn(const lsr_proc_spec *spec, lsr_proc **out, lsr_error *err)
         goto fail_err;
     }
     *out = p;
+    LSR_DEBUG_LIVE_ADD(LSR_LIVE_PROCS, 1);
     return 0;
 
 fail_pipes:
@@ -368,6 +516,16 @@ lsr_ring *lsr_proc_stream(lsr_proc *p, int which)
 lsr_notify *lsr_proc_notify(lsr_proc *p)
 {
     return &p->notify;
+}
+
+int lsr_proc_io_error(lsr_proc *p, lsr_error *err)
+{
+    return lsr_drain_failure(&p->drain, err);
+}
+
+int lsr_proc_debug_fail_drainer_malloc(int on)
+{
+    return lsr_drain_debug_fail_malloc(on);
 }
 
 void lsr_proc_wait_event(lsr_proc *p, uint64_t seen, int64_t deadline_ms)
@@ -436,7 +594,7 @@ int lsr_proc_write(lsr_proc *p, const void *data, size_t n, lsr_error *err)
     lsr_mutex_lock(&p->mu);
     if (p->stdin_fd < 0 || p->stdin_closing) {
         lsr_mutex_unlock(&p->mu);
-        set_message(err, 0, "stdin is closed");
+        lsr_error_setf(err, 0, "stdin is closed");
         return -1;
     }
     int fd = p->stdin_fd;
@@ -450,7 +608,7 @@ int lsr_proc_write(lsr_proc *p, const void *data, size_t n, lsr_error *err)
         close_fd(&p->stdin_fd);
     lsr_mutex_unlock(&p->mu);
     if (rc != 0) {
-        set_error(err, rc, "write");
+        lsr_set_error(err, rc, "write");
         return -1;
     }
     return 0;
@@ -502,7 +660,7 @@ static int probe_locked(lsr_proc *p, lsr_exit_status *st, lsr_error *err)
             *st = LOST_STATUS;
             return 0;
         }
-        set_error(err, errno, "waitid");
+        lsr_set_error(err, errno, "waitid");
         return -1;
     }
     if (info.si_pid == 0) {
@@ -570,15 +728,37 @@ static int kill_and_reap_locked(lsr_proc *p, lsr_error *err)
 {
     if (p->final_known)
         return 0;
+#if LSR_TREE_TRACKING
+    /* Freeze a running root and its group so they fork no more, then kill every descendant that
+     * left the group (tree_posix.h) while the root's parent links still lead to them.  A failed
+     * sweep (out of memory, no /proc) still leaves the group kill below. */
+    lsr_exit_status now;
+    int running = probe_locked(p, &now, NULL) != 0 || now.running;
+    int eof_out, eof_err;
+    lsr_ring_stats(&p->out, NULL, NULL, NULL, &eof_out);
+    lsr_ring_stats(&p->err, NULL, NULL, NULL, &eof_err);
+    if (running) {
+        killpg(p->pid, SIGSTOP);
+        kill(p->pid, SIGSTOP);
+        lsr_tree_kill(p->pid, 1, p->tree_tag, NULL);
+    } else if (eof_out && eof_err) {
+        /* An exited root whose pipes nobody holds any more: its parent links are gone already,
+         * so the sweep can as well run after the drainer let go of this process, which keeps
+         * a lone run's drainer thread from going back to sleep before it is stopped. */
+        p->sweep_pending = 1;
+    } else {
+        lsr_tree_kill(p->pid, 1, p->tree_tag, NULL);   /* an escapee may hold the pipes: now */
+    }
+#endif
     /* The root is unreaped here, so its group id still names our tree (see the file comment).  A
      * root that already exited leaves the group alive as long as any descendant is in it. */
     if (killpg(p->pid, SIGKILL) != 0 && errno != ESRCH) {
-        set_error(err, errno, "killpg");
+        lsr_set_error(err, errno, "killpg");
         return -1;
     }
     /* The root itself, in case it moved to another group or session. */
     if (kill(p->pid, SIGKILL) != 0 && errno != ESRCH) {
-        set_error(err, errno, "kill");
+        lsr_set_error(err, errno, "kill");
         return -1;
     }
     int wstatus = 0;
@@ -588,7 +768,7 @@ static int kill_and_reap_locked(lsr_proc *p, lsr_error *err)
     } while (got < 0 && errno == EINTR);
     if (got < 0) {
         if (errno != ECHILD) {
-            set_error(err, errno, "waitpid");
+            lsr_set_error(err, errno, "waitpid");
             return -1;
         }
         p->final = p->zombie_known ? p->zombie : LOST_STATUS;
@@ -635,8 +815,17 @@ int lsr_proc_terminate(lsr_proc *p, lsr_exit_status *final, lsr_error *err)
      * unless a descendant escaped the group (setsid) and still holds them. */
     lsr_drain_forget_pid(&p->drain);
     lsr_drain_unmute(&p->drain);
-    if (!wait_streams_closed(p, lsr_now_ms() + DRAIN_WAIT_MS))
-        lsr_drain_detach(&p->drain);
+    int closed = wait_streams_closed(p, lsr_now_ms() + DRAIN_WAIT_MS);
+    lsr_mutex_lock(&p->mu);
+    int sweep = p->sweep_pending;
+    p->sweep_pending = 0;
+    lsr_mutex_unlock(&p->mu);
+    if (!closed || sweep)
+        lsr_drain_detach(&p->drain);   /* nothing more can arrive: both at EOF, or given up */
+#if LSR_TREE_TRACKING
+    if (sweep)
+        lsr_tree_kill(p->pid, 0, p->tree_tag, NULL);   /* the root is reaped: by tag only */
+#endif
     return 0;
 }
 
@@ -644,6 +833,7 @@ void lsr_proc_free(lsr_proc *p)
 {
     if (p == NULL)
         return;
+    LSR_DEBUG_LIVE_ADD(LSR_LIVE_PROCS, -1);
     lsr_exit_status ignored;
     if (p->owner == getpid())
         lsr_proc_terminate(p, &ignored, NULL);

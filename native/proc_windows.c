@@ -612,6 +612,7 @@ int lsr_proc_spawn(const lsr_proc_spec *spec, lsr_proc **out, lsr_error *err)
         goto fail_started;
     }
     *out = p;
+    LSR_DEBUG_LIVE_ADD(LSR_LIVE_PROCS, 1);
     rc = 0;
     goto done;
 
@@ -884,6 +885,7 @@ void lsr_proc_free(lsr_proc *p)
 {
     if (p == NULL)
         return;
+    LSR_DEBUG_LIVE_ADD(LSR_LIVE_PROCS, -1);
     if (p->process != NULL) {
         lsr_exit_status st;
         lsr_error ignored;
@@ -898,4 +900,19 @@ void lsr_proc_free(lsr_proc *p)
     detach_readers(p);
     lsr_mutex_unlock(&p->term_mu);
     proc_release(p);
+}
+
+/* The Windows readers fail their own reads in place (drain_windows.c): no shared drainer can
+ * stop behind a client's back. */
+int lsr_proc_io_error(lsr_proc *p, lsr_error *err)
+{
+    (void)p;
+    (void)err;
+    return 0;
+}
+
+int lsr_proc_debug_fail_drainer_malloc(int on)
+{
+    (void)on;
+    return -1;
 }

@@ -24,6 +24,7 @@ int lsr_ring_init(lsr_ring *r, size_t limit, lsr_notify *shared)
     r->capacity = capacity;
     r->limit = limit;
     r->notify = shared != NULL ? shared : &r->own_notify;
+    LSR_DEBUG_LIVE_ADD(LSR_LIVE_RINGS, 1);
     return 0;
 fail_mutex:
     lsr_mutex_destroy(&r->mu);
@@ -37,6 +38,7 @@ void lsr_ring_destroy(lsr_ring *r)
 {
     if (r->data == NULL)
         return;
+    LSR_DEBUG_LIVE_ADD(LSR_LIVE_RINGS, -1);
     lsr_notify_destroy(&r->own_notify);
     lsr_mutex_destroy(&r->mu);
     free(r->data);

@@ -6,43 +6,6 @@
 
 #include "winerr_windows.h"
 
-/* Length of the longest prefix of s[0..n) that does not end inside a UTF-8 sequence.  Used when
- * a message is truncated, so the Python side never sees a broken character.  Never fails. */
-static size_t utf8_safe_prefix(const char *s, size_t n)
-{
-    size_t start = n;
-    while (start > 0 && ((unsigned char)s[start - 1] & 0xC0) == 0x80)
-        start--;
-    if (start == 0)
-        return 0;
-    unsigned char lead = (unsigned char)s[start - 1];
-    size_t need = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-    return (start - 1) + need <= n ? n : start - 1;
-}
-
-/* vsnprintf into a fixed buffer, cut at a character boundary when it overflows.  Never fails. */
-static void format_into(char *buf, size_t cap, const char *fmt, va_list ap)
-{
-    int n = vsnprintf(buf, cap, fmt, ap);
-    if (n < 0) {
-        buf[0] = '\0';
-        return;
-    }
-    if ((size_t)n >= cap)
-        buf[utf8_safe_prefix(buf, cap - 1)] = '\0';
-}
-
-void lsr_error_setf(lsr_error *err, int code, const char *fmt, ...)
-{
-    if (err == NULL)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    format_into(err->message, sizeof(err->message), fmt, ap);
-    va_end(ap);
-    err->code = code;
-}
-
 size_t lsr_wide_to_utf8(const wchar_t *w, int n, char *out, size_t cap)
 {
     int got = WideCharToMultiByte(CP_UTF8, 0, w, n, out, (int)(cap - 1), NULL, NULL);
@@ -55,7 +18,7 @@ size_t lsr_wide_to_utf8(const wchar_t *w, int n, char *out, size_t cap)
             return 0;
         }
         WideCharToMultiByte(CP_UTF8, 0, w, n, tmp, need, NULL, NULL);
-        size_t keep = utf8_safe_prefix(tmp, cap - 1 < (size_t)need ? cap - 1 : (size_t)need);
+        size_t keep = lsr_utf8_safe_prefix(tmp, cap - 1 < (size_t)need ? cap - 1 : (size_t)need);
         memcpy(out, tmp, keep);
         free(tmp);
         got = (int)keep;

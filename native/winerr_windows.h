@@ -25,10 +25,6 @@ void lsr_win_error(lsr_error *err, const char *call, DWORD code);
 /* Same, with code = GetLastError() read before anything else runs.  Never fails. */
 void lsr_win_error_last(lsr_error *err, const char *call);
 
-/* Fills *err (when not NULL) with a printf-style message and the given code (0 = not an OS
- * error).  The message is cut at a UTF-8 character boundary when it does not fit.  Never fails. */
-void lsr_error_setf(lsr_error *err, int code, const char *fmt, ...);
-
 /* Converts NUL-terminated UTF-8 to a newly malloc'ed NUL-terminated UTF-16 string (free() it).
  * Invalid UTF-8 is an error, not replaced: returns NULL with *err =
  * "MultiByteToWideChar(<what>): ... (error 1113)"; malloc failure gives "malloc: out of memory"

@@ -69,8 +69,8 @@ def test_stubtest_native_modules(tmp_path):
         [sys.executable, "-m", "mypy.stubtest", "--mypy-config-file",
          os.path.join(HERE, "stubtest_mypy.ini"), "--allowlist",
          os.path.join(HERE, "stubtest_allowlist.txt"),
-         "luaskills_runtime._native.luahook", "luaskills_runtime._native.process",
-         "luaskills_runtime._native.ringbuf"],
+         "luaskills_runtime._native.exec", "luaskills_runtime._native.luahook",
+         "luaskills_runtime._native.process", "luaskills_runtime._native.ringbuf"],
         capture_output=True, text=True, timeout=600, env=ENV, cwd=str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -25,7 +25,7 @@ mkdir -p "$out"
 
 flags="-std=c11 -O2 -Wall -Wextra -Werror -I$native -I$here"
 core="$native/proc_windows.c $native/drain_windows.c $native/tree_windows.c \
-      $native/winerr_windows.c $native/notify.c $native/ringbuf.c"
+      $native/winerr_windows.c $native/lsr_error.c $native/notify.c $native/ringbuf.c"
 start=$(date +%s)
 # shellcheck disable=SC2086
 "$CC" $flags -municode -o "$out/lsrchild.exe" "$here/lsrchild.c" &

@@ -204,6 +204,7 @@ def test_guarded_run_results(lease_vm):
     assert guarded_run(lease_vm, "return x", timeout_ms=1000).values == (5,)
 
 
+@pytest.mark.usefixtures("jit_off_hook")  # that mechanism's own behaviour
 def test_guarded_run_jit_is_off_for_lease_vms(lease_vm):
     assert guarded_run(lease_vm, "return (jit.status())", timeout_ms=1000).values == (False,)
 

@@ -1,8 +1,9 @@
 """Runs the Windows process core's C harness (native/tests_windows) under Wine.
 
-The harness cross-compiles proc_windows.c / drain_windows.c / tree_windows.c with mingw-w64
-(-Wall -Wextra -Werror; run.sh also compiles every other Windows C source, e.g. the timeout
-guard's luahook.c and luaapi_windows.c, but those written against the CPython API) and exercises them against real Windows child processes: Job Object and
+The harness cross-compiles proc_windows.c / drain_windows.c / tree_windows.c (with lsr_error.c,
+the one error writer) with mingw-w64 (-Wall -Wextra -Werror; run.sh also compiles every other
+Windows C source, e.g. the timeout guard's luahook.c and luaapi_windows.c, but those written
+against the CPython API) and exercises them against real Windows child processes: Job Object and
 ToolHelp-snapshot tree teardown, the creation-time cutoff, non-reaping status, output draining and
 spawn errors.  Skipped only when the cross compiler or Wine is not installed
 (.ci/install-windows-toolchain.sh installs both on Debian).
@@ -69,6 +70,9 @@ def test_windows_process_core_under_wine():
     assert set(left_out[-1].split()) == expected, output
     windows_sources = {source.name for source in (ROOT / "native").glob("*.c")
                        if not source.name.endswith("_posix.c")}
-    core = {"proc_windows.c", "drain_windows.c", "tree_windows.c", "winerr_windows.c", "notify.c",
-            "ringbuf.c"}
+    # the harness links these (lsr_error.c: the one error writer the Windows files use)
+    core = {"proc_windows.c", "drain_windows.c", "tree_windows.c", "winerr_windows.c", "lsr_error.c",
+            "notify.c", "ringbuf.c"}
     assert set(compiled[-1].split()) == windows_sources - core - expected, output
+    # POSIX-only sources (tree_posix.c: Linux teardown) are neither linked nor compiled
+    assert not {"tree_posix.c", "proc_posix.c", "drain_posix.c"} & set(compiled[-1].split()), output

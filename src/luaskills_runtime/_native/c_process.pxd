@@ -45,6 +45,8 @@ cdef extern from "proc_io.h" nogil:
     int lsr_proc_wait_exit(lsr_proc *p, int64_t deadline_ms, lsr_exit_status *st, lsr_error *err)
     int lsr_proc_terminate(lsr_proc *p, lsr_exit_status *final, lsr_error *err)
     void lsr_proc_free(lsr_proc *p)
+    int lsr_proc_io_error(lsr_proc *p, lsr_error *err)
+    int lsr_proc_debug_fail_drainer_malloc(int on)
 
     ctypedef struct lsr_marker:
         const uint8_t *bytes

@@ -13,6 +13,9 @@ cdef extern from "luaskills.h" nogil:
     uint64_t lsr_notify_wait(lsr_notify *n, uint64_t seen, int64_t deadline_ms)
     int lsr_notify_set_wake_fd(lsr_notify *n, int fd)
 
+    int LSR_LIVE_KINDS
+    int lsr_debug_live_counts(long *out)
+
     ctypedef struct lsr_ring:
         size_t capacity
         size_t limit

@@ -15,14 +15,21 @@ from libc.stdint cimport uint8_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, free
 
 from luaskills_runtime._native.c_ringbuf cimport (
+    lsr_debug_live_counts,
     lsr_ring, lsr_now_ms, lsr_ring_stats, lsr_ring_drain, lsr_notify_seq, lsr_notify_set_wake_fd,
 )
 from luaskills_runtime._native.c_process cimport (
     lsr_error, lsr_proc, lsr_proc_spec, lsr_exit_status, lsr_marker,
     LSR_STDOUT, LSR_STDERR, LSR_STDIN_PIPE, LSR_STDIN_NULL, LSR_UNKNOWN, LSR_WAIT_TIMEOUT,
+    LSR_WAIT_EOF, lsr_proc_io_error, lsr_proc_debug_fail_drainer_malloc,
     lsr_proc_spawn, lsr_proc_pid, lsr_proc_write, lsr_proc_close_stdin, lsr_proc_stream,
     lsr_proc_notify, lsr_proc_status, lsr_proc_wait_exit, lsr_proc_terminate, lsr_proc_free,
     lsr_proc_wait_output, lsr_proc_wait_event, lsr_ring_peek,
+)
+
+from luaskills_runtime._native.c_exec cimport (
+    lsr_exec, lsr_exec_spec, lsr_exec_outcome, lsr_exec_start, lsr_exec_pid, lsr_exec_wait,
+    lsr_exec_kill, lsr_exec_finish, lsr_exec_stream, lsr_exec_release,
 )
 
 from luaskills_runtime.errors import LuaSkillsError
@@ -62,6 +69,12 @@ cdef inline int64_t _deadline(object timeout_ms) except? -2:
     if t < 0:
         t = 0
     return lsr_now_ms() + <int64_t>t
+
+
+def _debug_fail_drainer_malloc(bint on=True):
+    """LSR_DEBUG builds: the next start of the drainer thread fails to allocate its buffer (fault
+    injection for tests).  Returns False in other builds, where nothing changes."""
+    return lsr_proc_debug_fail_drainer_malloc(on) == 0
 
 
 cdef object _fail(str op, lsr_error *e):
@@ -277,12 +290,15 @@ cdef class ProcessCore:
             _set_marker(&markers[0], out_marker)
             _set_marker(&markers[1], err_marker)
             mp = markers
+        cdef lsr_error err
         while True:  # in slices, handling signals between them (markers keep their scan offsets)
             with nogil:
                 rc = lsr_proc_wait_output(self.proc, mp, _slice_end(deadline))
             if rc != LSR_WAIT_TIMEOUT or not _before(deadline):
                 break
             PyErr_CheckSignals()
+        if rc == LSR_WAIT_EOF and lsr_proc_io_error(self.proc, &err) != 0:
+            _fail("process.session.read", &err)
         return self._result(_take(lsr_proc_stream(self.proc, LSR_STDOUT), max_bytes),
                             _take(lsr_proc_stream(self.proc, LSR_STDERR), max_bytes),
                             rc == LSR_WAIT_TIMEOUT)
@@ -439,4 +455,40 @@ cdef class ProcessCore:
         return True
 
 
-include "exec.pxi"
+# ---- C entry points for the exec module (declared in process.pxd) ---------------------------
+
+cdef int core_exec_start(const lsr_exec_spec *spec, lsr_exec **out, lsr_error *err) noexcept nogil:
+    return lsr_exec_start(spec, out, err)
+
+cdef int64_t core_exec_pid(const lsr_exec *e) noexcept nogil:
+    return lsr_exec_pid(e)
+
+cdef int core_exec_wait(lsr_exec *e, int64_t until_ms, lsr_error *err) noexcept nogil:
+    return lsr_exec_wait(e, until_ms, err)
+
+cdef int core_exec_kill(lsr_exec *e, lsr_error *err) noexcept nogil:
+    return lsr_exec_kill(e, err)
+
+cdef int core_exec_finish(lsr_exec *e, lsr_exec_outcome *out, lsr_error *err) noexcept nogil:
+    return lsr_exec_finish(e, out, err)
+
+cdef lsr_ring *core_exec_stream(lsr_exec *e, int which) noexcept nogil:
+    return lsr_exec_stream(e, which)
+
+cdef void core_exec_release(lsr_exec *e) noexcept nogil:
+    lsr_exec_release(e)
+
+cdef void core_ring_stats(lsr_ring *r, size_t *held) noexcept nogil:
+    lsr_ring_stats(r, held, NULL, NULL, NULL)
+
+cdef size_t core_ring_drain(lsr_ring *r, uint8_t *out, size_t max) noexcept nogil:
+    return lsr_ring_drain(r, out, max)
+
+
+def _debug_live_counts():
+    """LSR_DEBUG builds: (notifiers, rings, processes) of this module's copy of the native core
+    that are alive now; None in other builds."""
+    cdef long counts[3]
+    if lsr_debug_live_counts(counts) != 0:
+        return None
+    return (counts[0], counts[1], counts[2])

@@ -1,3 +1,5 @@
+from typing import Optional, Tuple
+
 from typing_extensions import Buffer, disjoint_base
 
 @disjoint_base
@@ -12,3 +14,6 @@ class RingBuffer:
     def __len__(self) -> int: ...
     @property
     def capacity(self) -> int: ...
+
+
+def _debug_live_counts() -> Optional[Tuple[int, int, int]]: ...

@@ -5,6 +5,7 @@ from libc.stdint cimport uint8_t, uint64_t, int64_t
 from libc.string cimport strerror
 
 from luaskills_runtime._native.c_ringbuf cimport (
+    lsr_debug_live_counts,
     lsr_now_ms, lsr_ring_init, lsr_ring_destroy, lsr_ring_append, lsr_ring_drain, lsr_ring_set_eof,
     lsr_ring_stats, lsr_ring_find, lsr_ring_wait_readable,
 )
@@ -98,3 +99,12 @@ cdef class RingBuffer:
         cdef int eof
         lsr_ring_stats(&self.ring, &held, &total, &dropped, &eof)
         return held, total, dropped, bool(eof)
+
+
+def _debug_live_counts():
+    """LSR_DEBUG builds: (notifiers, rings, processes) of this module's copy of the native core
+    that are alive now; None in other builds."""
+    cdef long counts[3]
+    if lsr_debug_live_counts(counts) != 0:
+        return None
+    return (counts[0], counts[1], counts[2])

@@ -18,16 +18,12 @@ count hook is set, whatever the count, so CPU-bound code runs slower while armed
 (benchmarks/bench_timeout_guard.py prints both guards' overhead).  The native guard installs no
 hook before the deadline and stays the default wherever it can bind.
 
-``guard_mechanism()`` says which one this process uses: ``LUASKILLS_GUARD=native`` or
-``LUASKILLS_GUARD=lua-hook`` forces one; unset (or ``auto``) picks the native guard when lupa's
-Lua C API can be bound, else the Lua hook.  ``new_timeout_guard(runtime)`` builds a guard of that
-kind for a runtime; both kinds offer ``arm``, ``disarm``, ``cancel``, ``fired`` and
-``raised_count``.
+Which guard a VM gets is chosen in luaskills_runtime.lua.guard_mechanism (``LUASKILLS_GUARD``);
+both kinds offer ``arm``, ``disarm``, ``cancel``, ``fired`` and ``raised_count``.
 """
 from __future__ import annotations
 
 import ctypes
-import functools
 import heapq
 import itertools
 import os
@@ -36,13 +32,7 @@ import time
 import weakref
 from typing import Optional
 
-from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.chunk_files import read_chunk
-
-GUARD_ENV = "LUASKILLS_GUARD"
-NATIVE = "native"
-LUA_HOOK = "lua-hook"
-MECHANISMS = (NATIVE, LUA_HOOK)
 
 # Instructions between two flag checks.  LuaJIT's cost of a count hook does not depend on the
 # count (every instruction goes through the hook dispatcher), so the count only sets how fast a
@@ -261,41 +251,3 @@ class LuaHookGuard:
         if not self._armed:
             return "idle"
         return "firing" if self._flag else "armed"
-
-
-@functools.lru_cache(maxsize=1)
-def native_guard_error() -> Optional[str]:
-    """Why the native guard cannot work in this process, or None when it can."""
-    try:
-        from luaskills_runtime._native import luahook
-    except ImportError as error:
-        return f"the native guard module does not load: {error}"
-    return luahook.c_api_error()
-
-
-@functools.lru_cache(maxsize=1)
-def guard_mechanism() -> str:
-    """The timeout guard this process uses: "native" or "lua-hook" (see the module doc)."""
-    wanted = os.environ.get(GUARD_ENV, "").strip().lower() or "auto"
-    if wanted == LUA_HOOK:
-        return LUA_HOOK
-    if wanted == NATIVE:
-        problem = native_guard_error()
-        if problem is not None:
-            raise LuaSkillsError(f"{GUARD_ENV}=native, but {problem}")
-        return NATIVE
-    if wanted != "auto":
-        raise LuaSkillsError(f"{GUARD_ENV} must be native, lua-hook or auto, got {wanted!r}")
-    return NATIVE if native_guard_error() is None else LUA_HOOK
-
-
-def new_timeout_guard(runtime, policy=None):
-    """A timeout guard of this process's mechanism, bound to `runtime`.  `policy`: the VM's
-    PolicyControls (luaskills_runtime.lua.policy), whose full debug library and FFI the Lua-hook
-    guard uses when the policy took them from Lua code (the native guard needs neither)."""
-    if guard_mechanism() == NATIVE:
-        from luaskills_runtime._native.luahook import TimeoutGuard
-        return TimeoutGuard(runtime)
-    if policy is None:
-        return LuaHookGuard(runtime)
-    return LuaHookGuard(runtime, host_debug=policy.full_debug, host_ffi=policy.host_ffi)

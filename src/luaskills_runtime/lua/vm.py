@@ -80,7 +80,9 @@ class LuaVM:
         self.max_memory = max_memory or None   # the VM's memory cap (owners may lift it briefly)
         g = self.runtime.globals()
         g[b"python"] = None
-        self.runtime.execute("package.loaded.python = nil")
+        # jit.profile would take LuaJIT's one profiler, which the timeout guard uses (issue 18).
+        self.runtime.execute("package.loaded.python = nil "
+                             "package.loaded['jit.profile'] = nil package.preload['jit.profile'] = nil")
         # The dialect first: it keeps what it needs privately (loadlib'd lua_pushthread, the
         # FFI pipe close of main VMs).  Then the policy, so every later chunk (and user code)
         # sees only the standard library it leaves (no ffi, no loadlib under default/untrusted).

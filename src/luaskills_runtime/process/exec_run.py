@@ -45,8 +45,8 @@ _live_runs: "weakref.WeakSet" = weakref.WeakSet()
 
 
 def _native():
-    from luaskills_runtime._native import process as native_process
-    return native_process
+    from luaskills_runtime._native import exec as native_exec
+    return native_exec
 
 
 def _child_env(overrides: dict) -> Optional[list]:

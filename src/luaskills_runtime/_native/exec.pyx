@@ -1,12 +1,22 @@
-# One-shot runs (native/exec.h) for luaskills_runtime.process_exec; included by process.pyx so
-# they share its drainer and module state.  Every blocking call releases the GIL.
+# cython: language_level=3
+"""One-shot runs (native/exec.h) for luaskills_runtime.process_exec.  The C calls go through the
+process module's exported entry points (process.pxd), so runs share its one copy of the process
+core (drainer thread, teardown watchdog).  Every blocking call releases the GIL."""
 import threading as _threading
 
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
+from libc.stdint cimport uint8_t, int64_t
+from libc.stdlib cimport malloc, free
 
-from luaskills_runtime._native.c_exec cimport (
-    lsr_exec, lsr_exec_spec, lsr_exec_outcome, lsr_exec_start, lsr_exec_pid, lsr_exec_wait,
-    lsr_exec_kill, lsr_exec_finish, lsr_exec_stream, lsr_exec_release,
+from luaskills_runtime._native.c_exec cimport lsr_exec, lsr_exec_spec, lsr_exec_outcome
+from luaskills_runtime._native.c_process cimport lsr_error, LSR_STDOUT, LSR_STDERR, LSR_UNKNOWN
+from luaskills_runtime._native.c_ringbuf cimport lsr_ring, lsr_now_ms
+from luaskills_runtime._native.process cimport (
+    core_exec_start as lsr_exec_start, core_exec_pid as lsr_exec_pid,
+    core_exec_wait as lsr_exec_wait, core_exec_kill as lsr_exec_kill,
+    core_exec_finish as lsr_exec_finish, core_exec_stream as lsr_exec_stream,
+    core_exec_release as lsr_exec_release, core_ring_stats, core_ring_drain as lsr_ring_drain,
 )
 
 # The waiting thread looks for pending signals (KeyboardInterrupt) this often.
@@ -35,7 +45,7 @@ class ExecOutcome:
 cdef bytes _take_all(lsr_ring *ring):
     """Every byte held in a ring, as one bytes object (one copy)."""
     cdef size_t held
-    lsr_ring_stats(ring, &held, NULL, NULL, NULL)
+    core_ring_stats(ring, &held)
     if held == 0:
         return b""
     cdef bytes out = PyBytes_FromStringAndSize(NULL, held)
