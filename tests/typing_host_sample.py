@@ -16,7 +16,9 @@ from luaskills_runtime.types import (ExecResult, LeaseCreatePayload, LeaseEvalPa
 
 def sync_host() -> List[Any]:
     seen: List[Any] = []
-    options = HostOptions(max_memory_bytes=64 * 1024 * 1024, main_pool=(1, 2, 60))
+    options = HostOptions(max_memory_bytes=64 * 1024 * 1024, main_pool=(1, 2, 60),
+                          policy="default", fs_roots=("/tmp",), env_allow=("HOME",),
+                          output=lambda stream, text: None)
     with LuaEngine(options) as engine:
         seen.append(engine.run_lua("return args.n * 2", {"n": 21}, request_id="r1"))
         seen.append(engine.cancel("r1"))
@@ -40,12 +42,13 @@ def sync_host() -> List[Any]:
         system = engine.create_system_runtime_lease(sid="sys-a")
         seen.append(engine.system_runtime_lease_status(lease_id=system.get("lease_id", "")))
         seen.append(engine.list_system_runtime_leases())
-        with engine.open_lease("host-c", ttl_sec=30) as lease:
+        with engine.open_lease("host-c", ttl_sec=30, policy="untrusted") as lease:
             handle: Lease = lease
             value: Any = handle.eval("return args.x", {"x": 1}, timeout_ms=500,
                                      request_context={"request": {}}, tool_config={"k": 1})
             seen.append(value)
-            seen.append(handle.status()["generation"])
+            lease_status = handle.status()
+            seen.append((lease_status["generation"], lease_status.get("policy")))
             seen.append(handle.cancel())
             try:
                 handle.eval("error('x')")

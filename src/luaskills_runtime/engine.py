@@ -375,7 +375,8 @@ class LuaEngine:
         """Create a runtime lease for `sid` and return its handle (see :class:`Lease`).
 
         `create_fields` are the other create request fields (``cwd``, ``workspace_root``,
-        ``lua_roots``, ``c_roots``, ``mounts``); `system` selects the system_lua_lib profile.
+        ``lua_roots``, ``c_roots``, ``mounts``, ``policy``); `system` selects the system_lua_lib
+        profile.
         Raises LeaseError when the lease cannot be created (e.g. ``lease_exists``)."""
         create = self.create_system_runtime_lease if system else self.create_runtime_lease
         payload = create(sid=sid, ttl_sec=ttl_sec, replace=replace, **create_fields)

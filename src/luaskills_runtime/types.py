@@ -47,6 +47,7 @@ class _LeaseIdentity(TypedDict):
     lifetime: NotRequired[str]           # "finite" or "infinite"
     cwd: NotRequired[Optional[str]]
     system_lua_lib: NotRequired[Optional[str]]
+    policy: NotRequired[str]             # the lease's policy profile (README "Safety")
     expires_at_unix_ms: NotRequired[Optional[int]]
 
 
@@ -103,6 +104,7 @@ class CreateLeaseFields(TypedDict, total=False):
     lua_roots: List[str]
     c_roots: List[str]
     mounts: Dict[str, Any]
+    policy: Optional[str]                # "default", "trusted" or "untrusted" (None: the host's)
 
 
 class OpenLeaseFields(TypedDict, total=False):
@@ -112,6 +114,7 @@ class OpenLeaseFields(TypedDict, total=False):
     lua_roots: List[str]
     c_roots: List[str]
     mounts: Dict[str, Any]
+    policy: Optional[str]                # "default", "trusted" or "untrusted" (None: the host's)
 
 
 class EvalLeaseFields(TypedDict, total=False):

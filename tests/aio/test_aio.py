@@ -326,9 +326,10 @@ async def test_worker_pool_is_bounded_and_niced(anyio_backend):
         assert sorted(results) == list(range(10))
         assert engine._workers.threads == 2
         if sys.platform.startswith("linux"):
-            # the pool's workers, and the VM threads that ran their Lua work at their priority
-            workers = [t for t in threading.enumerate() if t.name.startswith("luaskills-lua-")
-                       and t.name.rsplit("-", 1)[-1].isdigit()]
+            # the pool's workers (luaskills-lua-<n>, not the Lua-hook guard's watchdog), and the
+            # VM threads that ran their Lua work at their priority
+            workers = [t for t in threading.enumerate()
+                       if t.name.startswith("luaskills-lua-") and t.name[14:].isdigit()]
             vm_threads = [t for t in threading.enumerate() if t.name == "luaskills-main-vm"]
             base = os.getpriority(os.PRIO_PROCESS, 0)
             assert workers and all(

@@ -10,10 +10,10 @@ from _lease_support import (close, create, evaluate, KillRecorder, lease_vm, lis
 from luaskills_runtime.leases import PUBLIC, SYSTEM
 
 CREATE_FIELDS = {"ok", "sid", "lease_id", "generation", "profile", "lifetime", "cwd",
-                 "workspace_root", "system_lua_lib", "ttl_sec", "expires_at_unix_ms"}
+                 "workspace_root", "system_lua_lib", "ttl_sec", "expires_at_unix_ms", "policy"}
 STATUS_FIELDS = CREATE_FIELDS | {"closed", "expired"}
 EVAL_FIELDS = {"ok", "sid", "lease_id", "generation", "profile", "lifetime", "cwd",
-               "system_lua_lib", "expires_at_unix_ms", "result"}
+               "system_lua_lib", "expires_at_unix_ms", "result", "policy"}
 ERROR_FIELDS = {"ok", "error_code", "message"}
 
 

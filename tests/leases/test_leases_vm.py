@@ -311,7 +311,7 @@ def test_cancel_a_running_eval(lease_env):
     idle = leases.cancel({"lease_id": lease_id}, PUBLIC, from_json=False)
     assert idle["ok"] is True and idle["cancelled"] is False
     assert set(idle) == {"ok", "sid", "lease_id", "generation", "profile", "lifetime", "cwd",
-                         "system_lua_lib", "expires_at_unix_ms", "cancelled"}
+                         "system_lua_lib", "expires_at_unix_ms", "cancelled", "policy"}
     assert result_of(leases, lease_id, "return 1") == 1  # an idle cancel does not stick
     outcome = {}
     worker = threading.Thread(target=lambda: outcome.update(evaluate(

@@ -189,7 +189,8 @@ TRACE_COUNT = """
 def test_the_vm_keeps_compiling_after_a_timeout(engine):
     # The stopped loop ran compiled, and after the stop new loops compile again: no hook, no
     # profiler bit and no aborted recorder state is left behind.
-    lease_id = engine.create_runtime_lease(sid="keeps-compiling")["lease_id"]
+    # `trusted`: the last check reads the hook with debug.gethook, which `default` removes
+    lease_id = engine.create_runtime_lease(sid="keeps-compiling", policy="trusted")["lease_id"]
     code = "local s = 0 for i = 1, 1e15 do s = s + i % 7 end"
     for _ in range(3):
         payload = engine.eval_runtime_lease(lease_id=lease_id, code=code, timeout_ms=50)

@@ -40,10 +40,20 @@ def _reference(flavour: str):
     return corpus.decode(done.stdout.decode())
 
 
-def _in_vms(tmp_path):
+# Policies (README "Safety"): user code sees the dialect under `default`, except the debug
+# functions that policy removes (all of debug but traceback, getinfo and sethook), whose dialect
+# items (debug.setmetatable's result, debug.getuservalue / setuservalue) are checked under
+# `trusted`.  Everything else must match under both.
+POLICIES = ("default", "trusted")
+_REMOVED_DEBUG = re.compile(r"\bdebug\.(?!traceback\b|getinfo\b|sethook\b)\w+")
+TRUSTED_ONLY = {ident for ident, snippet in corpus.LIBRARY + corpus.NATIVE_IO + corpus.LANGUAGE
+                if _REMOVED_DEBUG.search(snippet)}
+
+
+def _in_vms(tmp_path, policy):
     code = corpus.driver(ALL)
     answers = {}
-    with LuaEngine(HostOptions(system_lua_lib_dir=str(tmp_path / "lib"))) as engine:
+    with LuaEngine(HostOptions(system_lua_lib_dir=str(tmp_path / "lib"), policy=policy)) as engine:
         answers["run_lua"] = corpus.decode(engine.run_lua(code))
         markdown = engine.execute_runlua_request_json_inline(json.dumps({"code": code}))
         assert "## Status\nSUCCESS" in markdown, markdown
@@ -59,7 +69,13 @@ def _in_vms(tmp_path):
 def results(tmp_path_factory):
     compat = _reference("compat52")
     plain = _reference("plain")
-    return compat, plain, _in_vms(tmp_path_factory.mktemp("dialect"))
+    return compat, plain, {policy: _in_vms(tmp_path_factory.mktemp("dialect"), policy)
+                           for policy in POLICIES}
+
+
+def _removed_by_policy(answer):
+    """The snippet called a debug function the policy removed (raised, or caught by its pcall)."""
+    return "a nil value" in answer
 
 
 def _table(title, snippets, compat, plain, ours):
@@ -74,19 +90,31 @@ def _table(title, snippets, compat, plain, ours):
 
 @pytest.mark.parametrize("ident", [ident for ident, _ in corpus.LIBRARY])
 def test_library_item_matches_compat_luajit(results, ident):
-    compat, plain, ours = results
-    for kind in KINDS:
-        assert ours[kind][ident] == compat[ident], (kind, ident)
+    compat, plain, by_policy = results
+    for policy, ours in by_policy.items():
+        for kind in KINDS:
+            if policy == "default" and ident in TRUSTED_ONLY:
+                assert _removed_by_policy(ours[kind][ident]), (policy, kind, ident)
+            else:
+                assert ours[kind][ident] == compat[ident], (policy, kind, ident)
+
+
+def test_trusted_only_items_are_the_removed_debug_functions():
+    assert TRUSTED_ONLY and all(ident in dict(corpus.LIBRARY) for ident in TRUSTED_ONLY)
+    assert {"debug.setmetatable", "debug.uservalue"} <= TRUSTED_ONLY
+    assert "pairs" not in TRUSTED_ONLY and "coroutine.running main" not in TRUSTED_ONLY
 
 
 @pytest.mark.parametrize("ident", [ident for ident, _ in corpus.NATIVE_IO])
 def test_native_io_item_matches_compat_luajit_in_main_vms(results, ident):
-    compat, plain, ours = results
-    assert ours["run_lua"][ident] == compat[ident], ident
+    compat, plain, by_policy = results
+    for policy, ours in by_policy.items():
+        assert ours["run_lua"][ident] == compat[ident], (policy, ident)
 
 
 def test_language_items_are_luajits_own_in_every_vm(results):
-    compat, plain, ours = results
+    compat, plain, by_policy = results
+    ours = by_policy["trusted"]
     _table("Library level (compat52.lua), must equal the compat column:", corpus.LIBRARY,
            compat, plain, ours)
     _table("LuaJIT's own io (main VMs; runlua/lease use managed io, SPEC 4):", corpus.NATIVE_IO,
@@ -95,27 +123,35 @@ def test_language_items_are_luajits_own_in_every_vm(results):
            corpus.LANGUAGE, compat, plain, ours)
     for ident, _ in corpus.LANGUAGE:
         assert compat[ident] != plain[ident], f"{ident}: not a 5.2-mode difference"
-        for kind in KINDS:
-            assert ours[kind][ident] == plain[ident], (kind, ident)
+        for policy in POLICIES:
+            for kind in KINDS:
+                assert by_policy[policy][kind][ident] == plain[ident], (policy, kind, ident)
 
 
-def test_every_vm_kind_sees_the_same_library(tmp_path):
+@pytest.mark.parametrize("policy", POLICIES)
+def test_every_vm_kind_sees_the_same_library(tmp_path, policy):
     """The globals and the standard library tables a request sees are the same in the three VM
-    kinds: the dialect's functions everywhere, no runner helper anywhere."""
+    kinds: the dialect's functions everywhere, no runner helper anywhere; under `default` no
+    door to the FFI (the dialect's pipe close keeps its own) and debug cut down."""
     probe = ("local out = {} for _, lib in ipairs({'_G', 'table', 'string', 'math', 'os', 'io', "
              "'coroutine', 'debug', 'package'}) do local t = lib == '_G' and _G or _G[lib] "
              "for k in next, t do out[#out + 1] = lib .. '.' .. tostring(k) end end "
              "table.sort(out) return table.concat(out, ' ')")
-    with LuaEngine(HostOptions(system_lua_lib_dir=str(tmp_path / "lib"))) as engine:
+    with LuaEngine(HostOptions(system_lua_lib_dir=str(tmp_path / "lib"), policy=policy)) as engine:
         main = set(engine.run_lua(probe).split())
         markdown = engine.execute_runlua_request_json_inline(json.dumps({"code": probe}))
         lease_id = engine.create_runtime_lease(sid="globals")["lease_id"]
         lease = set(engine.eval_runtime_lease(lease_id=lease_id, code=probe)["result"].split())
     returned = markdown.split("## Returned Values")[1]
     runlua = set(re.search(r"```text\n(.*?)\n```", returned, re.S).group(1).split())
-    assert {"table.pack", "table.unpack", "_G.rawlen", "package.searchers",
-            "debug.getuservalue"} <= main
+    assert {"table.pack", "table.unpack", "_G.rawlen", "package.searchers"} <= main
     assert not {"math.mod", "string.gfind"} & main
+    if policy == "trusted":
+        assert {"debug.getuservalue", "package.loadlib"} <= main
+    else:
+        assert {n for n in main if n.startswith("debug.")} == {
+            "debug.traceback", "debug.getinfo", "debug.sethook"}
+        assert not {"package.loadlib", "_G.ffi"} & main
     assert main == runlua == lease, (main ^ runlua, main ^ lease)
 
 

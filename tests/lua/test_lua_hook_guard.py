@@ -348,14 +348,66 @@ ESCAPES = {
 }
 
 
-@pytest.fixture(scope="module")
-def lua_hook_engine():
+def _lua_hook_engine(policy):
     from luaskills_runtime import HostOptions, LuaEngine
 
     with pytest.MonkeyPatch.context() as patch:  # guarded VMs made here get the Lua hook
         patch.setattr(guard, "guard_mechanism", lambda: mechanisms.LUA_HOOK)
-        with LuaEngine(HostOptions(runlua_pool=(1, 1, 60))) as engine:
+        with LuaEngine(HostOptions(runlua_pool=(1, 1, 60), policy=policy)) as engine:
             yield engine
+
+
+@pytest.fixture(scope="module")
+def lua_hook_engine():
+    # `trusted`: the escapes need the full debug library (README "Safety")
+    yield from _lua_hook_engine("trusted")
+
+
+@pytest.fixture(scope="module")
+def lua_hook_default_engine():
+    yield from _lua_hook_engine("default")
+
+
+UNDER_DEFAULT = {
+    "user hooks go through the guard": "debug.sethook() debug.sethook(function() end, '', 5) "
+                                       "while true do end",
+    "hook setter loop": "while true do debug.sethook(function() end, '', 10) debug.sethook() end",
+    "pcall loop": "while true do pcall(function() while true do end end) end",
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNDER_DEFAULT))
+def test_lua_hook_guard_under_the_default_policy(lua_hook_default_engine, name):
+    """The policy leaves user code traceback/getinfo/sethook and no FFI; the guard keeps its
+    full debug library and FFI flag cell to itself and still stops every run, and adds no debug
+    function to what user code sees."""
+    engine = lua_hook_default_engine
+    report = engine.execute_runlua_request_inline({"code": UNDER_DEFAULT[name], "timeout_ms": 200})
+    assert "luaexec execution timed out after 200 ms" in report, report
+    probe = ("local names = {} for k in pairs(debug) do names[#names + 1] = k end table.sort(names) "
+             "return table.concat(names, ','), tostring(package.loaded.ffi), "
+             "tostring(pcall(require, 'ffi'))")
+    lease_id = engine.create_runtime_lease(sid="hook-default", replace=True)["lease_id"]
+    for code in (UNDER_DEFAULT[name], probe):
+        answer = engine.eval_runtime_lease(lease_id=lease_id, code=code, timeout_ms=200)
+        if code is probe:
+            assert answer["result"] == "getinfo,sethook,traceback", answer
+        else:
+            assert "timed out after 200 ms" in answer["message"], answer
+    report = engine.execute_runlua_request_inline({"code": probe})
+    assert "getinfo,sethook,traceback" in report and "\nnil\n" in report and "false" in report, report
+
+
+def test_ffi_the_guard_opened_is_the_one_user_code_requires():
+    """Opening the FFI twice resets the state's C types (the guard's flag cell would read as
+    another type): a require after the guard gets the guard's module."""
+    runtime = new_runtime()
+    guard = LuaHookGuard(runtime)
+    assert guard.uses_ffi
+    assert runtime.eval(b"package.loaded.ffi") is None
+    runtime.execute(b"local ffi = require('ffi') ffi.cdef('typedef struct { int a; } lsr_probe_t;')")
+    error, _ = run_guarded(guard, runtime.eval(b"function() while true do end end"))
+    assert error == MESSAGE.decode()
 
 
 @pytest.mark.parametrize("name", sorted(ESCAPES))

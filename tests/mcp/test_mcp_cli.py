@@ -108,16 +108,27 @@ def test_malformed_json_rpc_gets_errors_and_the_server_keeps_serving():
     assert_no_new_descendants(before)
 
 
-def test_policy_other_than_default_is_refused_until_the_runtime_has_policies():
+def test_policy_option_reaches_host_options():
+    from luaskills_runtime.cli import build_parser
+    from luaskills_runtime.mcp.command import host_options
+
+    for name in ("default", "trusted", "untrusted"):
+        assert host_options(build_parser().parse_args(["mcp", "--policy", name])).policy == name
+    assert host_options(build_parser().parse_args(["mcp"])).policy == "default"
     argv, env = server_command()
-    result = subprocess.run(argv + ["--policy", "trusted"], env=env, stdin=subprocess.DEVNULL,
-                            capture_output=True, timeout=60)
-    assert result.returncode == 2
-    assert b"--policy trusted is not available" in result.stderr
-    assert result.stdout == b""
     bogus = subprocess.run(argv + ["--policy", "root"], env=env, stdin=subprocess.DEVNULL,
                            capture_output=True, timeout=60)
     assert bogus.returncode == 2 and b"invalid choice" in bogus.stderr
+
+
+async def test_untrusted_policy_governs_runlua_calls():
+    async with stdio_session("--policy", "untrusted") as session:
+        refused = await session.call_tool(
+            "runlua", {"code": "return vulcan.process.exec({program = 'true'})"})
+        text = refused.content[0].text
+        assert "not allowed by the `untrusted` policy" in text, text
+        allowed = await session.call_tool("runlua", {"code": "return 1 + 1"})
+        assert not allowed.isError and "2" in allowed.content[0].text
 
 
 def test_policy_default_is_accepted():

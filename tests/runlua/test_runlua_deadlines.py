@@ -147,8 +147,8 @@ def test_stuck_vm_threads_and_vms_are_freed_when_they_come_back():
 CHILD = textwrap.dedent("""
     import os, sys, time
     from luaskills_runtime import HostOptions, LuaEngine
-    code = sys.argv[1]
-    engine = LuaEngine(HostOptions())
+    code, policy = sys.argv[1], sys.argv[2]
+    engine = LuaEngine(HostOptions(policy=policy))
     start = time.monotonic()
     report = engine.execute_runlua_request_inline({"code": code, "timeout_ms": 300})
     first = time.monotonic() - start
@@ -166,16 +166,17 @@ CHILD = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("code", [
-    "local p = newproxy(true) getmetatable(p).__gc = function() while true do end end "
-    "p = nil collectgarbage() return 1",
-    "debug.sethook(function() while true do end end, '', 1) return 1",
+# (finalizers only under `trusted`: the default policy refuses __gc)
+@pytest.mark.parametrize("code, policy", [
+    ("local p = newproxy(true) getmetatable(p).__gc = function() while true do end end "
+     "p = nil collectgarbage() return 1", "trusted"),
+    ("debug.sethook(function() while true do end end, '', 1) return 1", "default"),
 ], ids=["gc-loop", "user-hook-loop"])
-def test_code_that_never_comes_back_is_answered_in_a_subprocess(code):
+def test_code_that_never_comes_back_is_answered_in_a_subprocess(code, policy):
     from pathlib import Path
     import luaskills_runtime
     src = str(Path(luaskills_runtime.__file__).resolve().parent.parent)
-    done = subprocess.run([sys.executable, "-c", CHILD, code], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", CHILD, code, policy], capture_output=True, text=True,
                           timeout=60, env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     first, second, closed, stuck = done.stdout.split()

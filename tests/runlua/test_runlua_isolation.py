@@ -10,7 +10,9 @@ from luaskills_runtime import HostOptions, LuaEngine
 
 @pytest.fixture(scope="module")
 def engine():
-    with LuaEngine(HostOptions(runlua_pool=(1, 1, 60))) as eng:
+    # `trusted`: the full debug library and ffi, so requests can disturb everything restore
+    # must put back (the other policies take most of those tools away).
+    with LuaEngine(HostOptions(runlua_pool=(1, 1, 60), policy="trusted")) as eng:
         eng.execute_runlua_request_inline({"code": "return 1"})  # the pool's one VM exists
         yield eng
 

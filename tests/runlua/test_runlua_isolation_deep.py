@@ -2,15 +2,24 @@
 next through the registry, the upvalues of library or vulcan functions, finalizers or the
 metatables of built-in types; a request that damages the VM is answered and the VM replaced.
 One pooled VM (pool max 1), so every request would run on the same VM if it were reused.
+The registry / upvalue doors exist only under the `trusted` policy (the default one removes them
+from Lua code's debug library): there the touch guard (runlua/chunks/touch_guard.lua) must
+replace the VM; under `default` they must be closed.
 """
 import pytest
 
 from luaskills_runtime import HostOptions, LuaEngine
 
 
+@pytest.fixture(params=["default", "trusted"])
+def one_vm(request):
+    with LuaEngine(HostOptions(runlua_pool=(1, 1, 60), policy=request.param)) as engine:
+        yield engine
+
+
 @pytest.fixture
-def one_vm():
-    with LuaEngine(HostOptions(runlua_pool=(1, 1, 60))) as engine:
+def trusted_vm():
+    with LuaEngine(HostOptions(runlua_pool=(1, 1, 60), policy="trusted")) as engine:
         yield engine
 
 
@@ -18,13 +27,13 @@ def run(engine, code):
     return engine.execute_runlua_request_inline({"code": code, "timeout_ms": 5000})
 
 
-def test_registry_entry_is_not_seen_by_the_next_request(one_vm):
-    assert "SUCCESS" in run(one_vm, "debug.getregistry().secret = 'x' return 1")
-    assert '"x"' not in run(one_vm, "return debug.getregistry().secret")
-    assert "null" in run(one_vm, "return debug.getregistry().secret")
+def test_registry_entry_is_not_seen_by_the_next_request(trusted_vm):
+    assert "SUCCESS" in run(trusted_vm, "debug.getregistry().secret = 'x' return 1")
+    assert '"x"' not in run(trusted_vm, "return debug.getregistry().secret")
+    assert "null" in run(trusted_vm, "return debug.getregistry().secret")
 
 
-def test_print_upvalue_hijack_does_not_reach_the_next_request(one_vm):
+def test_print_upvalue_hijack_does_not_reach_the_next_request(trusted_vm):
     hijack = """
         for i = 1, 20 do
           local name = debug.getupvalue(print, i)
@@ -33,12 +42,12 @@ def test_print_upvalue_hijack_does_not_reach_the_next_request(one_vm):
           end
         end
         print('in the hijacking request') return 1"""
-    assert "HIJACKED:string" in run(one_vm, hijack)   # (it did work for its own request)
-    report = run(one_vm, "print('innocent') return 1")
+    assert "HIJACKED:string" in run(trusted_vm, hijack)   # (it did work for its own request)
+    report = run(trusted_vm, "print('innocent') return 1")
     assert "innocent" in report and "HIJACKED" not in report
 
 
-def test_vulcan_function_upvalue_cannot_spy_on_the_next_request(one_vm, tmp_path):
+def test_vulcan_function_upvalue_cannot_spy_on_the_next_request(trusted_vm, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("second request's data")
     spy = """
@@ -53,10 +62,23 @@ def test_vulcan_function_upvalue_cannot_spy_on_the_next_request(one_vm, tmp_path
         end
         debug.getregistry().spy = seen
         return 1"""
-    run(one_vm, spy)
-    assert "second request" in run(one_vm, f"return vulcan.fs.read([[{secret}]])")
-    report = run(one_vm, "local s = debug.getregistry().spy return s and s[1] or 'nothing'")
+    run(trusted_vm, spy)
+    assert "second request" in run(trusted_vm, f"return vulcan.fs.read([[{secret}]])")
+    report = run(trusted_vm, "local s = debug.getregistry().spy return s and s[1] or 'nothing'")
     assert "second request" not in report and "nothing" in report
+
+
+def test_default_policy_closes_the_doors_the_touch_guard_watches():
+    with LuaEngine(HostOptions(runlua_pool=(1, 1, 60))) as engine:   # policy "default"
+        names = ("getregistry", "getupvalue", "setupvalue", "upvaluejoin", "getlocal",
+                 "setlocal")
+        code = ("local open = {} for _, n in ipairs({%s}) do "
+                "if debug[n] ~= nil then open[#open + 1] = n end end "
+                "return table.concat(open, ',') .. '|' .. tostring(#open)"
+                % ", ".join(f"'{n}'" for n in names))
+        assert "|0" in run(engine, code)
+        # nothing was opened, so the VM stays in service
+        assert engine.runlua_service.pool.stats()["created"] == 1
 
 
 def test_clearing_registry_refs_does_not_break_the_next_request(one_vm):

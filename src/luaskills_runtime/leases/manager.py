@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from luaskills_runtime._ref.rust import os_error_text
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.options import POLICIES
 from luaskills_runtime.leases.requests import (
     RequestShapeError, decode_request, host_visible_path, normalize_optional_path,
     normalize_path_list, normalize_sid, parse_create, parse_eval, parse_lease, parse_list,
@@ -164,6 +165,7 @@ class Lease:
                 "lifetime": "finite" if self.ttl_sec is not None else "infinite",
                 "cwd": host_visible_path(self.paths.cwd),
                 "system_lua_lib": host_visible_path(self.paths.system_lua_lib_dir),
+                "policy": self.paths.policy,
             }
         payload = fields.copy()
         payload["expires_at_unix_ms"] = self.expires_at_unix_ms
@@ -653,7 +655,11 @@ class RuntimeLeases:
             lua_roots=normalize_path_list(request.lua_roots, "lua_roots"),
             c_roots=normalize_path_list(request.c_roots, "c_roots"),
             mounts=request.mounts,
+            policy=self.state.options.policy if request.policy is None else request.policy,
         )
+        if paths.policy not in POLICIES:
+            raise LuaSkillsError(f"runtime lease policy must be one of default, trusted, "
+                                 f"untrusted; got `{paths.policy}`")
         if paths.mounts is not None and not isinstance(paths.mounts, dict):
             raise LuaSkillsError("runtime lease mounts must be one JSON object when present")
         if profile == SYSTEM:

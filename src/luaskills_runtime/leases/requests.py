@@ -82,7 +82,7 @@ def _load_json(text: Any) -> Any:
     except JsonSyntaxError as error:
         raise RequestShapeError(str(error)) from None
     if not isinstance(text, str):
-        raise TypeError(f"request JSON must be a str, got {type(text).__name__}")
+        raise RequestShapeError(f"request must be a JSON string, got {type(text).__name__}")
     try:
         return load_json(text)
     except JsonSyntaxError as error:
@@ -114,6 +114,7 @@ class CreateRequest:
     lua_roots: List[str] = field(default_factory=list)
     c_roots: List[str] = field(default_factory=list)
     mounts: Any = field(default_factory=dict)
+    policy: Optional[str] = None   # beyond the reference: the lease's policy profile
 
 
 @dataclass
@@ -153,6 +154,7 @@ def parse_create(data: Any) -> CreateRequest:
         lua_roots=f.get("lua_roots", _string_list, list),
         c_roots=f.get("c_roots", _string_list, list),
         mounts=f.get("mounts", _json_value, dict),
+        policy=f.get("policy", expect_optional_string),
     )
 
 

@@ -20,6 +20,7 @@ from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 from luaskills_runtime._ref.rust import os_error_text
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.options import DEFAULT
 from luaskills_runtime.lua.guard import (CancelToken, guarded_call, prepare_guarded_vm,
                                          runner_outcome, timeout_message)
 from luaskills_runtime.lua.guard_mechanism import JIT_PROFILE
@@ -54,6 +55,7 @@ class LeasePaths:
     c_roots: List[str] = field(default_factory=list)
     mounts: Any = None
     system_lua_lib_dir: Optional[str] = None
+    policy: str = DEFAULT   # the lease's policy profile (README "Safety")
 
 
 def default_system_lua_lib_dir() -> str:
@@ -121,8 +123,10 @@ class LeaseVM:
     def __init__(self, engine_state, paths: LeasePaths):
         options = engine_state.options
         self.paths = paths
-        self.vm = new_vm(engine_state, LEASE, max_memory=options.max_memory_bytes)
+        self.vm = new_vm(engine_state, LEASE, policy=paths.policy)
         try:
+            # `untrusted` code reaches files only under these (and the host's fs_roots / temp dir)
+            self.vm.policy.add_fs_roots(root for root in (paths.cwd, paths.workspace_root) if root)
             jit_functions = self.vm.runtime.execute(_JIT_FUNCTIONS)
             # _jit_on: the real jit.on, out of Lua's reach (tests use it to compile a loop
             # outside an eval, to show the per-eval check flushes it).
@@ -132,7 +136,7 @@ class LeaseVM:
             # The cap applies while lease code runs.  Host-side work on the VM (scope reset, args
             # and result conversion) runs uncapped: lupa makes those Lua API calls unprotected,
             # and an allocation failure there aborts the process ("PANIC: unprotected error").
-            self._memory_cap = options.max_memory_bytes
+            self._memory_cap = self.vm.runtime.get_max_memory() or None
             if self._memory_cap:
                 self.vm.runtime.set_max_memory(0)
             self._prepend_roots()
@@ -156,6 +160,7 @@ class LeaseVM:
     def _prepend_roots(self) -> None:
         lua = _module_patterns(self.paths.lua_roots, _lua_suffixes())
         native = _module_patterns(self.paths.c_roots, _native_suffixes())
+        self.vm.policy.set_host_cpath(native)   # C modules load only from the host's c_roots
         if lua or native:
             try:
                 self.vm.runtime.execute(_PREPEND_ROOTS, lua, native)

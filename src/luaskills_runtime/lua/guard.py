@@ -147,7 +147,10 @@ class _GuardControl:
         controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of, jit_profile)
         self.runner = vm.lua_run   # runner.lua's run: "ok", values... | status, message
         self.collect = controls[b"collect"]
-        self.guard = new_timeout_guard(vm.runtime, self.mechanism)
+        # the native guard loads itself with loadlib, which the policy may have removed; the Lua
+        # hook takes the host's debug library and FFI from the policy
+        with vm.policy.host_loadlib(vm.runtime):
+            self.guard = new_timeout_guard(vm.runtime, self.mechanism, vm.policy)
         self.limits: Optional[ExecutionLimits] = None
         self.memory_cap = vm.runtime.get_max_memory() or None
         vm.current_limits = self.current_limits   # what the VM's blocking primitives obey

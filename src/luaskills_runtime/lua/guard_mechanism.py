@@ -87,10 +87,15 @@ def guard_mechanism() -> str:
     return _native_mechanism() if native_guard_error() is None else LUA_HOOK
 
 
-def new_timeout_guard(runtime, mechanism: str):
-    """A timeout guard of `mechanism` (from guard_mechanism()) bound to `runtime`."""
+def new_timeout_guard(runtime, mechanism: str, policy=None):
+    """A timeout guard of `mechanism` (from guard_mechanism()) bound to `runtime`.  `policy`: the
+    VM's PolicyControls (luaskills_runtime.lua.policy), whose full debug library and FFI the
+    Lua-hook guard uses where the policy took them from Lua code (the native guard needs neither,
+    but loads itself with package.loadlib: build it inside policy.host_loadlib)."""
     if mechanism == LUA_HOOK:
         from luaskills_runtime.lua.lua_hook_guard import LuaHookGuard
-        return LuaHookGuard(runtime)
+        if policy is None:
+            return LuaHookGuard(runtime)
+        return LuaHookGuard(runtime, host_debug=policy.full_debug, host_ffi=policy.host_ffi)
     from luaskills_runtime._native.luahook import TimeoutGuard
     return TimeoutGuard(runtime, jit_profile=mechanism == JIT_PROFILE)

@@ -149,7 +149,7 @@ class LuaHookGuard:
     instructions).
     """
 
-    def __init__(self, runtime, *, use_ffi: bool = True):
+    def __init__(self, runtime, *, use_ffi: bool = True, host_debug=None, host_ffi=None):
         self.runtime = runtime
         self._lock = threading.Lock()
         self._armed = False
@@ -159,7 +159,7 @@ class LuaHookGuard:
         self._raised = 0
         self._lua_arm, self._lua_disarm, address = runtime.execute(
             _LUA_SOURCE, runtime.globals(), CHECK_EVERY, self._take_message, self._poll_flag,
-            use_ffi)
+            use_ffi, host_debug, host_ffi)
         self._cell = ctypes.c_int32.from_address(int(address)) if address is not None else None
 
     @property

@@ -5,6 +5,7 @@ The VM knows nothing of the `vulcan` namespace: whoever builds a VM for Lua code
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import weakref
 from typing import Any, Callable, Dict, Optional
@@ -14,7 +15,8 @@ import lupa.luajit21 as lupa_engine
 from luaskills_runtime.lua.chunk_files import chunk_bytecode, read_chunk
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.bridge import LuaBridge
-from luaskills_runtime.lua.outcome import OUT_OF_MEMORY, answer_outcome, lua_error_text
+from luaskills_runtime.lua.outcome import OUT_OF_MEMORY, RunStatus, answer_outcome, lua_error_text
+from luaskills_runtime.lua.policy import apply_policy
 
 MAIN, RUNLUA, LEASE = "main", "runlua", "lease"
 
@@ -42,6 +44,10 @@ RUN_LUA_WRAPPER = "return (function()\n  local args = __runlua_args\n  {code}\ne
 
 def _deny_attribute_access(obj, name, is_setting):
     raise AttributeError("Python attribute access is disabled in LuaSkills VMs")
+
+
+def _base_fs_roots(options) -> tuple:
+    return (options.temp_dir or tempfile.gettempdir(),) + tuple(options.fs_roots)
 
 
 class ScopeFields(dict):
@@ -72,7 +78,8 @@ class LuaVM:
     tracked and killed when the VM closes.
     """
 
-    def __init__(self, engine_state, kind: str, *, max_memory: Optional[int] = None):
+    def __init__(self, engine_state, kind: str, *, max_memory: Optional[int] = None,
+                 policy: Optional[str] = None):
         self.kind = kind
         self.state = engine_state
         self.options = engine_state.options
@@ -82,13 +89,21 @@ class LuaVM:
         if max_memory:
             kwargs["max_memory"] = max_memory
         self.runtime = lupa_engine.LuaRuntime(**kwargs)
+        self.max_memory = max_memory or None   # the VM's memory cap (owners may lift it briefly)
         g = self.runtime.globals()
         g[b"python"] = None
         # jit.profile would take LuaJIT's one profiler, which the timeout guard uses (issue 18).
         self.runtime.execute("package.loaded.python = nil "
                              "package.loaded['jit.profile'] = nil package.preload['jit.profile'] = nil")
+        # The dialect first: it keeps what it needs privately (loadlib'd lua_pushthread, the
+        # FFI pipe close of main VMs).  Then the policy, so every later chunk (and user code)
+        # sees only the standard library it leaves (no ffi, no loadlib under default/untrusted).
         install_dialect(self.runtime, kind == MAIN)
+        self.policy = apply_policy(self.runtime, policy or self.options.policy,
+                                   fs_roots=_base_fs_roots(self.options),
+                                   env_allow=self.options.env_allow)
         self.bridge = LuaBridge(self.runtime)
+        self.policy.bind(self.bridge)
         # runner.lua: lua_run(code, chunkname) answers with the run-outcome protocol
         self.lua_run, self.lua_message_of = self.runtime.execute(_RUNNER_SOURCE)
         # The Lua reset function behind reset_scope; runlua's environment calls it from Lua.
@@ -159,13 +174,29 @@ class LuaVM:
         try:
             answer = self.lua_run(code, chunkname)
         except lupa_engine.LuaMemoryError:
+            self._collect_after_memory_error()
             raise LuaSkillsError(OUT_OF_MEMORY) from None
         except lupa_engine.LuaError as error:
             raise LuaSkillsError(lua_error_text(error)) from None
         result = answer_outcome(answer)
         if not result.ok:
+            if result.status is RunStatus.MEMORY:
+                self._collect_after_memory_error()
             raise LuaSkillsError(result.reason)
         return result.values
+
+    def _collect_after_memory_error(self) -> None:
+        """LuaJIT has no emergency collection: the garbage of code that hit the cap stays until
+        a collection, and every allocation fails until then.  Collect it now (uncapped: lupa
+        runs this Lua API call unprotected)."""
+        cap = self.runtime.get_max_memory()
+        if cap:
+            self.runtime.set_max_memory(0)
+        try:
+            self.runtime.gccollect()
+        finally:
+            if cap:
+                self.runtime.set_max_memory(cap)
 
     def set_global(self, name: str, value: Any) -> None:
         self.runtime.globals()[name.encode()] = value
@@ -200,3 +231,12 @@ class LuaVM:
             return
         self.closed = True
         self.kill_resources()
+
+    def __del__(self):
+        # Before lupa frees the Lua state (and runs the __gc finalizers left in it): from now
+        # on callbacks refuse without entering Python.  Not done in close(), which may run on
+        # another thread while this VM still runs Lua (lupa would wait for that run to end).
+        try:
+            self.bridge.close()
+        except Exception:
+            pass

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import sys
 from typing import Any, Optional, Tuple
 
-from luaskills_runtime.options import HostOptions
+from luaskills_runtime.options import DEFAULT, POLICIES, HostOptions
 from luaskills_runtime.runlua import DEFAULT_TIMEOUT_MS
 
 __all__ = ["POLICIES", "add_mcp_parser", "cmd_mcp", "parse_http_address"]
 
-POLICIES = ("default", "trusted", "untrusted")
 EXIT_OK, EXIT_USAGE = 0, 2
 DEFAULT_HTTP_HOST = "127.0.0.1"
 
@@ -58,8 +56,9 @@ def add_mcp_parser(sub: Any) -> None:
     parser.add_argument("--http", metavar="[HOST:]PORT", type=parse_http_address,
                         help=f"serve Streamable HTTP at http://HOST:PORT/mcp (host "
                              f"{DEFAULT_HTTP_HOST} unless given; port 0 picks a free one)")
-    parser.add_argument("--policy", choices=POLICIES, default="default",
-                        help="execution policy (only `default` until the runtime has policies)")
+    parser.add_argument("--policy", choices=POLICIES, default=DEFAULT,
+                        help="policy profile of runlua calls and leases (HostOptions.policy; "
+                             "README \"Safety\"; default: default)")
     parser.add_argument("--timeout-ms", type=_positive_int, default=DEFAULT_TIMEOUT_MS,
                         help=f"default time limit of runlua and lease_eval calls "
                              f"(default {DEFAULT_TIMEOUT_MS})")
@@ -72,14 +71,8 @@ def add_mcp_parser(sub: Any) -> None:
 
 
 def host_options(options: argparse.Namespace) -> HostOptions:
-    """HostOptions from the command line; raises ValueError for a policy the runtime lacks."""
-    fields = {"system_lua_lib_dir": options.system_lua_lib}
-    if any(f.name == "policy" for f in dataclasses.fields(HostOptions)):
-        fields["policy"] = options.policy
-    elif options.policy != "default":
-        raise ValueError(f"--policy {options.policy} is not available: this runtime has no "
-                         "execution policies yet (only `default`)")
-    return HostOptions(**fields)
+    """HostOptions from the command line."""
+    return HostOptions(system_lua_lib_dir=options.system_lua_lib, policy=options.policy)
 
 
 async def _stop_on_signal(scope: Any) -> None:

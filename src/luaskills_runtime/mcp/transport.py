@@ -1,9 +1,12 @@
 """Serving the MCP server over stdio or Streamable HTTP.
 
 stdio: the protocol gets private copies of the process's stdin and stdout; file descriptor 1
-then points at stderr and 0 at the null device, so nothing else in the process (Lua ``print``
-and ``io.write`` in a VM that writes to the real stdout, C code, child processes inheriting the
-descriptors, a stray Python ``print``) can corrupt the JSON-RPC stream or steal its input.
+then points at stderr and 0 at the null device, so nothing else in the process (C code, child
+processes inheriting the descriptors, e.g. ``os.execute`` / ``io.popen`` in run_lua's VMs under
+the default policy, a stray Python ``print``) can corrupt the JSON-RPC stream or steal its input.
+Lua ``print`` / ``io.write`` no longer write to fd 1 (they go to ``HostOptions.output``, by default
+the current ``sys.stdout``, which is pointed at stderr here too), so for them this is only a second
+line of defence.
 """
 from __future__ import annotations
 

@@ -198,7 +198,8 @@ class RunluaVM:
         io_reset = self.managed_io.lua_reset if self.managed_io else None
         # Handing the VM's scope reset to the environment lets a request set and clear its scope
         # without extra calls from Python.
-        env = vm.runtime.execute(_ENV_SOURCE, g, io_reset, vm.scope_reset, vm.lua_message_of)
+        env = vm.runtime.execute(_ENV_SOURCE, g, io_reset, vm.scope_reset, vm.lua_message_of,
+                                 vm.policy.full_debug)
         self.run = env[b"run"]
         self.printed = env[b"printed"]
         self.restore = env[b"restore"]
@@ -393,6 +394,9 @@ class RunluaService:
                     raise
             chunkname = ("@" + entry_file) if entry_file else "luaexec"
             wrapped = WRAPPER.format(code=code).encode("utf-8")
+            # `untrusted` code reaches the request's file folder too (set for every request)
+            if entry_dir or vm.policy.request_roots:
+                vm.policy.set_request_roots((entry_dir,) if entry_dir else ())
             timeout_ms = max(int((deadline - time.monotonic()) * 1000), 1)
             result = guarded_call(state.control, state.run, wrapped, chunkname.encode("utf-8"),
                                   args, _lua_text(entry_file), _lua_text(entry_dir),

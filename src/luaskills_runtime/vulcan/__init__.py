@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 from luaskills_runtime.lua.vm import LuaVM
-from luaskills_runtime.vulcan import (cache, fs, jsonlib, luaexec, os_execute, process_exec,
+from luaskills_runtime.options import memory_cap_for
+from luaskills_runtime.vulcan import (cache, fs, jsonlib, luaexec, os_execute, output, process_exec,
                                       process_session, runtime)
 
 # Installers run in this order; each adds its tables to `vulcan`.
-INSTALLERS = (runtime.install, jsonlib.install, cache.install, fs.install, process_exec.install,
-              process_session.install, os_execute.install)
+INSTALLERS = (output.install, runtime.install, jsonlib.install, cache.install, fs.install,
+              process_exec.install, process_session.install, os_execute.install)
 
 # `vulcan.runtime.lua.exec`'s runner: (decoded input, caller tool name or None) -> Markdown.
 LuaExec = Callable[[Any, Optional[str]], str]
@@ -30,9 +31,13 @@ def install_vulcan(vm: LuaVM, *, lua_exec: Optional[LuaExec] = None) -> None:
 
 
 def new_vm(engine_state, kind: str, *, max_memory: Optional[int] = None,
-           lua_exec: Optional[LuaExec] = None) -> LuaVM:
-    """A LuaVM of `kind` with the vulcan namespace installed."""
-    vm = LuaVM(engine_state, kind, max_memory=max_memory)
+           lua_exec: Optional[LuaExec] = None, policy: Optional[str] = None) -> LuaVM:
+    """A LuaVM of `kind` under `policy` (default: the host's) with the vulcan namespace
+    installed; `untrusted` VMs get the untrusted memory cap when `max_memory` is None."""
+    policy = policy or engine_state.options.policy
+    if max_memory is None:
+        max_memory = memory_cap_for(engine_state.options, policy)
+    vm = LuaVM(engine_state, kind, max_memory=max_memory, policy=policy)
     try:
         install_vulcan(vm, lua_exec=lua_exec)
     except BaseException:

@@ -29,6 +29,7 @@ def os_info() -> dict:
 
 def install(vm, vulcan) -> None:
     bridge = vm.bridge
+    policy = vm.policy
 
     def path_join(*parts):
         if not parts:
@@ -39,6 +40,7 @@ def install(vm, vulcan) -> None:
 
     def fs_list(path=None):
         folder = require_path(path, "vulcan.fs.list", "path")
+        policy.check_path("vulcan.fs.list", folder)
         try:
             names = sorted(os.listdir(folder))
         except OSError as error:
@@ -47,6 +49,7 @@ def install(vm, vulcan) -> None:
 
     def fs_read(path=None):
         name = require_path(path, "vulcan.fs.read", "path")
+        policy.check_path("vulcan.fs.read", name)
         try:
             return read_file(name, vm.current_limits())
         except OSError as error:
@@ -54,6 +57,7 @@ def install(vm, vulcan) -> None:
 
     def fs_write(path=None, content=None):
         name = require_path(path, "vulcan.fs.write", "path")
+        policy.check_path("vulcan.fs.write", name)
         if not isinstance(content, bytes):
             raise LuaSkillsError(
                 f"vulcan.fs.write: content must be a string, got {lua_type_name(content)}")
@@ -65,12 +69,18 @@ def install(vm, vulcan) -> None:
         return True
 
     def fs_exists(path=None):
-        return os.path.exists(require_path(path, "vulcan.fs.exists", "path"))
+        name = require_path(path, "vulcan.fs.exists", "path")
+        policy.check_path("vulcan.fs.exists", name)
+        return os.path.exists(name)
 
     def fs_is_dir(path=None):
-        return os.path.isdir(require_path(path, "vulcan.fs.is_dir", "path"))
+        name = require_path(path, "vulcan.fs.is_dir", "path")
+        policy.check_path("vulcan.fs.is_dir", name)
+        return os.path.isdir(name)
 
     def encoding_arg(value, fn_name):
+        if lua_type_name(value) == "table":   # the reference's options table: {encoding = label}
+            value = value[b"encoding"]
         if value is None:
             return vm.default_text_mode
         label = require_string(value, fn_name, "encoding", allow_blank=True)
@@ -83,6 +93,7 @@ def install(vm, vulcan) -> None:
 
     def read_text(path=None, encoding=None):
         name = require_path(path, "vulcan.io.read_text", "path")
+        policy.check_path("vulcan.io.read_text", name)
         mode = encoding_arg(encoding, "vulcan.io.read_text")
         try:
             data = read_file(name, vm.current_limits())
@@ -92,6 +103,7 @@ def install(vm, vulcan) -> None:
 
     def write_text(path=None, text=None, encoding=None):
         name = require_path(path, "vulcan.io.write_text", "path")
+        policy.check_path("vulcan.io.write_text", name)
         if not isinstance(text, bytes):
             raise LuaSkillsError(
                 f"vulcan.io.write_text: text must be a string, got {lua_type_name(text)}")

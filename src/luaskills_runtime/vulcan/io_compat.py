@@ -32,6 +32,7 @@ from luaskills_runtime._ref.lua_args import lua_type_name, require_path, require
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.process.pipe import ShellPipe
 from luaskills_runtime.vulcan.bounded_files import open_file
+from luaskills_runtime.vulcan.output import OutputSink
 
 _SOURCE = read_chunk("luaskills_runtime.vulcan", "managed_io.lua")
 _MODE = re.compile(r"[rwa]\+?b*")
@@ -61,10 +62,11 @@ def _mode_text(value, fn: str) -> str:
 
 class _StdStream:
     """One of the host process's standard streams, looked up at each call (hosts and test
-    harnesses replace sys.stdout)."""
+    harnesses replace sys.stdout); stdout and stderr writes go to the host's output sink."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, sink: Optional[OutputSink] = None):
         self.name = name
+        self.sink = sink
 
     def _stream(self):
         stream = getattr(sys, self.name, None)
@@ -79,6 +81,9 @@ class _StdStream:
         return data.encode("utf-8") if isinstance(data, str) else data
 
     def write(self, data: bytes) -> None:
+        if self.sink is not None:
+            self.sink.write(self.name, data)
+            return
         stream = self._stream()
         if isinstance(stream, pyio.TextIOBase):
             stream.write(data.decode("utf-8", "replace"))
@@ -86,6 +91,9 @@ class _StdStream:
             stream.write(data)
 
     def flush(self) -> None:
+        if self.sink is not None:
+            self.sink.flush(self.name)
+            return
         self._stream().flush()
 
     def seek(self, offset, whence):
@@ -95,11 +103,12 @@ class _StdStream:
 class ManagedIo:
     """The files and pipes one VM's managed io has open, by handle id (0-2: standard streams)."""
 
-    def __init__(self, limits: LimitsProvider):
+    def __init__(self, limits: LimitsProvider, sink: Optional[OutputSink] = None, policy=None):
         self._limits = limits
+        self.policy = policy   # the VM's PolicyControls (luaskills_runtime.lua.policy)
         self._lock = threading.Lock()  # kill() may come from another thread (engine close)
-        self._handles: Dict[int, object] = {0: _StdStream("stdin"), 1: _StdStream("stdout"),
-                                            2: _StdStream("stderr")}
+        self._handles: Dict[int, object] = {0: _StdStream("stdin"), 1: _StdStream("stdout", sink),
+                                            2: _StdStream("stderr", sink)}
         self._next_id = 3
         self.lua_reset = None
 
@@ -124,6 +133,8 @@ class ManagedIo:
     def open(self, path=None, mode=None, fn=b"open"):
         fn_name = fn.decode() if isinstance(fn, bytes) else "open"
         name = require_path(path, f"vulcan.io.{fn_name}", "path")
+        if self.policy is not None:
+            self.policy.check_path(f"io.{fn_name}", name)
         mode_text = _mode_text(mode, fn_name)
         if not _MODE.fullmatch(mode_text):
             raise LuaSkillsError(f"vulcan.io.{fn_name}: invalid mode `{mode_text}`")
@@ -140,6 +151,8 @@ class ManagedIo:
             return _os_failure(error)
 
     def popen(self, command=None, mode=None):
+        if self.policy is not None:
+            self.policy.check_process("io.popen")
         text = require_string(command, "vulcan.io.popen", "command")
         mode_text = _mode_text(mode, "popen")
         if mode_text.startswith("w"):
@@ -247,14 +260,14 @@ def install_managed_io(vm, limits: LimitsProvider) -> Optional[ManagedIo]:
     of the guarded run in progress (None between runs): blocking pipe reads give up by it."""
     if not vm.options.enable_managed_io_compat:
         return None
-    state = ManagedIo(limits)
+    state = ManagedIo(limits, OutputSink(vm.options.output), vm.policy)
     bridge = vm.bridge
     primitives = bridge.table(**{
         name: bridge.function(f"vulcan.io.{name}", getattr(state, name))
         for name in ("open", "read", "write", "seek", "flush", "close", "release", "popen",
                      "tmpfile")
     })
-    io_table, lua_reset = vm.runtime.execute(_SOURCE, primitives)
+    io_table, lua_reset = vm.runtime.execute(_SOURCE, primitives, vm.policy.host_newproxy)
     state.lua_reset = lua_reset
     g = vm.runtime.globals()
     g[b"io"] = io_table

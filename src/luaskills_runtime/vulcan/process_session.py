@@ -99,6 +99,7 @@ def install(vm, vulcan) -> None:
     make_session = runtime.execute(_SESSION_FACTORY)
 
     def open_session(spec=None, *_ignored):
+        vm.policy.check_process(f"vulcan.{OPEN}")
         session = _open_session(spec, default_mode)
         vm.track(session)
 

@@ -12,22 +12,39 @@
 -- Called once per VM with: the VM's globals, the instruction count between checks, the Python
 -- callable giving the message to raise (it also counts the raise), and the Python callable
 -- reading the flag (used only when the ffi is missing or not wanted: it costs a call into Python).
+-- Under a policy that leaves Lua code a reduced debug library and no FFI (luaskills_runtime.lua.
+-- policy) it also gets the full debug library (host_debug) and a function answering the FFI
+-- (host_ffi): the guard then takes its hook functions from the full library and installs its
+-- wrappers there only (the policy's debug.sethook calls the full library's on each call), so user
+-- code gains no debug function, and the flag cell still lives in FFI memory.
 -- Returns arm, disarm, and the ffi flag cell's address (nil when the flag is read through Python).
-local G, CHECK_EVERY, take_message, poll_flag, use_ffi = ...
+local G, CHECK_EVERY, take_message, poll_flag, use_ffi, host_debug, host_ffi = ...
 local error, type, select, tonumber = error, type, select, tonumber
 local gsub = G.string.gsub
-local debug = G.debug
+local restricted = type(host_debug) == "table" and host_debug ~= G.debug
+local debug = restricted and host_debug or G.debug
 local sethook, gethook = debug.sethook, debug.gethook
 
 local flag_set
 local flag_address = nil
-if use_ffi then
+local function load_ffi()
+  if host_ffi ~= nil then return pcall(host_ffi) end
   -- Loaded for this file only: package.loaded.ffi stays as it was, since runlua's isolation
   -- takes an ffi loaded by a request as the sign that the VM must be discarded (luaexec_env.lua).
   local package_loaded = type(G.package) == "table" and G.package.loaded or nil
   local ffi_was_loaded = type(package_loaded) == "table" and G.rawget(package_loaded, "ffi") ~= nil
   local ok, ffi = pcall(G.require, "ffi")
-  if not ffi_was_loaded and type(package_loaded) == "table" then G.rawset(package_loaded, "ffi", nil) end
+  if not ffi_was_loaded and type(package_loaded) == "table" then
+    G.rawset(package_loaded, "ffi", nil)
+    -- A later require must answer this same module: opening the FFI a second time resets the
+    -- state's C type table, and the flag cell's type with it.
+    local preload = G.package.preload
+    if ok and type(preload) == "table" then G.rawset(preload, "ffi", function() return ffi end) end
+  end
+  return ok, ffi
+end
+if use_ffi then
+  local ok, ffi = load_ffi()
   if ok and type(ffi) == "table" then
     -- Lua owns the cell (the host's guard keeps the runtime, hence the cell, alive), so the hook
     -- reads plain memory: no call into Python, no interpreter lock.
@@ -216,7 +233,8 @@ local function install_wrappers(lib)
 end
 install_wrappers(debug)
 local loaded = G.package and G.package.loaded
-if type(loaded) == "table" and type(loaded.debug) == "table" and loaded.debug ~= debug then
+if not restricted and type(loaded) == "table" and type(loaded.debug) == "table"
+    and loaded.debug ~= debug then
   install_wrappers(loaded.debug)
 end
 

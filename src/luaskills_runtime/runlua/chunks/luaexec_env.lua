@@ -17,13 +17,14 @@
 -- library's default files back and marks the handles the request opened as closed.
 -- `scope_reset` is the VM's request-scope reset (scope.lua); calling it from here, at the start
 -- of `run` and the end of `restore`, saves two calls from Python per request.
-local G, io_reset, scope_reset, message_of = ...
+-- `full_debug` is the debug library as the policy found it (the policy may leave Lua code less).
+local G, io_reset, scope_reset, message_of, full_debug = ...
 local next, type, rawget, rawset, select, tostring = next, type, rawget, rawset, select, tostring
 local concat = table.concat
 local collectgarbage = collectgarbage
-local getmetatable, setmetatable = debug.getmetatable, debug.setmetatable
+local getmetatable, setmetatable = full_debug.getmetatable, full_debug.setmetatable
 -- debug.sethook here is the timeout guard's wrapper (the guard is installed before this file).
-local sethook, gethook = debug.sethook, debug.gethook
+local sethook, gethook = debug.sethook, full_debug.gethook
 local create_coroutine = coroutine.create
 
 -- ---- environment of a request -------------------------------------------------------------

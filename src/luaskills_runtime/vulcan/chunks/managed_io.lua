@@ -12,9 +12,12 @@
 --   popen(command, mode) -> id  tmpfile() -> id
 -- `unread` is how many bytes this side buffered ahead of the file position; the primitive moves
 -- the position back by that much first, so writes and seeks land where the Lua code expects.
-local prim = ...
+-- `host_newproxy`: newproxy as the policy found it (the policy's own refuses __gc, which the
+-- handles below need; luaskills_runtime.lua.policy).
+local prim, host_newproxy = ...
 local type, tostring, error, select, pcall, newproxy, setmetatable, getmetatable, next =
   type, tostring, error, select, pcall, newproxy, setmetatable, getmetatable, next
+newproxy = host_newproxy or newproxy
 local tonumber, unpack, min = tonumber, unpack, math.min
 local sub, find, match, concat = string.sub, string.find, string.match, table.concat
 
@@ -28,8 +31,11 @@ local methods = {}
 local pending, pending_n = {}, 0
 local function release_pending()
   if pending_n == 0 then return end
+  -- The new list is allocated before the swap: an allocation may run a GC step, whose
+  -- finalizers would append to the old list after its length was read (those ids were lost).
+  local fresh = {}
   local list, n = pending, pending_n
-  pending, pending_n = {}, 0
+  pending, pending_n = fresh, 0
   for i = 1, n do pcall(prim.release, list[i]) end
 end
 

@@ -1,6 +1,7 @@
 -- Put the managed system() (raw wait status) under the dialect's os.execute wrapper, whose
 -- upvalue `execute` is LuaJIT's own; without the wrapper, os.execute becomes a thin caller.
-local raw_execute = ...
+-- `debug` is the full library (the policy may leave Lua code less).
+local raw_execute, debug = ...
 local wrapper = os.execute
 local i = 1
 while true do
