@@ -5,15 +5,16 @@ from importlib import metadata
 from typing import Any, Dict
 
 from luaskills_runtime._version import __version__
-from luaskills_runtime.lua import vm
+from luaskills_runtime.lua_engine import ENGINE, lupa_engine
 from luaskills_runtime.lua.lua_hook_guard import guard_mechanism
 
 
 def engine_info() -> Dict[str, Any]:
-    """A dict: ``engine`` (lupa's engine module, e.g. "luajit21"), ``lua_version`` (the engine's
+    """A dict: ``engine`` (lupa's engine module: "luajit21", or "lua51" where lupa ships no LuaJIT;
+    see luaskills_runtime.lua_engine), ``lua_version`` (the engine's
     own version string), ``lupa_version``, ``guard`` ("native" or "lua-hook", see
     luaskills_runtime.lua.lua_hook_guard) and ``version`` (this package's)."""
-    module = vm.lupa_engine
+    module = lupa_engine
     runtime = module.LuaRuntime(register_eval=False, register_builtins=False)
     lua_version = runtime.eval("jit and jit.version or _VERSION")
     try:
@@ -22,7 +23,7 @@ def engine_info() -> Dict[str, Any]:
         lupa_version = getattr(module, "__version__", "unknown")
     return {
         "version": __version__,
-        "engine": module.__name__.rsplit(".", 1)[-1],
+        "engine": ENGINE,
         "lua_version": lua_version,
         "lupa_version": lupa_version,
         "guard": guard_mechanism(),
