@@ -1,7 +1,7 @@
-"""LuaEngine basics: the engine is LuaJIT, Lua gets no door into Python, run_lua semantics."""
+"""LuaEngine basics: Lua gets no door into Python, run_lua semantics (which engine runs:
+tests/lua/test_lua_engine.py)."""
 import threading
 
-import lupa.luajit21
 import pytest
 
 import luaskills_runtime
@@ -152,10 +152,6 @@ def test_pool_config_is_normalised():
     options = HostOptions(main_pool=(0, -3, 0), runlua_pool=(5, 2, 9))
     assert options.main_pool == (1, 1, 1)
     assert options.runlua_pool == (5, 5, 9)
-
-
-def test_lupa_engine_module_is_explicit():
-    assert lupa.luajit21.LuaRuntime().lua_implementation.startswith("LuaJIT")
 
 
 def test_callbacks_building_large_values_near_the_memory_cap_do_not_crash():

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from _engine_support import luajit_only
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
 from luaskills_runtime.lua.guard import CancelToken, guarded_call, guarded_run, prepare_guarded_vm
 from luaskills_runtime.lua.vm import LEASE
@@ -204,6 +205,7 @@ def test_guarded_run_results(lease_vm):
     assert guarded_run(lease_vm, "return x", timeout_ms=1000).values == (5,)
 
 
+@luajit_only
 def test_guarded_run_jit_is_off_for_lease_vms(lease_vm):
     assert guarded_run(lease_vm, "return (jit.status())", timeout_ms=1000).values == (False,)
 

@@ -1,7 +1,7 @@
 """exec request validation (both surfaces) and result building; no child process is started."""
 import math
 
-import lupa.luajit21 as lupa_engine
+from _engine_support import lupa_engine
 import pytest
 from hypothesis import given, strategies as st
 

@@ -18,6 +18,14 @@ count hook is set, whatever the count, so CPU-bound code runs slower while armed
 (benchmarks/bench_timeout_guard.py prints both guards' overhead).  The native guard installs no
 hook before the deadline and stays the default wherever it can bind.
 
+On PUC Lua 5.1 (the lua51 engine, luaskills_runtime.lua_engine) this guard is the one used: hooks
+there belong to each coroutine (a new one copies its creator's), so the native guard's hook, set
+on the main thread only once the deadline passed, would never reach a coroutine that loops, while
+this guard's hook, set at arm, is inherited by every coroutine the run creates (and stays on them:
+it checks the flag whenever they run again).  PUC Lua's count hook costs one decrement per
+instruction and a call every CHECK_EVERY, and without ffi the flag is read through Python then
+(benchmarks/bench_timeout_guard.py prints the lua51 overhead too).
+
 ``guard_mechanism()`` says which one this process uses: ``LUASKILLS_GUARD=native`` or
 ``LUASKILLS_GUARD=lua-hook`` forces one; unset (or ``auto``) picks the native guard when lupa's
 Lua C API can be bound, else the Lua hook.  ``new_timeout_guard(runtime)`` builds a guard of that
@@ -38,6 +46,7 @@ from typing import Optional
 
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.chunk_files import read_chunk
+from luaskills_runtime.lua_engine import ENGINE, IS_LUAJIT
 
 GUARD_ENV = "LUASKILLS_GUARD"
 NATIVE = "native"
@@ -266,6 +275,12 @@ class LuaHookGuard:
 @functools.lru_cache(maxsize=1)
 def native_guard_error() -> Optional[str]:
     """Why the native guard cannot work in this process, or None when it can."""
+    if not IS_LUAJIT:
+        # PUC Lua keeps a hook per coroutine (new ones copy their creator's), LuaJIT one per
+        # state: the native guard's late hook on the main thread never reaches a coroutine that
+        # loops.  The Lua hook, set at arm, is inherited by every coroutine the run creates.
+        return (f"the native guard hooks the main thread only, and lupa.{ENGINE}'s hooks are per "
+                "coroutine")
     try:
         from luaskills_runtime._native import luahook
     except ImportError as error:

@@ -37,10 +37,12 @@ local function load(...)
   end
   if type(chunk) == "string" then
     if not allowed(mode, byte(chunk, 1) == 27) then return mode_error(byte(chunk, 1) == 27) end
-    return with_env(plain_loadstring(chunk, chunkname), nil, env, has_env)
+    local fn, message = plain_loadstring(chunk, chunkname)
+    return with_env(fn, message, env, has_env)
   end
   if type(chunk) ~= "function" or mode == nil then
-    return with_env(plain_load(chunk, chunkname), nil, env, has_env)
+    local fn, message = plain_load(chunk, chunkname)
+    return with_env(fn, message, env, has_env)
   end
   -- a reader with a mode: the first non-empty piece says which kind the chunk is
   local first, refused = true, nil
