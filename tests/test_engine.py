@@ -4,6 +4,8 @@ import threading
 
 import pytest
 
+from _engine_support import luajit_only
+
 import luaskills_runtime
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
 
@@ -12,6 +14,7 @@ def test_version_is_exposed():
     assert luaskills_runtime.__version__.count(".") == 2
 
 
+@luajit_only
 def test_engine_is_luajit(engine):
     version = engine.run_lua("return jit and jit.version")
     assert version.startswith("LuaJIT 2.1")

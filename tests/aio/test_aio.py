@@ -326,7 +326,8 @@ async def test_worker_pool_is_bounded_and_niced(anyio_backend):
         assert sorted(results) == list(range(10))
         assert engine._workers.threads == 2
         if sys.platform.startswith("linux"):
-            workers = [t for t in threading.enumerate() if t.name.startswith("luaskills-lua")]
+            workers = [t for t in threading.enumerate()   # (not the Lua-hook guard's watchdog)
+                       if t.name.startswith("luaskills-lua-") and t.name[14:].isdigit()]
             base = os.getpriority(os.PRIO_PROCESS, 0)
             assert workers and all(
                 os.getpriority(os.PRIO_PROCESS, t.native_id) == base + 3 for t in workers)

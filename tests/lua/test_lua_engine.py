@@ -1,6 +1,7 @@
 """Which Lua engine the package runs on (luaskills_runtime.lua_engine): LuaJIT 2.1 where lupa ships
 it, PUC Lua 5.1 where it does not, either one forced by LUASKILLS_LUA_ENGINE; chosen once per
 process, so every VM, guard and compiled chunk of the process uses that one module."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -16,6 +17,11 @@ from luaskills_runtime import HostOptions, LuaEngine, engine_info
 from luaskills_runtime.lua_engine import ENGINE_ENV
 
 IMPLEMENTATION = {"luajit21": "LuaJIT 2.1", "lua51": "Lua 5.1"}
+# The guard each engine runs (luaskills_runtime.lua.lua_hook_guard): PUC Lua's hooks are per
+# coroutine, so lua51 runs the Lua-hook guard.
+GUARD = {"luajit21": "native", "lua51": "lua-hook"}
+HAS_LUAJIT = importlib.util.find_spec("lupa.luajit21") is not None
+needs_luajit = pytest.mark.skipif(not HAS_LUAJIT, reason="lupa ships no lupa.luajit21 here")
 
 # A child that reports its engine, runs code through run_lua and a runlua request that must time
 # out (the guard), and prints one JSON line.  BLOCK names lupa engine modules whose import fails,
@@ -60,7 +66,7 @@ def child_report(blocked=(), **env):
 
 def test_this_process_runs_the_engine_it_asked_for():
     wanted = os.environ.get(ENGINE_ENV, "").strip().lower() or "auto"
-    assert ENGINE == ("luajit21" if wanted == "auto" else wanted)
+    assert ENGINE == (("luajit21" if HAS_LUAJIT else "lua51") if wanted == "auto" else wanted)
     assert lupa_engine is sys.modules[f"lupa.{ENGINE}"]
     assert IS_LUAJIT == (ENGINE == "luajit21")
     runtime = lupa_engine.LuaRuntime()
@@ -71,7 +77,7 @@ def test_this_process_runs_the_engine_it_asked_for():
         assert engine.run_lua("return _VERSION") == "Lua 5.1"
 
 
-@pytest.mark.parametrize("forced", ["luajit21", "lua51"])
+@pytest.mark.parametrize("forced", [pytest.param("luajit21", marks=needs_luajit), "lua51"])
 def test_forced_engine_is_used_throughout(forced):
     report = child_report(**{ENGINE_ENV: forced})
     assert report["engine"] == forced
@@ -79,7 +85,8 @@ def test_forced_engine_is_used_throughout(forced):
         assert report["version"].startswith("Lua 5.1 LuaJIT 2.1")
     else:
         assert report["version"] == "Lua 5.1"
-    assert report["guard"] == "native"      # lupa's Linux modules export the Lua C API, both
+    if sys.platform != "win32":   # (lupa's Windows modules export no Lua C API: lua-hook there)
+        assert report["guard"] == GUARD[forced]
     assert report["timed_out"]
     assert report["loaded"] == [f"lupa.{forced}"]   # the other engine is never loaded
 
@@ -88,10 +95,12 @@ def test_lua51_is_taken_automatically_when_lupa_ships_no_luajit():
     report = child_report(blocked=["lupa.luajit21"])
     assert report["engine"] == "lua51"
     assert report["version"] == "Lua 5.1"
+    assert report["guard"] == "lua-hook"
     assert report["timed_out"]
     assert report["loaded"] == ["lupa.lua51"]
 
 
+@needs_luajit
 def test_luajit_is_preferred_when_both_exist():
     assert child_report()["engine"] == "luajit21"
 

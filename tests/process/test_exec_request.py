@@ -34,7 +34,7 @@ LUA_CASES = [
     (X + "5", f"{F}: expected a string or table, got number"),
     (X + "true", f"{F}: expected a string or table, got boolean"),
     (X + "print", f"{F}: expected a string or table, got function"),
-    (X + "coroutine.create(print)", f"{F}: expected a string or table, got thread"),
+    (X + "coroutine.create(function() end)", f"{F}: expected a string or table, got thread"),
     (X + "newproxy()", f"{F}: expected a string or table, got userdata"),
     (X + "''", f"{F}: command must not be empty"),
     (X + "' \\t\\n'", f"{F}: command must not be empty"),

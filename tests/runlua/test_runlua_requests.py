@@ -5,6 +5,8 @@ import threading
 
 import pytest
 
+from _engine_support import IS_LUAJIT, luajit_only
+
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
 
 
@@ -133,7 +135,8 @@ def test_runlua_environment(engine):
           log = type(vulcan.runtime.log), put = type(vulcan.cache.put),
           get = type(vulcan.cache.get), delete = type(vulcan.cache.delete),
           lua_exec = type(vulcan.runtime.lua.exec), active = internal.luaexec_active,
-          caller = internal.luaexec_caller_tool_name or "none", jit = jit.status(),
+          caller = internal.luaexec_caller_tool_name or "none",
+          jit = type(jit) == "table" and tostring(jit.status()) or "absent",
           transport = context.request.transport_name, session = context.request.session_id,
           client = context.client_info.name, kind = context.client_info.kind,
           version = context.client_info.version, entry_file = context.entry_file or "none",
@@ -144,13 +147,15 @@ def test_runlua_environment(engine):
     values = json.loads(returned(report)[0][1])
     assert values == {
         "log": "nil", "put": "nil", "get": "nil", "delete": "nil", "lua_exec": "nil",
-        "active": True, "caller": "caller-tool", "jit": False, "transport": "luaexec_call",
+        "active": True, "caller": "caller-tool", "jit": "false" if IS_LUAJIT else "absent",
+        "transport": "luaexec_call",
         "session": "luaexec-call-internal", "client": "luaexec_call", "kind": "runtime",
         "version": "internal-runtime", "entry_file": "none", "pack": 3, "unpack": 2,
         "io_managed": "Lua", "same_io": True, "preload": True, "cwd": os.getcwd(),
     }
 
 
+@luajit_only
 def test_jit_cannot_be_turned_back_on(engine):
     assert "jit.on is not available here" in error_text(
         engine.execute_runlua_request_inline({"code": "jit.on()"}))

@@ -168,3 +168,16 @@ if table.move == nil then
     return a2
   end
 end
+
+-- ---- collectgarbage("isrunning") (LuaJIT 2.1: whether the collector runs; "stop"/"restart") ----
+do
+  local plain_collectgarbage = G.collectgarbage
+  local running = true
+  G.collectgarbage = function(...)
+    local option = ...
+    if option == "isrunning" then return running end
+    local result = plain_collectgarbage(...)
+    if option == "stop" then running = false elseif option == "restart" then running = true end
+    return result
+  end
+end
