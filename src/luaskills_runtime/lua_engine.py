@@ -4,7 +4,9 @@
 LuaJIT 2.1 (``lupa.luajit21``) is the engine wherever lupa ships it.  Where it does not (lupa
 2.8's macOS wheels ship ``lua51``..``lua55`` only) the package runs on PUC Lua 5.1
 (``lupa.lua51``), the closest to LuaJIT's language: same API, same guard guarantees (PUC Lua calls
-hooks on every path, there is no JIT to turn off), no ``jit``, ``ffi`` or ``bit`` modules.
+hooks on every path, there is no JIT to turn off; its hooks are per coroutine, so the Lua-hook
+guard is the one used there, see luaskills_runtime.lua.lua_hook_guard), LuaJIT 2.1's library
+extensions added by lua/chunks/compat_lua51.lua, and no ``jit``, ``ffi`` or ``bit`` modules.
 
 ``LUASKILLS_LUA_ENGINE=luajit21`` or ``=lua51`` forces one (an engine lupa lacks is then an
 import error); unset (or ``auto``) takes LuaJIT when it imports, else Lua 5.1.
