@@ -17,7 +17,7 @@ RING = ["native/notify.c", "native/ringbuf.c"]
 PROCESS = RING + [f"native/proc_{PLATFORM}.c", f"native/drain_{PLATFORM}.c"]
 if WINDOWS:  # the Windows core also has its tree-teardown strategies and error helpers
     PROCESS += ["native/tree_windows.c", "native/winerr_windows.c"]
-LUAHOOK = ["native/luahook.c", f"native/luaapi_{PLATFORM}.c"]
+LUAHOOK = ["native/luahook.c", "native/jitguard.c", f"native/luaapi_{PLATFORM}.c"]
 
 # module name (under luaskills_runtime._native) -> C sources it compiles besides its .pyx
 EXTENSIONS = {

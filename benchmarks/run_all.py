@@ -90,12 +90,14 @@ def main():
     for name, row in table:
         met = goal_met(row["ratio"], row["goal"])
         lines.append((name.removeprefix("bench_"), row["measure"], f"{row['ratio']:.3f}",
-                      row["goal"], {True: "yes", False: "NO", None: "?"}[met]))
+                      row["goal"], {True: "yes", False: "NO", None: "-"}[met]))
     widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
     for cells in (header, tuple("-" * w for w in widths), *lines):
         print("  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip())
+    # rows without a goal (informational ratios, marked "-") are not counted as goals
     met_count = sum(1 for line in lines if line[4] == "yes")
-    print(f"\n{met_count} of {len(lines)} goals met; {len(scripts)} scripts run")
+    goal_count = sum(1 for line in lines if line[4] != "-")
+    print(f"\n{met_count} of {goal_count} goals met; {len(scripts)} scripts run")
     for failure in failures:
         print(f"FAILED {failure}")
     return 1 if failures else 0

@@ -87,6 +87,12 @@ extern volatile int lsr_luaapi_ready;
  * Calling it again after success is a no-op returning 0. */
 int lsr_luaapi_resolve(const char *module_path, char *err, size_t errlen);
 
+/* Look up any other exported symbol (full name, e.g. "luaJIT_profile_start") in the module
+ * lsr_luaapi_resolve found; for optional features (jitguard.c).  Returns 0 with *address set, or
+ * -1 with "dlsym(<symbol>): ..." / "GetProcAddress(<symbol>): error N" (or "the Lua C API is not
+ * resolved yet") in err. */
+int lsr_luaapi_symbol(const char *symbol, void **address, char *err, size_t errlen);
+
 /* ---- the watchdog's OS thread ----------------------------------------------------------- */
 
 #ifdef _WIN32

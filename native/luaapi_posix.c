@@ -20,6 +20,7 @@
 
 lsr_luaapi lsr_lua;
 volatile int lsr_luaapi_ready = 0;
+static void *api_module; /* lupa's module, set by lsr_luaapi_resolve */
 
 /* Look up "lua_<name>" in handle and store it in *slot.  Returns 0, or -1 with
  * "dlsym(lua_<name>): <dlerror>" in err. */
@@ -60,7 +61,26 @@ int lsr_luaapi_resolve(const char *module_path, char *err, size_t errlen)
     LSR_LUAAPI_FUNCTIONS(LSR_RESOLVE)
 #undef LSR_RESOLVE
     lsr_lua = api;
+    api_module = handle;
     lsr_luaapi_ready = 1;
+    return 0;
+}
+
+/* Error contract: see luaapi.h. */
+int lsr_luaapi_symbol(const char *symbol, void **address, char *err, size_t errlen)
+{
+    if (!lsr_luaapi_ready) {
+        snprintf(err, errlen, "the Lua C API is not resolved yet");
+        return -1;
+    }
+    dlerror();
+    void *found = dlsym(api_module, symbol);
+    if (found == NULL) {
+        const char *why = dlerror();
+        snprintf(err, errlen, "dlsym(%s): %s", symbol, why ? why : "symbol is NULL");
+        return -1;
+    }
+    *address = found;
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 lsr_luaapi lsr_lua;
+static HMODULE api_module; /* lupa's module, set by lsr_luaapi_resolve */
 volatile int lsr_luaapi_ready = 0;
 
 /* Look up "lua_<name>" in module and store it in *slot.  Returns 0, or -1 with
@@ -68,7 +69,25 @@ int lsr_luaapi_resolve(const char *module_path, char *err, size_t errlen)
     LSR_LUAAPI_FUNCTIONS(LSR_RESOLVE)
 #undef LSR_RESOLVE
     lsr_lua = api;
+    api_module = module;
     lsr_luaapi_ready = 1;
+    return 0;
+}
+
+/* Error contract: see luaapi.h. */
+int lsr_luaapi_symbol(const char *symbol, void **address, char *err, size_t errlen)
+{
+    if (!lsr_luaapi_ready) {
+        snprintf(err, errlen, "the Lua C API is not resolved yet");
+        return -1;
+    }
+    FARPROC found = GetProcAddress(api_module, symbol);
+    if (found == NULL) {
+        snprintf(err, errlen, "GetProcAddress(%s): error %lu", symbol,
+                 (unsigned long)GetLastError());
+        return -1;
+    }
+    *address = (void *)(void (*)(void))found;
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jitguard.h"
 #include "lsr_sync.h"
 
 /* ======================================================================================== */
@@ -136,6 +137,7 @@ struct lsr_hook_slot {
     int host_owned;            /* the host has not released it yet */
     int pending;               /* on wd.pending, waiting for luaopen_luaskills_hook */
     int state;                 /* SLOT_* */
+    int jit_profile;           /* stop compiled code too (jitguard.h); set at creation */
     uint64_t raised;           /* hook raises since the last arm */
     uint64_t raised_seen;      /* `raised` at the watchdog's last look (re-assert check) */
     int64_t fired_at;          /* when the hook was installed since the last arm, or -1 */
@@ -198,17 +200,26 @@ static int sethook_locked(lsr_hook_slot *s, lua_Hook hook, int mask, int force)
     int paused = 0;
     if (s->has_vm_thread && !lsr_vm_thread_is_current(&s->vm_thread)) {
         int rc = lsr_vm_thread_pause(&s->vm_thread, LSR_HOOK_PAUSE_WAIT_MS);
+        /* A JIT-on VM is never written while it runs, forced or not (J->state race). */
+        if (rc != 0 && s->jit_profile)
+            return -1;
         if (rc == LSR_PAUSE_TIMEOUT && !force)
             return -1;
         paused = rc == 0;
     }
     /* Nothing between pause and resume may allocate or lock: the paused thread may hold any lock. */
-    lsr_lua.sethook(s->L, NULL, 0, 0);
-    if (hook != NULL)
-        lsr_lua.sethook(s->L, hook, mask, 1);
+    int result = 0;
+    if (s->jit_profile) {
+        (void)mask; /* always a count hook with count 1 */
+        result = hook != NULL ? lsr_jitguard_fire(s->L, hook) : lsr_jitguard_clear(s->L);
+    } else {
+        lsr_lua.sethook(s->L, NULL, 0, 0);
+        if (hook != NULL)
+            lsr_lua.sethook(s->L, hook, mask, 1);
+    }
     if (paused)
         lsr_vm_thread_resume(&s->vm_thread);
-    return 0;
+    return result;
 }
 
 /* Install the raising hook.  Caller holds wd.mu; s->L is live.  Returns 0, or -1 when it was not
@@ -225,7 +236,9 @@ static void clear_hook_locked(lsr_hook_slot *s, int on_vm_thread)
 {
     if (s->L == NULL || lsr_lua.gethook(s->L) != on_count)
         return;
-    if (on_vm_thread)
+    if (on_vm_thread && s->jit_profile)
+        (void)lsr_jitguard_clear(s->L); /* busy recorder: the stale hook removes itself */
+    else if (on_vm_thread)
         lsr_lua.sethook(s->L, NULL, 0, 0);
     else
         (void)sethook_locked(s, NULL, 0, 1);
@@ -420,7 +433,7 @@ int lsr_watchdog_fork_child(char *err, size_t errlen)
 /* ---- slots ------------------------------------------------------------------------------- */
 
 /* Returns NULL when calloc fails (luahook.h). */
-lsr_hook_slot *lsr_hook_slot_new(double token)
+lsr_hook_slot *lsr_hook_slot_new(double token, int jit_profile)
 {
     lsr_hook_slot *s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -431,6 +444,7 @@ lsr_hook_slot *lsr_hook_slot_new(double token)
     s->host_owned = 1;
     s->fired_at = -1;
     s->pending = 1;
+    s->jit_profile = jit_profile != 0;
     lsr_mutex_lock(&wd.mu);
     s->next_pending = wd.pending;
     wd.pending = s;
@@ -490,6 +504,14 @@ int lsr_hook_arm(lsr_hook_slot *s, uint64_t timeout_ms, const char *msg, size_t 
     }
     if (s->state == SLOT_FIRING)
         clear_hook_locked(s, 0);
+    /* Code that reached jit.profile before the guard hid it (an unguarded main VM run) may have
+     * changed the profiler mode; put line mode back on this, the VM's idle thread. */
+    if (s->jit_profile && !lsr_jitguard_enabled(s->L)) {
+        if (lsr_jitguard_enable(s->L, err, errlen) != 0) {
+            lsr_mutex_unlock(&wd.mu);
+            return -1;
+        }
+    }
     lsr_vm_thread_current(&s->vm_thread);
     s->has_vm_thread = 1;
     memcpy(s->msg, msg, len);
@@ -703,7 +725,9 @@ static int guarded_sethook(lua_State *L)
     lsr_hook_slot *s = state_slot(L);
     if (s != NULL) {
         lsr_mutex_lock(&wd.mu);
-        if (s->state == SLOT_FIRING)
+        /* On the VM's own thread; a JIT-on guard also needs its profiler bit back (when the
+         * recorder is busy, the watchdog's next look puts it back). */
+        if (s->state == SLOT_FIRING && !(s->jit_profile && lsr_jitguard_fire(L, on_count) == 0))
             lsr_lua.sethook(L, on_count, LSR_LUA_MASKCOUNT, 1);
         lsr_mutex_unlock(&wd.mu);
     }
@@ -738,6 +762,14 @@ LSR_HOOK_EXPORT int luaopen_luaskills_hook(lua_State *L)
         return raise_text(L, "luaskills hook: this Lua state already has a TimeoutGuard");
     if (s == NULL)
         return raise_text(L, "luaskills hook: unknown binding token");
+    if (s->jit_profile) {
+        /* Profiler line mode (flushes the VM's traces): compiled code gets the guard's exits. */
+        char why[128], text[160];
+        if (lsr_jitguard_enable(L, why, sizeof why) != 0) {
+            snprintf(text, sizeof text, "luaskills hook: %s", why);
+            return raise_text(L, text);
+        }
+    }
 
     hook_box *box = lsr_lua.newuserdata(L, sizeof *box);
     box->magic = BOX_MAGIC;

@@ -9,8 +9,9 @@
  * xpcall loops cannot swallow it, and since LuaJIT keeps hooks per global state it stops
  * coroutines of that VM too.  A host cancel installs the same hook at once.
  *
- * Compiled JIT traces never check hooks: guarded code must run with the JIT off (and its traces
- * flushed) to be interruptible.  The Python binding offers that per call.
+ * Compiled JIT traces never check hooks: with the JIT-off mechanism guarded code must run with the
+ * JIT off (and its traces flushed) to be interruptible.  The JIT-on mechanism (jitguard.h, chosen
+ * per slot) adds LuaJIT's profiler bit to the hook, which compiled code does check.
  *
  * LuaJIT updates the hook mask with plain read-modify-writes on the VM's thread (around every hook
  * call and __gc finalizer), so a lua_sethook from the watchdog thread while the VM runs can write
@@ -123,8 +124,11 @@ typedef struct lsr_hook_slot lsr_hook_slot;
 
 /* New unbound slot, owned by the host, waiting for luaopen_luaskills_hook(token) to bind it to a
  * lua_State.  token: a value the Lua side cannot guess (the binding picks a random integer that a
- * double holds exactly).  Returns NULL when out of memory. */
-lsr_hook_slot *lsr_hook_slot_new(double token);
+ * double holds exactly).  jit_profile: 1 for the JIT-on mechanism (jitguard.h; only after
+ * lsr_jitguard_init succeeded): binding puts the VM in profiler line mode, and the watchdog
+ * stops compiled code too, writing only while the VM's thread is paused and its trace recorder
+ * idle.  0: the JIT-off mechanism (the host keeps the JIT off).  Returns NULL when out of memory. */
+lsr_hook_slot *lsr_hook_slot_new(double token, int jit_profile);
 /* The host drops its slot: disarm (the VM may still be running: the hook is removed
  * asynchronously), forget a pending binding, release the host reference.  Never fails. */
 void lsr_hook_slot_release(lsr_hook_slot *s);
@@ -135,9 +139,10 @@ int lsr_hook_slot_bound(lsr_hook_slot *s);
  * thread to install the hook; on POSIX systems other than Linux it must not end while armed).
  * The hook fires timeout_ms after now (saturating: a deadline beyond INT64_MAX ms never
  * fires), raising msg[0:len] (len <= LSR_HOOK_MESSAGE_MAX).  Re-arming a fired guard first removes
- * its hook.  Resets the fired count.  Starts the watchdog thread if none runs.  Returns 0, or -1
+ * its hook.  Resets the fired count.  Starts the watchdog thread if none runs.  A jit_profile
+ * slot whose VM left profiler line mode is put back in it (flushing its traces).  Returns 0, or -1
  * with err set: "the Lua state of this guard is closed", "message is longer than N bytes",
- * "out of memory (deadline heap)", or the failing thread call. */
+ * "out of memory (deadline heap)", the jitguard.h enable error, or the failing thread call. */
 int lsr_hook_arm(lsr_hook_slot *s, uint64_t timeout_ms, const char *msg, size_t len,
                  char *err, size_t errlen);
 /* Clear the deadline and remove the hook if it is ours.  Safe on unbound slots.  Never fails. */

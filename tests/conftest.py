@@ -32,3 +32,13 @@ def lease_env(tmp_path):
     yield leases, clock
     leases.shutdown()
     engine.close()
+
+
+@pytest.fixture
+def jit_off_hook():
+    """VMs created during the test get the jit-off-hook guard (LUASKILLS_JIT_GUARD=off): for tests
+    of that mechanism's own behaviour (the JIT off in guarded VMs, jit.on refusing)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LUASKILLS_JIT_GUARD", "off")
+    yield
+    mp.undo()

@@ -41,6 +41,33 @@ def test_cancel_run_lua_by_request_id_kills_its_tree(engine, tmp_path):
     assert engine.run_lua("return 'ok'", request_id="job") == "ok"   # id free again
 
 
+def test_run_lua_timeout_kills_its_tree(engine, tmp_path):
+    # timeout_ms goes through the same guarded path as cancel: the run stops with the
+    # reference's timeout text and the process trees its VM started die with it.
+    pid_file = str(tmp_path / "pid")
+    started = time.monotonic()
+    with pytest.raises(LuaSkillsError) as caught:
+        engine.run_lua(session_tree_lua(pid_file, "while true do end"), timeout_ms=300)
+    assert str(caught.value) == "Lua run_lua error: luaexec execution timed out after 300 ms"
+    assert time.monotonic() - started < 5
+    assert wait_gone(wait_pid_file(pid_file), 1.0)
+
+
+def test_run_lua_timeout_and_request_id_together(engine):
+    # a deadline far away: the cancel wins; a near one with nobody cancelling: the timeout wins
+    thread, box = _run_in_thread(lambda: engine.run_lua("while true do end", timeout_ms=60_000,
+                                                        request_id="both"))
+    deadline = time.monotonic() + 5
+    while not engine.cancel("both"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    thread.join(5)
+    assert "luaexec execution cancelled by the host" in str(box["error"])
+    with pytest.raises(LuaSkillsError, match="timed out after 100 ms"):
+        engine.run_lua("while true do end", timeout_ms=100, request_id="both")
+    assert engine.run_lua("return args.n", {"n": 3}, timeout_ms=1000, request_id="both") == 3
+
+
 def test_cancel_run_lua_blocked_in_exec(engine, tmp_path):
     pid_file = str(tmp_path / "pid")
     code = f"return vulcan.process.exec{{command='sleep 30 & echo $! > {pid_file}; wait'}}"

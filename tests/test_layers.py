@@ -31,7 +31,9 @@ LAYERS = (
     ("lease_handle",),                    # Lease handles over dict lease calls (engine returns them)
     ("engine",),                          # wires the services
     ("ffi",),                             # the C ABI surface (its library locator is used by cli)
-    ("cli", "aio"),                       # command line (ffi-path / ffi-install); async API
+    ("aio",),                             # the async API
+    ("mcp",),                             # the MCP server (on aio; the CLI's `mcp` subcommand)
+    ("cli",),                             # command line (ffi-path / ffi-install, mcp)
     ("__main__",),                        # `python -m luaskills_runtime`
     ("__init__",),                        # the package facade (loads LuaEngine lazily)
 )

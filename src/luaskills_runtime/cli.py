@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional, Tuple
 from luaskills_runtime.engine import LuaEngine
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.runtime_info import engine_info
-from luaskills_runtime.lua.guard import timeout_message
+from luaskills_runtime.mcp.command import add_mcp_parser
 from luaskills_runtime.runlua import DEFAULT_TIMEOUT_MS, request_from_mapping
 
 EXIT_OK, EXIT_LUA_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -29,12 +29,10 @@ class _Interrupted(Exception):
     pass
 
 
-def _run_interruptibly(engine: LuaEngine, work: Callable[[], Any],
-                       timeout_ms: Optional[int] = None) -> Any:
+def _run_interruptibly(engine: LuaEngine, work: Callable[[], Any]) -> Any:
     """Run `work` (which runs under request id _REQUEST_ID) on a worker thread while the main
     thread stays free for Ctrl-C: KeyboardInterrupt cancels the request (its process trees die)
-    and raises _Interrupted.  With `timeout_ms`, the request is cancelled with the timeout
-    message when it runs longer (run_lua has no deadline of its own here)."""
+    and raises _Interrupted."""
     outcome: List[Tuple[bool, Any]] = []
     done = threading.Event()
 
@@ -47,24 +45,14 @@ def _run_interruptibly(engine: LuaEngine, work: Callable[[], Any],
             done.set()
 
     worker = threading.Thread(target=target, name="luaskills-runtime-request", daemon=True)
-    timer = None
-    if timeout_ms is not None:
-        timer = threading.Timer(timeout_ms / 1000.0, engine._cancel_run_lua,
-                                (_REQUEST_ID, timeout_message(timeout_ms)))
-        timer.daemon = True
     try:
         worker.start()
-        if timer is not None:
-            timer.start()
         while not done.wait(_WAKE_S):
             pass
     except KeyboardInterrupt:
         engine.cancel(_REQUEST_ID)
         done.wait(_CANCEL_GRACE_S)
         raise _Interrupted() from None
-    finally:
-        if timer is not None:
-            timer.cancel()
     ok, value = outcome[0]
     if ok:
         return value
@@ -91,8 +79,8 @@ def cmd_eval(options) -> int:
     engine = LuaEngine()
     try:
         result = _run_interruptibly(
-            engine, lambda: engine.run_lua(code, args, request_id=_REQUEST_ID),
-            options.timeout_ms)
+            engine, lambda: engine.run_lua(code, args, timeout_ms=options.timeout_ms,
+                                           request_id=_REQUEST_ID))
     except _Interrupted:
         return _interrupted()
     except LuaSkillsError as error:
@@ -217,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "RUNTIME_ROOT/libs, where the SDK looks")
     p_ffi_install.add_argument("runtime_root", metavar="RUNTIME_ROOT")
     p_ffi_install.set_defaults(handler=cmd_ffi_install)
+    add_mcp_parser(sub)
     return parser
 
 

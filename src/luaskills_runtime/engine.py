@@ -8,7 +8,8 @@ from typing import Any, Callable, Dict, Hashable, Mapping, Optional, Tuple
 from luaskills_runtime._ref.rust import is_blank
 from luaskills_runtime._ref.serde_text import RequestShapeError
 from luaskills_runtime.errors import LuaSkillsError
-from luaskills_runtime.lua.guard import CANCEL_MESSAGE, CancelToken, guarded_run, prepare_guarded_vm
+from luaskills_runtime.lua.guard import CANCEL_MESSAGE, CancelToken, prepare_guarded_vm
+from luaskills_runtime.lua.guard_mechanism import guard_mechanism
 from luaskills_runtime.lease_handle import Lease, check_failure
 from luaskills_runtime.leases.requests import CreateRequest, EvalRequest, LeaseRequest, ListRequest
 from luaskills_runtime.leases.requests import invocation_scope
@@ -16,6 +17,7 @@ from luaskills_runtime.leases import PUBLIC, SYSTEM, RuntimeLeases, dump_payload
 from luaskills_runtime.options import HostOptions
 from luaskills_runtime.lua.outcome import RunStatus
 from luaskills_runtime.lua.pool import VmPool
+from luaskills_runtime.lua.run_lua_guard import check_timeout_ms, run_guarded_chunk, run_values
 from luaskills_runtime.runlua import RunluaService, parse_request_json, request_from_mapping
 from luaskills_runtime.text import default_mode, normalize_encoding
 from luaskills_runtime.lua.vm import MAIN, RUN_LUA_WRAPPER, LuaVM
@@ -25,9 +27,6 @@ from luaskills_runtime.types import (CreateLeaseFields, EvalLeaseFields, LeaseCa
                                      LeaseClosePayload, LeaseCreatePayload, LeaseEvalPayload,
                                      LeaseIdentityFields, LeaseListPayload, LeaseStatusPayload,
                                      ListLeaseFields, OpenLeaseFields, Unpack)
-
-# A cancellable run_lua without a time limit still arms the guard (cancel fires it): ten years.
-_NO_TIMEOUT_MS = 10 * 365 * 24 * 3600 * 1000
 
 # The request fields each dict lease method accepts (unknown keyword arguments raise TypeError).
 _LEASE_FIELDS = {
@@ -91,17 +90,21 @@ class LuaEngine:
         self._run_lua_running: Dict[Hashable, Tuple[CancelToken, LuaVM]] = {}
 
     # ---- run_lua -------------------------------------------------------------------------------
-    def run_lua(self, code: str, args: Any = None, *,
-                invocation_context: Optional[Mapping[str, Any]] = None,
-                request_id: Optional[Hashable] = None) -> Any:
+    def run_lua(self, code: str, args: Any = None, *, timeout_ms: Optional[int] = None,
+                request_id: Optional[Hashable] = None,
+                invocation_context: Optional[Mapping[str, Any]] = None) -> Any:
         """Run code on a main VM with `args` as a local; returns its first value as JSON data.
 
-        `invocation_context` (`{request_context, client_budget, tool_config}`, as luaskills'
-        LuaInvocationContext) fills `vulcan.context` for this call.  With `request_id`,
-        ``engine.cancel(request_id)`` from another thread stops the run (it raises LuaSkillsError
-        ``... luaexec execution cancelled by the host``) and kills the process sessions and exec
-        trees its VM started.  Lua errors raise LuaSkillsError."""
+        `timeout_ms` (None: no deadline) stops the run through the timeout guard after that many
+        milliseconds (it raises LuaSkillsError ``... luaexec execution timed out after N ms``).
+        With `request_id`, ``engine.cancel(request_id)`` from another thread stops the run (it
+        raises LuaSkillsError ``... luaexec execution cancelled by the host``).  Either way the
+        process sessions and exec trees its VM started are killed.  With the ``jit-profile``
+        guard the JIT stays on for such runs.  `invocation_context` (`{request_context,
+        client_budget, tool_config}`, as luaskills' LuaInvocationContext) fills `vulcan.context`
+        for this call.  Lua errors raise LuaSkillsError."""
         self._check_open()
+        timeout_ms = check_timeout_ms(timeout_ms)
         if not isinstance(code, str):
             raise LuaSkillsError(f"run_lua: code must be a string, got {type(code).__name__}")
         scope: Dict[str, Any] = {}
@@ -122,10 +125,11 @@ class LuaEngine:
             try:
                 vm.set_global("__runlua_args", json_to_lua(vm.runtime, args if args is not None else {},
                                                            top_level_args=True))
-                if token is None:
-                    values = vm.run_chunk(RUN_LUA_WRAPPER.format(code=code), "=run_lua")
+                wrapped = RUN_LUA_WRAPPER.format(code=code)
+                if token is None and timeout_ms is None:
+                    values = vm.run_chunk(wrapped, "=run_lua")
                 else:
-                    values = _run_cancellable(main_vm, RUN_LUA_WRAPPER.format(code=code), token)
+                    values = _run_guarded(main_vm, wrapped, timeout_ms, token)
                 result = lua_to_json(values[0] if values else None)
             except LuaSkillsError as error:
                 run_error = f"Lua run_lua error: {error}"
@@ -163,18 +167,17 @@ class LuaEngine:
         """Stop the run_lua call or runlua request started with `request_id` and kill the
         process trees its VM started; the call then fails with ``luaexec execution cancelled by
         the host``.  False when nothing with that id is running.  Callable from any thread."""
-        found = self._cancel_run_lua(request_id, CANCEL_MESSAGE)
+        found = self._cancel_run_lua(request_id)
         return self.runlua_service.cancel(request_id) or found
 
-    def _cancel_run_lua(self, request_id: Hashable, message: str) -> bool:
-        """Stop the run_lua call running under `request_id` with `message` (the CLI passes a
-        timeout message) and kill its VM's process trees."""
+    def _cancel_run_lua(self, request_id: Hashable) -> bool:
+        """Stop the run_lua call running under `request_id` and kill its VM's process trees."""
         with self._run_lua_lock:
             entry = self._run_lua_running.get(request_id)
         if entry is None:
             return False
         token, vm = entry
-        token.cancel(message)
+        token.cancel(CANCEL_MESSAGE)
         vm.kill_resources()  # a session read or exec blocked in Python returns at once
         return True
 
@@ -367,6 +370,12 @@ class LuaEngine:
             raise LuaSkillsError("LuaEngine is closed")
 
     @property
+    def guard_mechanism(self) -> str:
+        """The timeout guard VMs created now get: "jit-profile", "jit-off-hook" or "lua-hook"
+        (luaskills_runtime.lua.guard_mechanism; engine_info()["guard"] says the same)."""
+        return guard_mechanism()
+
+    @property
     def closed(self) -> bool:
         """True once close() was called."""
         return self._closed
@@ -401,13 +410,13 @@ class LuaEngine:
             pass
 
 
-def _run_cancellable(main_vm: MainVM, wrapped: str, token: CancelToken) -> Tuple[Any, ...]:
-    """Run wrapped run_lua code under the guard so `token` can stop it; returns its values or
-    raises LuaSkillsError with the plain reason (as vm.run_chunk does)."""
-    outcome = guarded_run(main_vm.guard_control(), wrapped, b"=run_lua",
-                          timeout_ms=_NO_TIMEOUT_MS, cancel=token)
-    if outcome.status is RunStatus.CANCELLED:
+def _run_guarded(main_vm: MainVM, wrapped: str, timeout_ms: Optional[int],
+                 token: Optional[CancelToken]) -> Tuple[Any, ...]:
+    """Run wrapped run_lua code under the VM's guard (deadline and/or `token`); returns its values
+    or raises LuaSkillsError with the plain reason (as vm.run_chunk does).  A stopped run's
+    process trees die with it."""
+    outcome = run_guarded_chunk(main_vm.guard_control(), wrapped, b"=run_lua",
+                                timeout_ms=timeout_ms, cancel=token)
+    if outcome.status in (RunStatus.CANCELLED, RunStatus.TIMEOUT):
         main_vm.vm.kill_resources()
-    if not outcome.ok:
-        raise LuaSkillsError(outcome.reason)
-    return outcome.values
+    return run_values(outcome)

@@ -261,6 +261,7 @@ def test_timeout_in_a_plain_loop(lease_env):
 
 
 @luajit_only
+@pytest.mark.usefixtures("jit_off_hook")  # that mechanism's own behaviour
 def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(lease_env):
     leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]
@@ -284,6 +285,7 @@ def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(lease_env):
 
 
 @luajit_only
+@pytest.mark.usefixtures("jit_off_hook")  # that mechanism's own behaviour
 def test_lease_code_cannot_turn_the_jit_on(lease_env):
     leases, _ = lease_env
     lease_id = create(leases, sid="a")["lease_id"]

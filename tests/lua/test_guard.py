@@ -233,6 +233,7 @@ def test_coroutines_from_an_earlier_run_are_stopped_too(lease_vm, name):
 
 
 @luajit_only
+@pytest.mark.usefixtures("jit_off_hook")  # that mechanism's own behaviour
 def test_guarded_run_jit_is_off_for_lease_vms(lease_vm):
     assert guarded_run(lease_vm, "return (jit.status())", timeout_ms=1000).values == (False,)
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from luaskills_runtime import engine_info
-from luaskills_runtime.lua import lua_hook_guard
+from luaskills_runtime.lua import guard, guard_mechanism as mechanisms, lua_hook_guard
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.lua_hook_guard import LuaHookGuard
 
@@ -192,47 +192,53 @@ def test_bad_arguments():
     assert guard.state == "idle"
 
 
-@pytest.mark.parametrize("wanted, native_problem, expected", [
-    ("lua-hook", None, "lua-hook"),
-    ("native", None, "native"),
-    ("", None, "native"),
-    ("auto", "no lua_sethook in the module", "lua-hook"),
-    ("", "no lua_sethook in the module", "lua-hook"),
+@pytest.mark.parametrize("wanted, native_problem, jit_refusal, expected", [
+    ("lua-hook", None, None, "lua-hook"),
+    ("native", None, None, "jit-profile"),
+    ("native", None, "LUASKILLS_JIT_GUARD=off", "jit-off-hook"),
+    ("", None, None, "jit-profile"),
+    ("AUTO", None, "self-check refused", "jit-off-hook"),
+    ("auto", "no lua_sethook in the module", None, "lua-hook"),
+    ("", "no lua_sethook in the module", "self-check refused", "lua-hook"),
 ])
-def test_mechanism_choice(monkeypatch, wanted, native_problem, expected):
-    monkeypatch.setenv(lua_hook_guard.GUARD_ENV, wanted)
-    monkeypatch.setattr(lua_hook_guard, "native_guard_error", lambda: native_problem)
-    lua_hook_guard.guard_mechanism.cache_clear()
-    try:
-        assert lua_hook_guard.guard_mechanism() == expected
-    finally:
-        lua_hook_guard.guard_mechanism.cache_clear()
+def test_mechanism_choice(monkeypatch, wanted, native_problem, jit_refusal, expected):
+    monkeypatch.setenv(mechanisms.GUARD_ENV, wanted)
+    monkeypatch.setattr(mechanisms, "native_guard_error", lambda: native_problem)
+    monkeypatch.setattr(mechanisms, "jit_guard_refusal", lambda: jit_refusal)
+    assert mechanisms.guard_mechanism() == expected
+
+
+def test_jit_guard_env_var_is_read_per_call(monkeypatch):
+    monkeypatch.setenv(mechanisms.JIT_GUARD_ENV, "off")
+    assert mechanisms.jit_guard_refusal() == "LUASKILLS_JIT_GUARD=off"
+    monkeypatch.setenv(mechanisms.JIT_GUARD_ENV, "")
+    from luaskills_runtime._native import luahook
+    assert mechanisms.jit_guard_refusal() == luahook.jit_guard_check()
+    # the names the native binding gives its guards are the selection's names
+    assert (luahook.JIT_PROFILE, luahook.JIT_OFF_HOOK) == (mechanisms.JIT_PROFILE,
+                                                           mechanisms.JIT_OFF_HOOK)
 
 
 def test_mechanism_forced_native_without_c_api_is_an_error(monkeypatch):
-    monkeypatch.setenv(lua_hook_guard.GUARD_ENV, "native")
-    monkeypatch.setattr(lua_hook_guard, "native_guard_error", lambda: "no lua_sethook")
-    lua_hook_guard.guard_mechanism.cache_clear()
-    try:
-        with pytest.raises(LuaSkillsError, match="LUASKILLS_GUARD=native, but no lua_sethook"):
-            lua_hook_guard.guard_mechanism()
-    finally:
-        lua_hook_guard.guard_mechanism.cache_clear()
+    monkeypatch.setenv(mechanisms.GUARD_ENV, "native")
+    monkeypatch.setattr(mechanisms, "native_guard_error", lambda: "no lua_sethook")
+    with pytest.raises(LuaSkillsError, match="LUASKILLS_GUARD=native, but no lua_sethook"):
+        mechanisms.guard_mechanism()
 
 
 @luajit_only
 @pytest.mark.skipif(sys.platform == "win32", reason="lupa's Windows wheels export no lua_* symbol")
 def test_native_c_api_is_reachable_here():
     # lupa's Linux wheels export the Lua C API: auto mode must keep the native guard there.
-    assert lua_hook_guard.native_guard_error() is None
+    assert mechanisms.native_guard_error() is None
 
 
 @pytest.mark.skipif(IS_LUAJIT, reason="Lua 5.1 only: LuaJIT's hooks are global to the state")
 def test_lua51_runs_the_lua_hook_guard_and_refuses_the_native_one():
     # PUC Lua's hooks are per coroutine: the native guard's late hook on the main thread would
     # never reach a looping coroutine (tests/lua/test_guard.py's "coroutine" case).
-    assert "hooks are per coroutine" in lua_hook_guard.native_guard_error()
-    assert engine_info()["guard"] == lua_hook_guard.guard_mechanism() == "lua-hook"
+    assert "hooks are per coroutine" in mechanisms.native_guard_error()
+    assert engine_info()["guard"] == mechanisms.guard_mechanism() == "lua-hook"
     done = cli_version(LUASKILLS_GUARD="native")
     assert done.returncode == 2
     assert ("LUASKILLS_GUARD=native, but the native guard hooks the main thread only, and "
@@ -249,12 +255,17 @@ def test_engine_info_and_version_name_the_guard_in_use():
     info = engine_info()
     assert info["engine"] == ENGINE
     assert info["lua_version"].startswith("LuaJIT 2.1" if ENGINE == "luajit21" else "Lua 5.1")
-    assert info["guard"] == lua_hook_guard.guard_mechanism()
-    for forced in ("lua-hook", "native") if IS_LUAJIT else ("lua-hook",):
-        done = cli_version(LUASKILLS_GUARD=forced)
+    assert info["guard"] == mechanisms.guard_mechanism()
+    cases = [("lua-hook", "", "lua-hook")]
+    if IS_LUAJIT:   # (lua51 refuses the native mechanisms: test_lua51_runs_the_lua_hook_guard...)
+        native = mechanisms.JIT_PROFILE if mechanisms.jit_guard_refusal() is None else \
+            mechanisms.JIT_OFF_HOOK
+        cases += [("native", "", native), ("native", "off", "jit-off-hook")]
+    for forced, jit_guard, shown in cases:
+        done = cli_version(LUASKILLS_GUARD=forced, LUASKILLS_JIT_GUARD=jit_guard)
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith(f"luaskills-runtime {info['version']} (engine {ENGINE}: ")
-        assert done.stdout.rstrip().endswith(f"lupa {info['lupa_version']}, guard {forced})")
+        assert done.stdout.rstrip().endswith(f"lupa {info['lupa_version']}, guard {shown})")
     done = cli_version(LUASKILLS_GUARD="bogus")
     assert done.returncode == 2
     assert "LUASKILLS_GUARD must be native, lua-hook or auto" in done.stderr
@@ -356,13 +367,10 @@ ESCAPES = {
 def lua_hook_engine():
     from luaskills_runtime import HostOptions, LuaEngine
 
-    original = lua_hook_guard.guard_mechanism
-    lua_hook_guard.guard_mechanism = lambda: lua_hook_guard.LUA_HOOK
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # guarded VMs made here get the Lua hook
+        patch.setattr(guard, "guard_mechanism", lambda: mechanisms.LUA_HOOK)
         with LuaEngine(HostOptions(runlua_pool=(1, 1, 60))) as engine:
             yield engine
-    finally:
-        lua_hook_guard.guard_mechanism = original
 
 
 @pytest.mark.parametrize("name", sorted(ESCAPES))

@@ -34,7 +34,7 @@ cdef extern from "luahook.h" nogil:
 
     ctypedef struct lsr_hook_slot:
         pass
-    lsr_hook_slot *lsr_hook_slot_new(double token)
+    lsr_hook_slot *lsr_hook_slot_new(double token, int jit_profile)
     void lsr_hook_slot_release(lsr_hook_slot *s)
     int lsr_hook_slot_bound(lsr_hook_slot *s)
     int lsr_hook_arm(lsr_hook_slot *s, uint64_t timeout_ms, const char *msg, size_t len,
@@ -44,3 +44,8 @@ cdef extern from "luahook.h" nogil:
     uint64_t lsr_hook_raised(lsr_hook_slot *s)
     int lsr_hook_state(lsr_hook_slot *s)
     int64_t lsr_hook_fired_at(lsr_hook_slot *s)
+
+cdef extern from "jitguard.h" nogil:
+    const char *LSR_JITGUARD_VERSION_SYMBOL
+    int lsr_jitguard_init(const char *version_symbol, char *err, size_t errlen)
+    int lsr_jitguard_available()

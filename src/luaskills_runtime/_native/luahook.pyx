@@ -11,9 +11,16 @@ SuspendThread on Windows): LuaJIT updates its hook mask without atomics on the V
 write from another thread while that thread runs can silence every hook for good.  So arm from the
 thread that runs the guarded Lua code (``call``, ``armed`` and ``guarded_call`` do).
 
-Compiled JIT traces do not look at hooks: run guarded code with the JIT off, e.g. through
-``guard.call(..., jit_off=True)`` (turns the JIT engine off and flushes every trace for the call,
-then turns it back on if it was on).
+Two mechanisms, chosen per guard at creation (``TimeoutGuard(runtime, jit_profile=...)``):
+
+* ``JIT_OFF_HOOK`` ("jit-off-hook"): compiled JIT traces do not look at hooks, so run guarded code
+  with the JIT off, e.g. through ``guard.call(..., jit_off=True)`` (turns the JIT engine off and
+  flushes every trace for the call, then turns it back on if it was on).
+* ``JIT_PROFILE`` ("jit-profile", native/jitguard.h): the VM runs with the JIT on in LuaJIT's
+  profiler line mode, and the watchdog also sets the profiler bit that compiled traces check.
+  Available when ``jit_guard_check()`` returns None (a self-check of this LuaJIT build passed).
+  Nothing else in the process may use LuaJIT's profiler (``jit.profile``, ``luaJIT_profile_*``):
+  keep ``jit.profile`` away from user code.
 
 Quiet import: importing this module installs nothing.  The pause signal's handler (SIGRTMAX, or
 the highest free real-time signal; SIGURG where there is none) and the watchdog's lock are set up
@@ -52,6 +59,7 @@ from luaskills_runtime._native.c_luahook cimport (
     lsr_watchdog_fork_child, lsr_hook_slot, lsr_hook_slot_new, lsr_hook_slot_release,
     lsr_hook_slot_bound, lsr_hook_arm, lsr_hook_disarm, lsr_hook_cancel, lsr_hook_raised,
     lsr_hook_state, lsr_hook_fired_at, lsr_now_ms,
+    LSR_JITGUARD_VERSION_SYMBOL, lsr_jitguard_init, lsr_jitguard_available,
 )
 
 from luaskills_runtime.lua_engine import ENGINE as _ENGINE_NAME, lupa_engine as _engine
@@ -65,6 +73,27 @@ _U64_MAX = (1 << 64) - 1
 
 cdef bint _hook_ready = False
 cdef bint _api_ready = False
+
+JIT_PROFILE = "jit-profile"
+JIT_OFF_HOOK = "jit-off-hook"
+VERIFIED_LUAJIT = LSR_JITGUARD_VERSION_SYMBOL.decode("ascii")
+
+
+def jit_guard_check(version_symbol=None):
+    """Run the JIT-on mechanism's self-check of lupa's LuaJIT build (once per process; later
+    calls return the first answer).  None when it passed, else why not (a string).
+
+    version_symbol: the exported version symbol to require (default: the verified build's); tests
+    pass another name in a fresh process to see the refusal."""
+    try:
+        _ensure_api()
+    except LuaSkillsError as error:
+        return str(error)
+    cdef bytes symbol = (VERIFIED_LUAJIT if version_symbol is None else version_symbol).encode()
+    cdef char err[256]
+    if lsr_jitguard_init(symbol, err, sizeof(err)) != 0:
+        return _c_text(err)
+    return None
 
 
 cdef _ensure_hook_init():
@@ -143,19 +172,28 @@ cdef class TimeoutGuard:
     cdef readonly object runtime
     cdef object _anchor   # the Lua userdata binding the slot to the state
     cdef tuple _jit       # (status, on, off, flush) captured at install, or None
+    cdef readonly str mechanism  # JIT_PROFILE or JIT_OFF_HOOK
 
-    def __cinit__(self, runtime):
+    def __cinit__(self, runtime, *, jit_profile=False):
         self.slot = NULL
 
-    def __init__(self, runtime):
+    def __init__(self, runtime, *, jit_profile=False):
+        """jit_profile=True: the JIT-on mechanism (needs ``jit_guard_check()`` to return None;
+        binding puts the state in profiler line mode and flushes its traces)."""
         if self.slot != NULL:
             raise LuaSkillsError("TimeoutGuard is already installed")
         if not isinstance(runtime, _engine.LuaRuntime):
             raise TypeError(f"TimeoutGuard needs a lupa.{_ENGINE_NAME}.LuaRuntime, "
                             f"got {type(runtime).__name__}")
         _ensure_api()
+        if jit_profile:
+            refused = jit_guard_check()
+            if refused is not None:
+                raise LuaSkillsError("TimeoutGuard(jit_profile=True): the JIT guard is not "
+                                     f"available: {refused}")
+        self.mechanism = JIT_PROFILE if jit_profile else JIT_OFF_HOOK
         token = float(secrets.randbits(52) + 1)  # exact in a Lua number, never 0
-        self.slot = lsr_hook_slot_new(token)
+        self.slot = lsr_hook_slot_new(token, 1 if jit_profile else 0)
         if self.slot == NULL:
             raise MemoryError("TimeoutGuard slot")
         self.runtime = runtime
@@ -349,7 +387,7 @@ def pause_error():
 
 def c_api_error():
     """Why this guard cannot reach the engine's Lua C API (lupa's Windows wheels export no
-    lua_* symbol), or None when it can.  luaskills_runtime.lua.lua_hook_guard falls back on this."""
+    lua_* symbol), or None when it can.  luaskills_runtime.lua.guard_mechanism falls back on this."""
     try:
         _ensure_api()
     except LuaSkillsError as error:

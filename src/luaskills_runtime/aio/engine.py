@@ -93,15 +93,15 @@ class AsyncLuaEngine:
         return await run_cancellable(fn, cancel, self._workers, after_cancel)
 
     # ---- run_lua and runlua --------------------------------------------------------------------
-    async def run_lua(self, code: str, args: Any = None, *,
-                      invocation_context: Optional[Mapping[str, Any]] = None,
-                      request_id: Optional[Hashable] = None) -> Any:
+    async def run_lua(self, code: str, args: Any = None, *, timeout_ms: Optional[int] = None,
+                      request_id: Optional[Hashable] = None,
+                      invocation_context: Optional[Mapping[str, Any]] = None) -> Any:
         """Run code on a main VM (see ``LuaEngine.run_lua``); cancellable."""
         rid = request_id if request_id is not None else ("aio-run_lua", next(_request_numbers))
         engine = self._engine
-        return await self._run(lambda: engine.run_lua(code, args,
-                                                      invocation_context=invocation_context,
-                                                      request_id=rid),
+        return await self._run(lambda: engine.run_lua(code, args, timeout_ms=timeout_ms,
+                                                      request_id=rid,
+                                                      invocation_context=invocation_context),
                                lambda: engine.cancel(rid))
 
     async def execute_runlua_request_json_inline(self, request_json: str, *,

@@ -70,7 +70,8 @@ def _busy(lease_id: str) -> LeaseError:
     return LeaseError("lease_busy", f"runtime session lease `{lease_id}` is busy")
 
 
-def _not_found(lease_id: str) -> LeaseError:
+def lease_not_found(lease_id: str) -> LeaseError:
+    """The error for an id no lease has (the MCP server answers foreign ids with it too)."""
     return LeaseError("lease_not_found", f"runtime session lease `{lease_id}` was not found")
 
 
@@ -356,7 +357,7 @@ class LeaseManager:
             _check_identity(lease_id, stone.sid, stone.generation, sid, generation)
             _check_profile(lease_id, stone.profile, profile)
             raise stone.error()
-        raise _not_found(lease_id)
+        raise lease_not_found(lease_id)
 
     def begin_eval(self, lease_id: str, sid: Optional[str], generation: Optional[int],
                    profile: Optional[str]) -> Lease:
@@ -433,7 +434,7 @@ class LeaseManager:
             if lease is None:
                 stone = self._tombstones.get(lease_id)
                 if stone is None:
-                    raise _not_found(lease_id)
+                    raise lease_not_found(lease_id)
                 _check_identity(lease_id, stone.sid, stone.generation, sid, generation)
                 _check_profile(lease_id, stone.profile, profile)
                 raise stone.error()

@@ -1,9 +1,10 @@
 """The Lua side of one runtime lease: a dedicated LuaVM, its module roots, and running an eval.
 
-Evals run through the shared guard (luaskills_runtime.lua.guard): the native TimeoutGuard stops the
-code at its deadline or when the host cancels it, and lease VMs run with the JIT off for good
-(compiled traces never look at hooks, so a compiled loop could not be stopped otherwise; the
-guard makes `jit.on` refuse for user code).
+Evals run through the shared guard (luaskills_runtime.lua.guard): the timeout guard stops the
+code at its deadline or when the host cancels it.  With the jit-profile guard the JIT stays on
+(the guard stops compiled loops too); with the jit-off-hook or lua-hook guard lease VMs run with
+the JIT off for good (compiled traces never look at hooks, so a compiled loop could not be stopped
+otherwise; the guard makes `jit.on` refuse for user code).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 from luaskills_runtime._ref.rust import os_error_text
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.guard import CancelToken, guarded_call, prepare_guarded_vm, runner_outcome
+from luaskills_runtime.lua.guard_mechanism import JIT_PROFILE
 from luaskills_runtime.lua.outcome import RunStatus
 from luaskills_runtime.leases.requests import EvalRequest
 from luaskills_runtime.lua.luajson import json_to_lua, lua_to_json
@@ -130,9 +132,12 @@ class LeaseVM:
             # saves a call from Python per eval (runlua does the same).
             globals_table = self.vm.runtime.globals()
             self._tables_to_release = (globals_table, globals_table[b"package"][b"loaded"])
+            # The per-eval JIT-off check only matters to the guards that need the JIT off.
+            jit_check = (None, None, None) if self.control.mechanism == JIT_PROFILE else \
+                (self._jit_status, self._jit_off, self._jit_flush)
             self._run = self.vm.runtime.execute(
                 _LEASE_RUN, globals_table, self.vm.scope_reset, self.vm.lua_message_of,
-                self._jit_status, self._jit_off, self._jit_flush)
+                *jit_check)
         except BaseException:
             self.vm.close()
             raise

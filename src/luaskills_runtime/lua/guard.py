@@ -3,12 +3,13 @@
 Shared by runlua requests and runtime-lease evals.  Public pieces:
 
 * ``prepare_guarded_vm(vm)``: once per VM, by its owner, which keeps the returned control.
-  Turns the JIT off and flushes its traces (compiled
-  traces never look at hooks), makes ``jit.on`` raise (it would let code escape the guard), and
-  binds a timeout guard to the VM: the native ``TimeoutGuard``, or ``LuaHookGuard`` where lupa's
-  Lua C API cannot be reached (luaskills_runtime.lua.lua_hook_guard).  Both wrap ``debug.sethook``
-  so user hooks cannot remove the guard's, and both raise on every instruction once fired, so the
-  run-outcome protocol below reads either one's stop the same way (``guard.fired``).
+  Picks the guard mechanism (luaskills_runtime.lua.guard_mechanism) and binds that timeout guard
+  to the VM: the native ``TimeoutGuard`` with the JIT on (``jit-profile``: it stops compiled code
+  too) or off (``jit-off-hook``: the JIT is turned off, its traces flushed, and ``jit.on`` raises,
+  since compiled traces never look at hooks), or ``LuaHookGuard`` where lupa's Lua C API cannot be
+  reached (``lua-hook``, JIT off as well).  Every guard wraps ``debug.sethook`` so user hooks
+  cannot remove the guard's, and raises on every instruction once fired, so the run-outcome
+  protocol below reads any one's stop the same way (``guard.fired``).  ``jit.profile`` is hidden.
 * ``guarded_run(control, code, chunkname, timeout_ms=..., cancel=..., cwd=...)`` compiles and runs
   `code` and returns a :class:`GuardedResult` (status, returned values, error text).  It never
   raises for a failure of the Lua code itself.
@@ -32,7 +33,7 @@ from luaskills_runtime.lua_engine import lupa_engine
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
 
-from luaskills_runtime.lua.lua_hook_guard import new_timeout_guard
+from luaskills_runtime.lua.guard_mechanism import JIT_PROFILE, guard_mechanism, new_timeout_guard
 from luaskills_runtime.lua.outcome import (OUT_OF_MEMORY, RunOutcome, RunStatus, answer_outcome,
                                            lua_error_text, outcome)
 
@@ -122,10 +123,12 @@ class _GuardControl:
     def __init__(self, vm):
         self.vm = vm
         g = vm.runtime.globals()
-        controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of)
+        self.mechanism = guard_mechanism()   # "jit-profile", "jit-off-hook" or "lua-hook"
+        jit_profile = self.mechanism == JIT_PROFILE
+        controls = vm.runtime.execute(_GUARD_SOURCE, g, vm.lua_message_of, jit_profile)
         self.runner = vm.lua_run   # runner.lua's run: "ok", values... | status, message
         self.collect = controls[b"collect"]
-        self.guard = new_timeout_guard(vm.runtime)  # native, or the Lua hook (lua_hook_guard)
+        self.guard = new_timeout_guard(vm.runtime, self.mechanism)
         self.limits: Optional[ExecutionLimits] = None
         self.memory_cap = vm.runtime.get_max_memory() or None
 

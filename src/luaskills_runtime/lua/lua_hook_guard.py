@@ -26,16 +26,12 @@ it checks the flag whenever they run again).  PUC Lua's count hook costs one dec
 instruction and a call every CHECK_EVERY, and without ffi the flag is read through Python then
 (benchmarks/bench_timeout_guard.py prints the lua51 overhead too).
 
-``guard_mechanism()`` says which one this process uses: ``LUASKILLS_GUARD=native`` or
-``LUASKILLS_GUARD=lua-hook`` forces one; unset (or ``auto``) picks the native guard when lupa's
-Lua C API can be bound, else the Lua hook.  ``new_timeout_guard(runtime)`` builds a guard of that
-kind for a runtime; both kinds offer ``arm``, ``disarm``, ``cancel``, ``fired`` and
-``raised_count``.
+Which guard a VM gets is chosen in luaskills_runtime.lua.guard_mechanism (``LUASKILLS_GUARD``);
+both kinds offer ``arm``, ``disarm``, ``cancel``, ``fired`` and ``raised_count``.
 """
 from __future__ import annotations
 
 import ctypes
-import functools
 import heapq
 import itertools
 import os
@@ -44,14 +40,7 @@ import time
 import weakref
 from typing import Optional
 
-from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.chunk_files import read_chunk
-from luaskills_runtime.lua_engine import ENGINE, IS_LUAJIT
-
-GUARD_ENV = "LUASKILLS_GUARD"
-NATIVE = "native"
-LUA_HOOK = "lua-hook"
-MECHANISMS = (NATIVE, LUA_HOOK)
 
 # Instructions between two flag checks.  LuaJIT's cost of a count hook does not depend on the
 # count (every instruction goes through the hook dispatcher), so the count only sets how fast a
@@ -270,43 +259,3 @@ class LuaHookGuard:
         if not self._armed:
             return "idle"
         return "firing" if self._flag else "armed"
-
-
-@functools.lru_cache(maxsize=1)
-def native_guard_error() -> Optional[str]:
-    """Why the native guard cannot work in this process, or None when it can."""
-    if not IS_LUAJIT:
-        # PUC Lua keeps a hook per coroutine (new ones copy their creator's), LuaJIT one per
-        # state: the native guard's late hook on the main thread never reaches a coroutine that
-        # loops.  The Lua hook, set at arm, is inherited by every coroutine the run creates.
-        return (f"the native guard hooks the main thread only, and lupa.{ENGINE}'s hooks are per "
-                "coroutine")
-    try:
-        from luaskills_runtime._native import luahook
-    except ImportError as error:
-        return f"the native guard module does not load: {error}"
-    return luahook.c_api_error()
-
-
-@functools.lru_cache(maxsize=1)
-def guard_mechanism() -> str:
-    """The timeout guard this process uses: "native" or "lua-hook" (see the module doc)."""
-    wanted = os.environ.get(GUARD_ENV, "").strip().lower() or "auto"
-    if wanted == LUA_HOOK:
-        return LUA_HOOK
-    if wanted == NATIVE:
-        problem = native_guard_error()
-        if problem is not None:
-            raise LuaSkillsError(f"{GUARD_ENV}=native, but {problem}")
-        return NATIVE
-    if wanted != "auto":
-        raise LuaSkillsError(f"{GUARD_ENV} must be native, lua-hook or auto, got {wanted!r}")
-    return NATIVE if native_guard_error() is None else LUA_HOOK
-
-
-def new_timeout_guard(runtime):
-    """A timeout guard of this process's mechanism, bound to `runtime`."""
-    if guard_mechanism() == NATIVE:
-        from luaskills_runtime._native.luahook import TimeoutGuard
-        return TimeoutGuard(runtime)
-    return LuaHookGuard(runtime)

@@ -6,14 +6,14 @@ from typing import Any, Dict
 
 from luaskills_runtime._version import __version__
 from luaskills_runtime.lua_engine import ENGINE, lupa_engine
-from luaskills_runtime.lua.lua_hook_guard import guard_mechanism
+from luaskills_runtime.lua.guard_mechanism import guard_mechanism
 
 
 def engine_info() -> Dict[str, Any]:
     """A dict: ``engine`` (lupa's engine module: "luajit21", or "lua51" where lupa ships no LuaJIT;
-    see luaskills_runtime.lua_engine), ``lua_version`` (the engine's
-    own version string), ``lupa_version``, ``guard`` ("native" or "lua-hook", see
-    luaskills_runtime.lua.lua_hook_guard) and ``version`` (this package's)."""
+    see luaskills_runtime.lua_engine), ``lua_version`` (the engine's own version string),
+    ``lupa_version``, ``guard`` (the mechanism guarded VMs get now: "jit-profile", "jit-off-hook"
+    or "lua-hook", see luaskills_runtime.lua.guard_mechanism) and ``version`` (this package's)."""
     module = lupa_engine
     runtime = module.LuaRuntime(register_eval=False, register_builtins=False)
     lua_version = runtime.eval("jit and jit.version or _VERSION")

@@ -77,7 +77,9 @@ class LuaVM:
         self.runtime = lupa_engine.LuaRuntime(**kwargs)
         g = self.runtime.globals()
         g[b"python"] = None
-        self.runtime.execute("package.loaded.python = nil")
+        # jit.profile would take LuaJIT's one profiler, which the timeout guard uses (issue 18).
+        self.runtime.execute("package.loaded.python = nil "
+                             "package.loaded['jit.profile'] = nil package.preload['jit.profile'] = nil")
         install_dialect(self.runtime, kind == MAIN)
         self.bridge = LuaBridge(self.runtime)
         # runner.lua: lua_run(code, chunkname) answers with the run-outcome protocol

@@ -1,16 +1,25 @@
 -- Guarded-run support, loaded once per VM by luaskills_runtime.lua.guard (the caller passes the VM's
 -- globals table).  Keeps what it needs in locals, so later changes to globals by user code cannot
 -- change how runs are started or reported.
-local G, message_of = ...
+local G, message_of, jit_profile = ...
 local load, xpcall, pcall, tostring, type, select, unpack = load, xpcall, pcall, tostring, type,
   select, unpack
 local error = error
 local jit = G.jit
 
--- Compiled traces never look at hooks, so guarded VMs run interpreted; code that turned the JIT
--- back on would escape its timeout.  (debug.sethook stays usable: the TimeoutGuard wraps it so
--- the guard's hook comes back whenever user code replaces it while the guard fires.)
-if type(jit) == "table" then
+-- jit.profile would take LuaJIT's one profiler: with the jit-profile guard, profile.start("f")
+-- resets the mode the guard relies on; with any guard, nothing else may own the profiler.
+local package = G.package
+if type(package) == "table" then
+  if type(package.loaded) == "table" then package.loaded["jit.profile"] = nil end
+  if type(package.preload) == "table" then package.preload["jit.profile"] = nil end
+end
+
+-- jit-off-hook and lua-hook guards: compiled traces never look at hooks, so guarded VMs run interpreted; code
+-- that turned the JIT back on would escape its timeout.  (debug.sethook stays usable: the
+-- TimeoutGuard wraps it so the guard's hook comes back whenever user code replaces it while the
+-- guard fires.)  The jit-profile guard stops compiled code too: jit.on/off/flush stay as they are.
+if type(jit) == "table" and not jit_profile then
   jit.off()
   jit.flush()
   jit.on = function()

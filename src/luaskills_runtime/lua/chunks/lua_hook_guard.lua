@@ -130,7 +130,9 @@ local function disarm()
   if not armed then return end
   armed = false
   raising = nil
-  if user_hook ~= nil then
+  -- (a hook with no events is no hook: the guard may have stopped the code halfway through a
+  -- debug.sethook() that was clearing the user's hook, between its count and its function)
+  if user_hook ~= nil and (user_mask ~= "" or user_count > 0) then
     sethook(user_hook, user_mask, user_count)
   else
     sethook()
