@@ -28,7 +28,7 @@ import functools
 import time
 from typing import Optional
 
-import lupa.luajit21 as lupa_engine
+from luaskills_runtime.lua_engine import lupa_engine
 
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime.lua.cwd import CwdLockTimeout, working_directory
