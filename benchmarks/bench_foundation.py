@@ -1,16 +1,20 @@
 """Foundation numbers: ring-buffer throughput and run_lua latency, each against its anchor.
 
+run_lua is measured on the process's engine (LuaJIT) against a bare runtime of that engine, then
+again in a child process on the lua51 engine (LUASKILLS_LUA_ENGINE=lua51, what lupa's macOS wheels
+give) against a bare ``lupa.lua51`` runtime: the engine is chosen once per process.
+
     python benchmarks/bench_foundation.py
 """
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import lupa.luajit21 as lupa_engine  # noqa: E402
-
-from _timing import best_of, ratio_line  # noqa: E402
+from _timing import best_of, report_ratio  # noqa: E402
 from luaskills_runtime import LuaEngine  # noqa: E402
+from luaskills_runtime.lua_engine import ENGINE, ENGINE_ENV, LUA51, lupa_engine  # noqa: E402
 from luaskills_runtime._native.ringbuf import RingBuffer  # noqa: E402
 
 
@@ -51,14 +55,32 @@ def main():
         print(f"chunk {size:>8} B: native {native:6.2f} GB/s vs bytearray {python:6.2f} GB/s "
               f"-> {native / python:.2f}x")
 
-    print("== run_lua('return 1') latency ==")
+    run_lua_latency()
+    if ENGINE != LUA51:
+        # the same measure on the lua51 engine, in a child (its rows go to run_all.py as well)
+        env = dict(os.environ, **{ENGINE_ENV: LUA51})
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--run-lua-only"],
+                              env=env, stdout=subprocess.PIPE, text=True, check=True)
+        print(done.stdout, end="")
+
+
+# run_lua wraps the code (request scope, args, the run-outcome protocol) around the bare execute.
+GOAL = ""  # no goal (run_all.py shows "-"): printed to compare the two engines
+
+
+def run_lua_latency():
+    print(f"== run_lua('return 1') latency, engine {ENGINE} ==")
     bare = lupa_engine.LuaRuntime()
     anchor = best_of(lambda: bare.execute("return 1"), repeat=7, number=2000)
     with LuaEngine() as engine:
         engine.run_lua("return 1")
         ours = best_of(lambda: engine.run_lua("return 1"), repeat=7, number=2000)
-    print(ratio_line("run_lua('return 1') vs bare LuaRuntime().execute('return 1')", ours, anchor))
+    report_ratio(f"run_lua('return 1') vs bare lupa.{ENGINE} LuaRuntime().execute('return 1')",
+                 ours, anchor, GOAL)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--run-lua-only"]:
+        run_lua_latency()
+    else:
+        main()

@@ -1,8 +1,10 @@
-"""LuaEngine basics: the engine is LuaJIT, Lua gets no door into Python, run_lua semantics."""
+"""LuaEngine basics: Lua gets no door into Python, run_lua semantics (which engine runs:
+tests/lua/test_lua_engine.py)."""
 import threading
 
-import lupa.luajit21
 import pytest
+
+from _engine_support import luajit_only
 
 import luaskills_runtime
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
@@ -12,6 +14,7 @@ def test_version_is_exposed():
     assert luaskills_runtime.__version__.count(".") == 2
 
 
+@luajit_only
 def test_engine_is_luajit(engine):
     version = engine.run_lua("return jit and jit.version")
     assert version.startswith("LuaJIT 2.1")
@@ -158,10 +161,6 @@ def test_pool_config_is_normalised():
     options = HostOptions(main_pool=(0, -3, 0), runlua_pool=(5, 2, 9))
     assert options.main_pool == (1, 1, 1)
     assert options.runlua_pool == (5, 5, 9)
-
-
-def test_lupa_engine_module_is_explicit():
-    assert lupa.luajit21.LuaRuntime().lua_implementation.startswith("LuaJIT")
 
 
 def test_callbacks_building_large_values_near_the_memory_cap_do_not_crash():

@@ -22,6 +22,7 @@ ROOT = Path(luaskills_runtime.__file__).resolve().parent   # the package under t
 LAYERS = (
     ("errors", "options", "_version", "types"),   # plain data every layer uses (types: TypedDicts)
     ("_ref",),                            # reference wording
+    ("lua_engine",),                      # the lupa engine module of the process (LuaJIT or 5.1)
     ("text", "_native"),                  # encodings; Cython bindings over the C core
     ("process",),                         # child processes (no Lua)
     ("lua",),                             # LuaVM, pool, JSON<->Lua, bridge, guard, cwd lock

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from _engine_support import luajit_only
 from _lease_support import create, evaluate, KillRecorder, lease_vm, make_leases, wait_until
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
 from luaskills_runtime.leases import PUBLIC, SYSTEM
@@ -259,6 +260,7 @@ def test_timeout_in_a_plain_loop(lease_env):
     assert result_of(leases, lease_id, "return 'still usable'") == "still usable"
 
 
+@luajit_only
 @pytest.mark.usefixtures("jit_off_hook")  # that mechanism's own behaviour
 def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(lease_env):
     leases, _ = lease_env
@@ -282,6 +284,7 @@ def test_timeout_fires_in_a_loop_the_jit_compiled_earlier(lease_env):
         sum(i % 7 for i in range(1, 11)), False]
 
 
+@luajit_only
 @pytest.mark.usefixtures("jit_off_hook")  # that mechanism's own behaviour
 def test_lease_code_cannot_turn_the_jit_on(lease_env):
     leases, _ = lease_env

@@ -4,6 +4,7 @@ import time
 
 import pytest
 
+from _engine_support import luajit_only
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError
 from luaskills_runtime.lua.guard import CancelToken, guarded_call, guarded_run, prepare_guarded_vm
 from luaskills_runtime.lua.vm import LEASE
@@ -204,6 +205,34 @@ def test_guarded_run_results(lease_vm):
     assert guarded_run(lease_vm, "return x", timeout_ms=1000).values == (5,)
 
 
+# Coroutines made by an earlier run (a lease keeps them) and resumed by a later one.  LuaJIT's
+# hook is global to the state; PUC Lua's is per coroutine, so there the guard's hook must have
+# been given to each coroutine when it was made (lua_hook_guard.lua).
+EARLIER_COROUTINES = {
+    "create": ("co = coroutine.create(function() coroutine.yield() while true do end end) "
+               "coroutine.resume(co)", "coroutine.resume(co)"),
+    "wrap": ("w = coroutine.wrap(function() coroutine.yield() while true do pcall(error, 'x') end "
+             "end) w()", "w()"),
+    "nested": ("inner = coroutine.wrap(function() coroutine.yield() while true do end end) inner() "
+               "outer = coroutine.create(function() coroutine.yield() inner() end) "
+               "coroutine.resume(outer)", "print(coroutine.resume(outer))"),
+    "pcall resume loop": ("co = coroutine.create(function() while true do coroutine.yield() end end)",
+                          "while true do pcall(coroutine.resume, co) end"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EARLIER_COROUTINES))
+def test_coroutines_from_an_earlier_run_are_stopped_too(lease_vm, name):
+    setup, resume = EARLIER_COROUTINES[name]
+    assert guarded_run(lease_vm, setup, timeout_ms=5000).ok
+    start = time.monotonic()
+    result = guarded_run(lease_vm, resume, timeout_ms=150, timeout_text="stopped")
+    assert (result.status, result.error) == ("timeout", "runtime error: stopped")
+    assert time.monotonic() - start < 0.15 + SLACK_S
+    assert guarded_run(lease_vm, "return 1", timeout_ms=1000).values == (1,)
+
+
+@luajit_only
 @pytest.mark.usefixtures("jit_off_hook")  # that mechanism's own behaviour
 def test_guarded_run_jit_is_off_for_lease_vms(lease_vm):
     assert guarded_run(lease_vm, "return (jit.status())", timeout_ms=1000).values == (False,)

@@ -13,7 +13,10 @@ import time
 
 import pytest
 
-lupa = pytest.importorskip("lupa.luajit21")
+from _engine_support import luajit_only, lupa_engine as lupa  # noqa: E402
+
+# The JIT-on guard is LuaJIT's (on the lua51 engine there is no JIT and no native guard).
+pytestmark = luajit_only
 
 from luaskills_runtime import HostOptions, LuaEngine, LuaSkillsError  # noqa: E402
 from luaskills_runtime._native import luahook  # noqa: E402

@@ -10,10 +10,13 @@ import textwrap
 
 import pytest
 
+from _engine_support import luajit_only
+
 DEBUG_LUPA = os.environ.get("LUASKILLS_DEBUG_LUPA")
 SOAK_SECONDS = 40
 
 pytestmark = [
+    luajit_only,
     pytest.mark.soak,
     pytest.mark.skipif(not DEBUG_LUPA, reason="needs LUASKILLS_DEBUG_LUPA (.ci/build-debug-lupa.sh)"),
 ]

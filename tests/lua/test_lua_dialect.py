@@ -16,11 +16,14 @@ import sys
 
 import pytest
 
+from _engine_support import luajit_only
 from lua_reference import corpus
 from lua_reference.build_luajit import BuildUnavailable, luajit_path
 from luaskills_runtime import HostOptions, LuaEngine
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="reference luajit is built on POSIX")
+# (LuaJIT only: on the lua51 engine the parser and VM are PUC Lua's, see the README's Lua section.)
+pytestmark = [luajit_only,
+              pytest.mark.skipif(sys.platform == "win32", reason="reference luajit is built on POSIX")]
 
 ALL = corpus.LIBRARY + corpus.NATIVE_IO + corpus.LANGUAGE
 KINDS = ("run_lua", "runlua", "lease")

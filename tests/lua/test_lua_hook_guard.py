@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-import lupa.luajit21 as lupa
+from _engine_support import ENGINE, IS_LUAJIT, interpreted, luajit_only, lupa_engine as lupa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,7 +23,7 @@ SLACK_S = 0.5
 def new_runtime():
     runtime = lupa.LuaRuntime(register_eval=False, register_builtins=False, encoding=None,
                               unpack_returned_tuples=True)
-    runtime.execute(b"jit.off() jit.flush()")  # as guarded VMs run (lua/chunks/guard.lua)
+    interpreted(runtime)  # as guarded VMs run (lua/chunks/guard.lua)
     return runtime
 
 
@@ -41,7 +41,7 @@ def run_guarded(guard, fn, timeout_ms=150, message=MESSAGE):
     return error, time.monotonic() - start
 
 
-@pytest.fixture(params=[True, False], ids=["ffi-flag", "python-flag"])
+@pytest.fixture(params=[pytest.param(True, marks=luajit_only), False], ids=["ffi-flag", "python-flag"])
 def guarded(request):
     runtime = new_runtime()
     guard = LuaHookGuard(runtime, use_ffi=request.param)
@@ -226,10 +226,23 @@ def test_mechanism_forced_native_without_c_api_is_an_error(monkeypatch):
         mechanisms.guard_mechanism()
 
 
+@luajit_only
 @pytest.mark.skipif(sys.platform == "win32", reason="lupa's Windows wheels export no lua_* symbol")
 def test_native_c_api_is_reachable_here():
     # lupa's Linux wheels export the Lua C API: auto mode must keep the native guard there.
     assert mechanisms.native_guard_error() is None
+
+
+@pytest.mark.skipif(IS_LUAJIT, reason="Lua 5.1 only: LuaJIT's hooks are global to the state")
+def test_lua51_runs_the_lua_hook_guard_and_refuses_the_native_one():
+    # PUC Lua's hooks are per coroutine: the native guard's late hook on the main thread would
+    # never reach a looping coroutine (tests/lua/test_guard.py's "coroutine" case).
+    assert "hooks are per coroutine" in mechanisms.native_guard_error()
+    assert engine_info()["guard"] == mechanisms.guard_mechanism() == "lua-hook"
+    done = cli_version(LUASKILLS_GUARD="native")
+    assert done.returncode == 2
+    assert ("LUASKILLS_GUARD=native, but the native guard hooks the main thread only, and "
+            "lupa.lua51's hooks are per coroutine") in done.stderr
 
 
 def cli_version(**env):
@@ -240,16 +253,18 @@ def cli_version(**env):
 
 def test_engine_info_and_version_name_the_guard_in_use():
     info = engine_info()
-    assert info["engine"] == "luajit21"
-    assert info["lua_version"].startswith("LuaJIT 2.1")
+    assert info["engine"] == ENGINE
+    assert info["lua_version"].startswith("LuaJIT 2.1" if ENGINE == "luajit21" else "Lua 5.1")
     assert info["guard"] == mechanisms.guard_mechanism()
-    native = mechanisms.JIT_PROFILE if mechanisms.jit_guard_refusal() is None else \
-        mechanisms.JIT_OFF_HOOK
-    for forced, jit_guard, shown in (("lua-hook", "", "lua-hook"), ("native", "", native),
-                                     ("native", "off", "jit-off-hook")):
+    cases = [("lua-hook", "", "lua-hook")]
+    if IS_LUAJIT:   # (lua51 refuses the native mechanisms: test_lua51_runs_the_lua_hook_guard...)
+        native = mechanisms.JIT_PROFILE if mechanisms.jit_guard_refusal() is None else \
+            mechanisms.JIT_OFF_HOOK
+        cases += [("native", "", native), ("native", "off", "jit-off-hook")]
+    for forced, jit_guard, shown in cases:
         done = cli_version(LUASKILLS_GUARD=forced, LUASKILLS_JIT_GUARD=jit_guard)
         assert done.returncode == 0, done.stderr
-        assert done.stdout.startswith(f"luaskills-runtime {info['version']} (engine luajit21: ")
+        assert done.stdout.startswith(f"luaskills-runtime {info['version']} (engine {ENGINE}: ")
         assert done.stdout.rstrip().endswith(f"lupa {info['lupa_version']}, guard {shown})")
     done = cli_version(LUASKILLS_GUARD="bogus")
     assert done.returncode == 2
@@ -436,6 +451,9 @@ end
 """
 
 
+# (LuaJIT only: PUC Lua counts the instructions a Lua hook runs itself against the count, so
+# under the guard, whose Lua hook dispatches to the user's, a user count hook sees fewer events.)
+@luajit_only
 @given(count=st.integers(min_value=1, max_value=lua_hook_guard.CHECK_EVERY),
        n=st.integers(min_value=0, max_value=200_000))
 @settings(max_examples=40, deadline=None)

@@ -1,7 +1,7 @@
 """JSON <-> Lua conversion (SPEC 3), including cycles and depth limits."""
 import math
 
-import lupa.luajit21 as lupa_engine
+from _engine_support import lupa_engine
 import pytest
 from hypothesis import given, settings, strategies as st
 

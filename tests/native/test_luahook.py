@@ -10,16 +10,18 @@ import time
 
 import pytest
 
-lupa = pytest.importorskip("lupa.luajit21")
+from _engine_support import ENGINE, interpreted, luajit_only, lupa_engine as lupa
 
 from luaskills_runtime import LuaSkillsError  # noqa: E402
 from luaskills_runtime._native import luahook  # noqa: E402
 from luaskills_runtime._native.luahook import TimeoutGuard  # noqa: E402
 
 # The native guard needs lupa's exported Lua C API; lupa's Windows wheels export none (there the
-# Lua-hook guard is used instead, tests/lua/test_lua_hook_guard.py).
-pytestmark = pytest.mark.skipif(luahook.c_api_error() is not None,
-                                reason=f"native guard unavailable: {luahook.c_api_error()}")
+# Lua-hook guard is used instead, tests/lua/test_lua_hook_guard.py), nor on Lua 5.1, whose hooks
+# are per coroutine (luaskills_runtime.lua.lua_hook_guard).
+pytestmark = [luajit_only,
+              pytest.mark.skipif(luahook.c_api_error() is not None,
+                                 reason=f"native guard unavailable: {luahook.c_api_error()}")]
 
 TIMEOUT_MS = 250
 SLACK_S = 0.5  # "returns within timeout + 0.5 s"
@@ -39,7 +41,7 @@ def _deny(obj, name, is_setting):
 @pytest.fixture
 def vm():
     runtime = new_runtime()
-    runtime.execute(b"jit.off() jit.flush()")  # as runlua runs requests: hooks need the interpreter
+    interpreted(runtime)  # as runlua runs requests: hooks need the interpreter
     guard = TimeoutGuard(runtime)
     yield runtime, guard
     guard.disarm()
@@ -319,7 +321,7 @@ def test_parallel_vms_fire_at_their_own_deadlines():
 
     def worker(timeout_ms):
         runtime = new_runtime()
-        runtime.execute(b"jit.off()")
+        interpreted(runtime)
         guard = TimeoutGuard(runtime)
         message = f"timed out after {timeout_ms} ms".encode()
         error, elapsed = run_guarded(runtime, guard, b"local n = 0 while true do n = n + 1 end",
@@ -350,7 +352,7 @@ def test_hook_message_is_a_plain_string_in_lua(vm):
 
 def test_destroying_guard_while_armed_or_fired():
     runtime = new_runtime()
-    runtime.execute(b"jit.off()")
+    interpreted(runtime)
     guard = TimeoutGuard(runtime)
     guard.arm(50, MESSAGE)
     del guard
@@ -408,7 +410,7 @@ def test_guard_in_a_reference_cycle_with_its_runtime():
     assert _live_count(runtime_type) == runtimes_before - 1
     time.sleep(0.1)  # past the freed guard's deadline: its timer must not touch freed memory
     other = new_runtime()
-    other.execute(b"jit.off()")
+    interpreted(other)
     fresh = TimeoutGuard(other)
     fresh.arm(20, MESSAGE)
     try:
@@ -420,7 +422,7 @@ def test_guard_in_a_reference_cycle_with_its_runtime():
 
 def test_dropping_guard_while_its_lua_runs_in_another_thread():
     runtime = new_runtime()
-    runtime.execute(b"jit.off()")
+    interpreted(runtime)
     guard = TimeoutGuard(runtime)
     finished = threading.Event()
     outcome = []
@@ -447,7 +449,7 @@ def test_dropping_guard_while_its_lua_runs_in_another_thread():
 
 def test_max_memory_runtime(vm):
     runtime = new_runtime(max_memory=64 * 1024 * 1024)
-    runtime.execute(b"jit.off()")
+    interpreted(runtime)
     guard = TimeoutGuard(runtime)
     error, elapsed = run_guarded(runtime, guard, RUNAWAYS["allocation_loop"])
     assert error is not None and guard.fired and elapsed < TIMEOUT_MS / 1000 + SLACK_S
@@ -456,10 +458,10 @@ def test_max_memory_runtime(vm):
 
 def test_bad_input_is_rejected_clearly(vm):
     runtime, guard = vm
-    with pytest.raises(TypeError, match="lupa.luajit21.LuaRuntime"):
+    with pytest.raises(TypeError, match=f"lupa.{ENGINE}.LuaRuntime"):
         TimeoutGuard(object())
     lua54 = pytest.importorskip("lupa.lua54")
-    with pytest.raises(TypeError, match="lupa.luajit21.LuaRuntime"):
+    with pytest.raises(TypeError, match=f"lupa.{ENGINE}.LuaRuntime"):
         TimeoutGuard(lua54.LuaRuntime())
     with pytest.raises(ValueError, match="timeout_ms must be greater than 0"):
         guard.arm(0, MESSAGE)
@@ -613,7 +615,7 @@ def test_watchdog_fires_in_deadline_order_randomized():
 def test_concurrent_arm_disarm_cancel_stress():
     runtimes = [new_runtime() for _ in range(4)]
     for runtime in runtimes:
-        runtime.execute(b"jit.off()")
+        interpreted(runtime)
     guards = [TimeoutGuard(rt) for rt in runtimes]
     stop = time.monotonic() + 1.5
     failures = []
@@ -653,7 +655,7 @@ def test_watchdog_is_joined_at_interpreter_exit():
             from luaskills_runtime._native import luahook
             print("running-after-exit", luahook.watchdog_running(), flush=True)
         atexit.register(check)
-        import lupa.luajit21 as L
+        from luaskills_runtime.lua_engine import lupa_engine as L
         from luaskills_runtime._native.luahook import TimeoutGuard
         rt = L.LuaRuntime(encoding=None)
         guard = TimeoutGuard(rt)

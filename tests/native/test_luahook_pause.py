@@ -14,15 +14,17 @@ import time
 
 import pytest
 
-lupa = pytest.importorskip("lupa.luajit21")
+from _engine_support import ENGINE, interpreted, luajit_only, lupa_engine as lupa
 
 from luaskills_runtime._native import luahook  # noqa: E402
 from luaskills_runtime._native.luahook import TimeoutGuard  # noqa: E402
 
 # The native guard needs lupa's exported Lua C API; lupa's Windows wheels export none (there the
-# Lua-hook guard is used instead, tests/lua/test_lua_hook_guard.py).
-pytestmark = pytest.mark.skipif(luahook.c_api_error() is not None,
-                                reason=f"native guard unavailable: {luahook.c_api_error()}")
+# Lua-hook guard is used instead, tests/lua/test_lua_hook_guard.py), nor on Lua 5.1, whose hooks
+# are per coroutine (luaskills_runtime.lua.lua_hook_guard).
+pytestmark = [luajit_only,
+              pytest.mark.skipif(luahook.c_api_error() is not None,
+                                 reason=f"native guard unavailable: {luahook.c_api_error()}")]
 
 MESSAGE = b"stopped"
 ESCAPED = b"escaped"  # what the loops return when the guard did not stop them in time
@@ -50,7 +52,7 @@ FLIPPING_LOOPS = {
 def new_vm():
     runtime = lupa.LuaRuntime(register_eval=False, register_builtins=False,
                               unpack_returned_tuples=True, encoding=None)
-    runtime.execute(b"jit.off() jit.flush()")
+    interpreted(runtime)
     return runtime, TimeoutGuard(runtime), runtime.eval(b"function(code) return load(code)() end")
 
 

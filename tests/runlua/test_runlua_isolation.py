@@ -5,6 +5,8 @@ import threading
 
 import pytest
 
+from _engine_support import luajit_only
+
 from luaskills_runtime import HostOptions, LuaEngine
 
 
@@ -99,6 +101,7 @@ def test_returned_library_table_shows_the_requests_state(engine):
     assert values(run(engine, "return {x = type(string.extra_field)}")) == {"x": "nil"}
 
 
+@luajit_only
 def test_ffi_use_discards_the_vm(engine):
     created = engine.runlua_service.pool.stats()["created"]
     report = run(engine, "local ffi = require('ffi') ffi.cdef('struct iso_probe { int x; };') "

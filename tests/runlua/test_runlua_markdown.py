@@ -86,7 +86,7 @@ def test_empty_table_and_object_keys(engine):
 
 
 def test_unconvertible_values_render_as_text(engine):
-    report = run(engine, code="return print, {f = print}, coroutine.create(print)")
+    report = run(engine, code="return print, {f = print}, coroutine.create(function() end)")
     values = report.split("## Returned Values\n", 1)[1]
     blocks = values.split("\n\n")
     assert blocks[0].startswith("1. \n```text\nfunction: ")

@@ -49,7 +49,7 @@ def test_argument_errors_use_reference_wording(engine, call, message):
 @pytest.mark.parametrize("fn", ["vulcan.fs.read", "vulcan.fs.exists", "vulcan.fs.list",
                                 "vulcan.io.read_text"])
 @pytest.mark.parametrize("maker,prefix", [("{}", "table"), ("print", "function"),
-                                          ("coroutine.create(print)", "thread"),
+                                          ("coroutine.create(function() end)", "thread"),
                                           ("newproxy()", "userdata")])
 def test_coerced_lua_object_strings_are_rejected(engine, fn, maker, prefix):
     got = engine.run_lua(f"local s = tostring({maker}) local ok, err = pcall({fn}, s) return {{err, s}}")

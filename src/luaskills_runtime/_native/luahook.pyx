@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Native timeout guard for lupa LuaJIT runtimes (C core: native/luahook.c).
+"""Native timeout guard for lupa runtimes, LuaJIT 2.1 or PUC Lua 5.1 (C core: native/luahook.c).
 
 A guard costs nothing while its deadline is ahead: no hook is installed in the VM.  One watchdog
 thread for the whole process installs a count hook on the VM only when its deadline passes (or on
@@ -62,7 +62,7 @@ from luaskills_runtime._native.c_luahook cimport (
     LSR_JITGUARD_VERSION_SYMBOL, lsr_jitguard_init, lsr_jitguard_available,
 )
 
-import lupa.luajit21 as _luajit
+from luaskills_runtime.lua_engine import ENGINE as _ENGINE_NAME, lupa_engine as _engine
 
 from luaskills_runtime.errors import LuaSkillsError
 
@@ -109,16 +109,17 @@ cdef _ensure_hook_init():
 
 
 cdef _ensure_api():
-    """Fill the C side's Lua API table from lupa's luajit21 module (once per process)."""
+    """Fill the C side's Lua API table from the engine's lupa module (luaskills_runtime.lua_engine;
+    once per process)."""
     global _api_ready
     _ensure_hook_init()
     if _api_ready:
         return
     cdef char err[512]
-    cdef bytes path = os.fsencode(_luajit.__file__)
+    cdef bytes path = os.fsencode(_engine.__file__)
     if lsr_luaapi_resolve(path, err, sizeof(err)) != 0:
         raise LuaSkillsError(
-            f"cannot reach the Lua C API of lupa.luajit21: {err.decode('utf-8', 'replace')}")
+            f"cannot reach the Lua C API of lupa.{_ENGINE_NAME}: {err.decode('utf-8', 'replace')}")
     _api_ready = True
 
 
@@ -160,7 +161,8 @@ cdef bytes _message_arg(message):
 @cython.final
 @cython.no_gc_clear  # the runtime must outlive the slot's release (see __dealloc__)
 cdef class TimeoutGuard:
-    """Deadline guard for one ``lupa.luajit21.LuaRuntime`` (one guard per runtime).
+    """Deadline guard for one LuaRuntime of the process's engine (``lupa.luajit21`` or
+    ``lupa.lua51``, see luaskills_runtime.lua_engine; one guard per runtime).
 
     The guard holds a reference to the runtime, so the Lua state cannot close while the guard
     lives; dropping the guard disarms it (if Lua code of this runtime is still running in another
@@ -180,8 +182,8 @@ cdef class TimeoutGuard:
         binding puts the state in profiler line mode and flushes its traces)."""
         if self.slot != NULL:
             raise LuaSkillsError("TimeoutGuard is already installed")
-        if not isinstance(runtime, _luajit.LuaRuntime):
-            raise TypeError("TimeoutGuard needs a lupa.luajit21.LuaRuntime, "
+        if not isinstance(runtime, _engine.LuaRuntime):
+            raise TypeError(f"TimeoutGuard needs a lupa.{_ENGINE_NAME}.LuaRuntime, "
                             f"got {type(runtime).__name__}")
         _ensure_api()
         if jit_profile:
@@ -199,7 +201,7 @@ cdef class TimeoutGuard:
         self._jit = self._capture_jit(runtime)
 
     cdef object _bind(self, runtime, double token):
-        lua_type = _luajit.lua_type
+        lua_type = _engine.lua_type
         package = runtime.globals()[b"package"]
         loadlib = package[b"loadlib"] if lua_type(package) == "table" else None
         if lua_type(loadlib) != "function":
@@ -219,7 +221,7 @@ cdef class TimeoutGuard:
                 anchor, wrapper = answer(token, sethook)
             else:
                 anchor, wrapper = answer(token), None
-        except _luajit.LuaError as error:
+        except _engine.LuaError as error:
             raise LuaSkillsError(_lua_error_text(error)) from None
         if anchor is None or not lsr_hook_slot_bound(self.slot):
             raise LuaSkillsError("TimeoutGuard: the Lua state did not bind the guard")
@@ -234,7 +236,7 @@ cdef class TimeoutGuard:
 
     cdef tuple _capture_jit(self, runtime):
         # Captured now, so user code that replaces jit.* later cannot change what call() does.
-        lua_type = _luajit.lua_type
+        lua_type = _engine.lua_type
         jit = runtime.globals()[b"jit"]
         if lua_type(jit) != "table":
             return None
@@ -325,7 +327,7 @@ cdef class TimeoutGuard:
         jit_off=True turns the JIT engine off and flushes every compiled trace before the call
         (from this thread, through the state's own jit library), so that even a loop compiled by
         an earlier call is interpretable and stops at the deadline; the JIT is turned back on
-        afterwards if it was on.  Lua errors propagate as ``lupa.luajit21.LuaError``; when
+        afterwards if it was on.  Lua errors propagate as the engine's ``LuaError``; when
         ``self.fired`` is True the run was stopped by the guard."""
         _timeout_arg(timeout_ms)
         _message_arg(message)
@@ -384,7 +386,7 @@ def pause_error():
 
 
 def c_api_error():
-    """Why this guard cannot reach lupa.luajit21's Lua C API (lupa's Windows wheels export no
+    """Why this guard cannot reach the engine's Lua C API (lupa's Windows wheels export no
     lua_* symbol), or None when it can.  luaskills_runtime.lua.guard_mechanism falls back on this."""
     try:
         _ensure_api()

@@ -29,7 +29,7 @@ import math
 import time
 from typing import Optional, Union
 
-import lupa.luajit21 as lupa_engine
+from luaskills_runtime.lua_engine import lupa_engine
 
 from luaskills_runtime.errors import LuaSkillsError
 from luaskills_runtime.lua.chunk_files import read_chunk

@@ -11,6 +11,8 @@ Three mechanisms, all with the same ``arm`` / ``disarm`` / ``cancel`` / ``fired`
   when ``LUASKILLS_JIT_GUARD=off`` forces it.
 * ``LUA_HOOK`` (``"lua-hook"``): ``LuaHookGuard`` (luaskills_runtime.lua.lua_hook_guard), a Lua
   count hook for builds whose Lua C API cannot be bound (lupa's Windows wheels); JIT off too.
+  Also the one used on the lua51 engine (PUC Lua's hooks are per coroutine; both native
+  mechanisms are unavailable there, see native_guard_error).
 
 ``LUASKILLS_GUARD=native`` or ``LUASKILLS_GUARD=lua-hook`` forces the C-API guards or the Lua
 hook; unset (or ``auto``) takes the native guard when lupa's Lua C API can be bound, else the Lua
@@ -29,6 +31,7 @@ import os
 from typing import Optional
 
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.lua_engine import ENGINE, IS_LUAJIT
 
 GUARD_ENV = "LUASKILLS_GUARD"
 JIT_GUARD_ENV = "LUASKILLS_JIT_GUARD"
@@ -45,6 +48,12 @@ _logged_fallback = False
 @functools.lru_cache(maxsize=1)
 def native_guard_error() -> Optional[str]:
     """Why the native guard cannot work in this process, or None when it can."""
+    if not IS_LUAJIT:
+        # PUC Lua keeps a hook per coroutine (new ones copy their creator's), LuaJIT one per
+        # state: the native guard's late hook on the main thread never reaches a coroutine that
+        # loops.  The Lua hook, set at arm, is inherited by every coroutine the run creates.
+        return (f"the native guard hooks the main thread only, and lupa.{ENGINE}'s hooks are per "
+                "coroutine")
     try:
         from luaskills_runtime._native import luahook
     except ImportError as error:

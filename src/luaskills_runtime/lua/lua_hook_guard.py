@@ -18,6 +18,14 @@ count hook is set, whatever the count, so CPU-bound code runs slower while armed
 (benchmarks/bench_timeout_guard.py prints both guards' overhead).  The native guard installs no
 hook before the deadline and stays the default wherever it can bind.
 
+On PUC Lua 5.1 (the lua51 engine, luaskills_runtime.lua_engine) this guard is the one used: hooks
+there belong to each coroutine (a new one copies its creator's), so the native guard's hook, set
+on the main thread only once the deadline passed, would never reach a coroutine that loops, while
+this guard's hook, set at arm, is inherited by every coroutine the run creates (and stays on them:
+it checks the flag whenever they run again).  PUC Lua's count hook costs one decrement per
+instruction and a call every CHECK_EVERY, and without ffi the flag is read through Python then
+(benchmarks/bench_timeout_guard.py prints the lua51 overhead too).
+
 Which guard a VM gets is chosen in luaskills_runtime.lua.guard_mechanism (``LUASKILLS_GUARD``);
 both kinds offer ``arm``, ``disarm``, ``cancel``, ``fired`` and ``raised_count``.
 """

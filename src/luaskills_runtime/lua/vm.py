@@ -10,7 +10,7 @@ import threading
 import weakref
 from typing import Any, Callable, Dict, Optional
 
-import lupa.luajit21 as lupa_engine
+from luaskills_runtime.lua_engine import IS_LUAJIT, lupa_engine
 
 from luaskills_runtime.lua.chunk_files import chunk_bytecode, read_chunk
 from luaskills_runtime.errors import LuaSkillsError
@@ -25,7 +25,10 @@ _RUNNER_SOURCE = read_chunk("luaskills_runtime.lua", "runner.lua")
 # The library half of the reference's Lua dialect (LuaJIT's Lua 5.2 compatibility), every VM kind;
 # loaded as bytecode because every new VM runs it.
 _COMPAT52_BYTECODE = chunk_bytecode("luaskills_runtime.lua", "compat52.lua")
-# lupa's LuaJIT module exports the Lua C API; compat52.lua takes lua_pushthread from it.
+# On PUC Lua 5.1 (the lua51 engine) LuaJIT 2.1's own library extensions come first.
+_COMPAT_LUA51_BYTECODE = (None if IS_LUAJIT
+                          else chunk_bytecode("luaskills_runtime.lua", "compat_lua51.lua"))
+# lupa's engine module exports the Lua C API; compat52.lua takes lua_pushthread from it.
 _LUA_API_LIBRARY = os.fsencode(lupa_engine.__file__)
 
 
@@ -34,6 +37,8 @@ def install_dialect(runtime, main_vm: bool) -> None:
     reference's dialect: compat52.lua.  `main_vm`: the VM keeps LuaJIT's own io (run_lua), whose
     popen handles then close with the detailed status through the FFI; runlua and lease VMs get
     managed io, which does that itself."""
+    if _COMPAT_LUA51_BYTECODE is not None:
+        runtime.execute(_COMPAT_LUA51_BYTECODE, runtime.globals(), mode="b")
     runtime.execute(_COMPAT52_BYTECODE, runtime.globals(), _LUA_API_LIBRARY, main_vm, mode="b")
 
 

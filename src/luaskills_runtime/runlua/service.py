@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Hashable, NamedTuple, Optional, Tuple
 
-import lupa.luajit21 as lupa_engine
+from luaskills_runtime.lua_engine import lupa_engine
 
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime._ref.lua_args import validate_path_text

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import lupa.luajit21 as lupa_engine
+from luaskills_runtime.lua_engine import lupa_engine
 
 from luaskills_runtime.lua.chunk_files import read_chunk
 from luaskills_runtime._ref.lua_args import lua_type_name

@@ -147,7 +147,9 @@ local function disarm()
   if not armed then return end
   armed = false
   raising = nil
-  if user_hook ~= nil then
+  -- (a hook with no events is no hook: the guard may have stopped the code halfway through a
+  -- debug.sethook() that was clearing the user's hook, between its count and its function)
+  if user_hook ~= nil and (user_mask ~= "" or user_count > 0) then
     sethook(user_hook, user_mask, user_count)
   else
     sethook()
@@ -226,6 +228,81 @@ wrappers.gethook = guarded_gethook
 for _, fn in pairs(wrappers) do guarded[fn] = true end
 for _, fn in pairs({ hook, arm, disarm, install, our_count, flag_set, refuse }) do
   guarded[fn] = true
+end
+
+-- PUC Lua keeps a hook per coroutine, and a new coroutine copies only its creator's C hook, not
+-- the Lua function debug.sethook registered for the creator: a coroutine would run unguarded.
+-- There coroutine.create/wrap give each new coroutine our hook while armed (it then stays: it
+-- checks the flag whenever the coroutine runs again), and resume/wrap drop a finished
+-- coroutine's entry from debug.sethook's per-coroutine table.  LuaJIT's hook is global.
+local coroutine = G.coroutine
+local per_coroutine_hooks = false
+if type(coroutine) == "table" then
+  local function probe() end
+  sethook(probe, "", 1e9)
+  per_coroutine_hooks = gethook(coroutine.create(probe)) ~= probe
+  sethook()
+end
+if per_coroutine_hooks then
+  local create, resume, status = coroutine.create, coroutine.resume, coroutine.status
+  local plain_wrap = coroutine.wrap
+
+  local function guard_thread(co)
+    if not armed then return end
+    if raising ~= nil then
+      sethook(co, hook, "", 1)
+    else
+      sethook(co, hook, user_hook ~= nil and user_mask or "", our_count())
+    end
+  end
+
+  -- A coroutine that saw the flag raises on every instruction; its resumer must too, at once
+  -- (its own hook would see the flag only CHECK_EVERY instructions later).
+  local function stop_if_fired()
+    if raising ~= nil and flag_set() then
+      take_message()         -- counts the raise
+      sethook(hook, "", 1)
+      error(raising, 0)
+    end
+  end
+
+  local function finished(co, ...)
+    if status(co) == "dead" then sethook(co) end
+    stop_if_fired()
+    return ...
+  end
+
+  local function guarded_create(...)
+    local co = create(...)
+    guard_thread(co)
+    return co
+  end
+
+  local function guarded_resume(...)
+    local co = ...
+    if type(co) ~= "thread" then return resume(...) end
+    return finished(co, resume(...))
+  end
+
+  -- coroutine.wrap as PUC Lua's auxwrap: an error is raised again with its value unchanged.
+  local function rethrow(co, ok, ...)
+    if status(co) == "dead" then sethook(co) end
+    stop_if_fired()
+    if ok then return ... end
+    error((...), 0)
+  end
+
+  local function guarded_wrap(...)
+    if type((...)) ~= "function" then return plain_wrap(...) end  -- its own argument error
+    local co = guarded_create(...)
+    return function(...) return rethrow(co, resume(co, ...)) end
+  end
+
+  coroutine.create, coroutine.resume, coroutine.wrap = guarded_create, guarded_resume, guarded_wrap
+  for _, fn in pairs({ guard_thread, stop_if_fired, finished, guarded_create, guarded_resume, rethrow,
+                       guarded_wrap }) do
+    guarded[fn] = true
+  end
 end
 
 local function install_wrappers(lib)

@@ -89,7 +89,7 @@ scope_table(runtime.internal, { "tool_name", "skill_name", "entry_name", "root_n
   "luaexec_active", "luaexec_caller_tool_name" })
 
 local tables, entries, sizes, metas = {}, {}, {}, {}
-local type_samples = { false, 0, print, create_coroutine(print) }
+local type_samples = { false, 0, print, create_coroutine(function() end) }
 local type_metas = {}
 local nil_meta, string_meta
 local gc_pause, gc_stepmul
