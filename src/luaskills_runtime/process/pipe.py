@@ -61,9 +61,16 @@ class ShellPipe:
             ready, _, _ = select.select([self._fd], [], [], wait)
             if ready:
                 try:
-                    return os.read(self._fd, size)
+                    data = os.read(self._fd, size)
                 except InterruptedError:
                     continue
+                if not data and limits is not None:
+                    # EOF because a cancel killed the tree after stopping the run: its error
+                    reason = limits.stop_reason()
+                    if reason is not None:
+                        self.kill()
+                        raise LuaSkillsError(reason)
+                return data
 
     def _drain(self) -> None:
         while True:

@@ -59,4 +59,10 @@ def run_shell_status(command: bytes, limits, track: Optional[Callable] = None) -
                 continue
     finally:
         tree.kill()   # what the shell left running in its group ends with it
+    if limits is not None:
+        # A cancel kills the tree right after stopping the run, so the shell may end (killed)
+        # before the loop saw the stop: the run's error, not the kill's status.
+        reason = limits.stop_reason()
+        if reason is not None:
+            raise LuaSkillsError(reason)
     return code << 8 if code >= 0 else -code
