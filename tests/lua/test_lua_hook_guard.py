@@ -413,6 +413,7 @@ def test_lua_hook_guard_under_the_default_policy(lua_hook_default_engine, name):
     assert "getinfo,sethook,traceback" in report and "\nnil\n" in report and "false" in report, report
 
 
+@luajit_only
 def test_ffi_the_guard_opened_is_the_one_user_code_requires():
     """Opening the FFI twice resets the state's C types (the guard's flag cell would read as
     another type): a require after the guard gets the guard's module."""

@@ -196,7 +196,20 @@ G.dofile = counted(function(filename)
   if not fn then error(message, 0) end
   return fn()
 end)
-local searchpath = package.searchpath
+-- Lua 5.1 has no package.searchpath: the same search (templates of `path`, '.' -> '/') over the
+-- io.open captured here, so the text-only file loader below is installed on every engine.
+local raw_open = G.io and G.io.open
+local searchpath = package.searchpath or (raw_open and function(name, path)
+  local tried = {}
+  local file_name = name:gsub("%.", "/")
+  for template in path:gmatch("[^;]+") do
+    local candidate = template:gsub("%?", file_name)
+    local handle = raw_open(candidate, "r")
+    if handle then handle:close() return candidate end
+    tried[#tried + 1] = "\n\tno file '" .. candidate .. "'"
+  end
+  return nil, table.concat(tried)
+end)
 if type(loaders) == "table" and type(loaders[2]) == "function" and searchpath then
   loaders[2] = function(name)
     local file, message = searchpath(name, rawget(package, "path"))
