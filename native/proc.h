@@ -160,6 +160,21 @@ int lsr_proc_io_error(lsr_proc *p, lsr_error *err);
  * platforms without a drainer thread (nothing changes). */
 int lsr_proc_debug_fail_drainer_malloc(int on);
 
+/* Trees started outside the process core: io.popen and the managed os.execute run `sh -c`
+ * through Python's subprocess (they need blocking pipe semantics the rings do not give).  The
+ * same complete teardown reaches them through these two calls (POSIX; tree_posix.h says how). */
+#define LSR_PROC_TAG_MAX 64
+/* Fills tag (LSR_PROC_TAG_MAX bytes) with a new "NAME=VALUE" entry for the child's environment.
+ * Returns 0 (tag "" where escaped descendants are not tracked: POSIX without /proc), or -1 with
+ * *err naming the failing call ("pipe", "fork": the host-death watchdog could not start).
+ * Windows: -1 with ENOSYS (a Job Object or taskkill /T holds trees there). */
+int lsr_proc_foreign_tag(char *tag, lsr_error *err);
+/* Kills every live descendant of `root` (not the root): by parent links while root_unreaped, and
+ * by `tag` (may be ""), then rescans until none is left (bounded, ~500 ms).  Call it before
+ * killing and reaping the root.  Returns 0, or -1 with *err ("open", "malloc").  The GIL must not
+ * be held (it reads /proc).  Windows: -1 with ENOSYS. */
+int lsr_proc_foreign_kill(long root, int root_unreaped, const char *tag, lsr_error *err);
+
 /* Platform-neutral inline helpers over the functions above: see proc_io.h. */
 
 #endif /* LSR_PROC_H */

@@ -528,6 +528,16 @@ int lsr_proc_debug_fail_drainer_malloc(int on)
     return lsr_drain_debug_fail_malloc(on);
 }
 
+int lsr_proc_foreign_tag(char *tag, lsr_error *err)
+{
+    return lsr_tree_new_tag(tag, err);
+}
+
+int lsr_proc_foreign_kill(long root, int root_unreaped, const char *tag, lsr_error *err)
+{
+    return lsr_tree_kill((pid_t)root, root_unreaped, tag[0] != '\0' ? tag : NULL, err) < 0 ? -1 : 0;
+}
+
 void lsr_proc_wait_event(lsr_proc *p, uint64_t seen, int64_t deadline_ms)
 {
     lsr_drain_wait(&p->drain, seen, deadline_ms);

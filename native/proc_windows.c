@@ -916,3 +916,20 @@ int lsr_proc_debug_fail_drainer_malloc(int on)
     (void)on;
     return -1;
 }
+
+/* Not on Windows: the Python side uses taskkill /T there and never calls these. */
+int lsr_proc_foreign_tag(char *tag, lsr_error *err)
+{
+    tag[0] = '\0';
+    lsr_set_error(err, ENOSYS, "lsr_proc_foreign_tag");
+    return -1;
+}
+
+int lsr_proc_foreign_kill(long root, int root_unreaped, const char *tag, lsr_error *err)
+{
+    (void)root;
+    (void)root_unreaped;
+    (void)tag;
+    lsr_set_error(err, ENOSYS, "lsr_proc_foreign_kill");
+    return -1;
+}

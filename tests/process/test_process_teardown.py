@@ -7,6 +7,7 @@ teardown call returns, no live process may carry the marker within 1 s.
 """
 import gc
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -108,6 +109,26 @@ def lease_eval_timeout(script, engine):
     assert engine.close_runtime_lease(lease_id=lease_id)["ok"] is True
 
 
+def _lease_eval_times_out(engine, code):
+    lease_id = engine.create_runtime_lease(sid=new_marker())["lease_id"]
+    result = engine.eval_runtime_lease(lease_id=lease_id, timeout_ms=2000, code=code)
+    assert result["ok"] is False and "timed out" in result["message"], result
+    assert engine.close_runtime_lease(lease_id=lease_id)["ok"] is True
+
+
+def popen_timeout(script, engine):
+    """io.popen's child goes through subprocess, not the process core: same teardown."""
+    _lease_eval_times_out(engine, f"""
+        local h = io.popen("bash -c " .. {lua_quote(shlex.quote(script))})
+        assert(h:read("*l") == "ready")
+        return h:read("*a")""")
+
+
+def os_execute_timeout(script, engine):
+    _lease_eval_times_out(engine, f"""
+        return os.execute("bash -c " .. {lua_quote(shlex.quote(script))} .. " >/dev/null")""")
+
+
 def engine_close(script, engine):
     own = LuaEngine(HostOptions(system_lua_lib_dir=engine._test_tmp))
     _lease_with_session(own, script)
@@ -116,7 +137,8 @@ def engine_close(script, engine):
 
 PATHS = {f.__name__: f for f in (session_close, session_kill, session_drop, exec_timeout,
                                  lua_session_close, lua_session_kill, lua_exec_timeout,
-                                 lease_close, lease_eval_timeout, engine_close)}
+                                 lease_close, lease_eval_timeout, popen_timeout,
+                                 os_execute_timeout, engine_close)}
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +150,8 @@ def engine(tmp_path_factory):
 
 
 # Paths that wait for a timeout run once with every escape in the tree, to keep the file fast.
-TIMED = {"exec_timeout", "lua_exec_timeout", "lease_eval_timeout"}
+TIMED = {"exec_timeout", "lua_exec_timeout", "lease_eval_timeout", "popen_timeout",
+         "os_execute_timeout"}
 MATRIX = [(kind, path) for path in PATHS for kind in ([ALL] if path in TIMED else list(ESCAPES))]
 
 

@@ -47,6 +47,9 @@ cdef extern from "proc_io.h" nogil:
     void lsr_proc_free(lsr_proc *p)
     int lsr_proc_io_error(lsr_proc *p, lsr_error *err)
     int lsr_proc_debug_fail_drainer_malloc(int on)
+    int LSR_PROC_TAG_MAX
+    int lsr_proc_foreign_tag(char *tag, lsr_error *err)
+    int lsr_proc_foreign_kill(long root, int root_unreaped, const char *tag, lsr_error *err)
 
     ctypedef struct lsr_marker:
         const uint8_t *bytes

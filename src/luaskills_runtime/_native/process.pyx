@@ -24,7 +24,8 @@ from luaskills_runtime._native.c_process cimport (
     LSR_WAIT_EOF, lsr_proc_io_error, lsr_proc_debug_fail_drainer_malloc,
     lsr_proc_spawn, lsr_proc_pid, lsr_proc_write, lsr_proc_close_stdin, lsr_proc_stream,
     lsr_proc_notify, lsr_proc_status, lsr_proc_wait_exit, lsr_proc_terminate, lsr_proc_free,
-    lsr_proc_wait_output, lsr_proc_wait_event, lsr_ring_peek,
+    lsr_proc_wait_output, lsr_proc_wait_event, lsr_ring_peek, lsr_proc_foreign_tag,
+    lsr_proc_foreign_kill,
 )
 
 from luaskills_runtime._native.c_exec cimport (
@@ -75,6 +76,31 @@ def _debug_fail_drainer_malloc(bint on=True):
     """LSR_DEBUG builds: the next start of the drainer thread fails to allocate its buffer (fault
     injection for tests).  Returns False in other builds, where nothing changes."""
     return lsr_proc_debug_fail_drainer_malloc(on) == 0
+
+
+def foreign_tree_tag():
+    """A new "NAME=VALUE" environment entry marking a tree started outside the process core
+    (io.popen, os.execute through subprocess), for :func:`kill_foreign_tree`; "" where escaped
+    descendants are not tracked (POSIX without /proc).  Not on Windows (LuaSkillsError)."""
+    cdef char tag[64]   # LSR_PROC_TAG_MAX
+    cdef lsr_error err
+    if lsr_proc_foreign_tag(tag, &err) != 0:
+        _fail("process.tree", &err)
+    return tag.decode("ascii")
+
+
+def kill_foreign_tree(long root, bint root_unreaped, str tag):
+    """Kill every live descendant of `root` (not the root itself) by parent links (while it is
+    still our unreaped child) and by `tag`, as the process core's own teardown does; call it
+    before killing and reaping the root.  Blocks at most about 500 ms, without the GIL."""
+    cdef bytes tag_bytes = tag.encode("ascii")
+    cdef const char *c_tag = tag_bytes
+    cdef lsr_error err
+    cdef int rc
+    with nogil:
+        rc = lsr_proc_foreign_kill(root, root_unreaped, c_tag, &err)
+    if rc != 0:
+        _fail("process.tree", &err)
 
 
 cdef object _fail(str op, lsr_error *e):

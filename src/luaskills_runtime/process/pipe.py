@@ -15,13 +15,13 @@ from __future__ import annotations
 import errno as errno_codes
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
 from collections import deque
 
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.process.foreign_tree import ForeignTree
 
 _WINDOWS = sys.platform == "win32"
 _POLL_SLICE = 0.05  # how often a blocked pipe read looks at the cancel flag
@@ -36,6 +36,8 @@ class ShellPipe:
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         else:
             kwargs["start_new_session"] = True  # own process group: close/kill reach the tree
+            self._tree = ForeignTree()          # ... and escaped descendants too
+            kwargs["env"] = self._tree.environment()
         self.proc = subprocess.Popen(command, **kwargs)
         self._fd = self.proc.stdout.fileno()
         self._closed = False
@@ -157,10 +159,7 @@ class ShellPipe:
                 subprocess.run(["taskkill", "/F", "/T", "/PID", str(self.proc.pid)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        self._tree.kill(self.proc)
 
     def _close_fd(self) -> None:
         if not self._closed:

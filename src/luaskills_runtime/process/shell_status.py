@@ -10,12 +10,11 @@ that may end it early from another thread.
 """
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 from typing import Callable, Optional
 
 from luaskills_runtime.errors import LuaSkillsError
+from luaskills_runtime.process.foreign_tree import ForeignTree
 
 _POLL_SLICE = 0.01   # how often the wait looks at the run's limits
 SHELL = "/bin/sh"
@@ -24,22 +23,21 @@ SHELL = "/bin/sh"
 class ShellTree:
     """A running ``sh -c`` and its descendants (one process group)."""
 
-    def __init__(self, proc: subprocess.Popen):
-        self.proc = proc
+    def __init__(self, proc: subprocess.Popen, tree: ForeignTree):
+        self.proc, self.tree = proc, tree
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        self.tree.kill(self.proc)
 
 
 def run_shell_status(command: bytes, limits, track: Optional[Callable] = None) -> int:
     try:
-        proc = subprocess.Popen([SHELL.encode(), b"-c", command], start_new_session=True)
+        foreign = ForeignTree()
+        proc = subprocess.Popen([SHELL.encode(), b"-c", command], start_new_session=True,
+                                env=foreign.environment())
     except OSError:
         return -1
-    tree = ShellTree(proc)
+    tree = ShellTree(proc, foreign)
     if track is not None:
         track(tree)
     try:
