@@ -60,19 +60,29 @@ class ShellPipe:
                     self.kill()
                     raise LuaSkillsError(reason)
                 wait = min(limits.remaining(), _POLL_SLICE)
-            ready, _, _ = select.select([self._fd], [], [], wait)
-            if ready:
-                try:
-                    data = os.read(self._fd, size)
-                except InterruptedError:
+            try:
+                ready, _, _ = select.select([self._fd], [], [], wait)
+                if not ready:
                     continue
-                if not data and limits is not None:
-                    # EOF because a cancel killed the tree after stopping the run: its error
-                    reason = limits.stop_reason()
-                    if reason is not None:
-                        self.kill()
-                        raise LuaSkillsError(reason)
-                return data
+                data = os.read(self._fd, size)
+            except InterruptedError:
+                continue
+            except (OSError, ValueError):
+                # our end closed under us: a cancel stopped the run and killed the tree (its
+                # on_stop runs on the caller's thread), so the run's error, not EBADF
+                self._raise_stop_reason(limits)
+                raise
+            if not data:
+                # EOF because a cancel killed the tree after stopping the run: its error
+                self._raise_stop_reason(limits)
+            return data
+
+    def _raise_stop_reason(self, limits) -> None:
+        """Raise the run's stop error (after killing the tree) if the run was stopped."""
+        reason = limits.stop_reason() if limits is not None else None
+        if reason is not None:
+            self.kill()
+            raise LuaSkillsError(reason)
 
     def _drain(self) -> None:
         while True:
