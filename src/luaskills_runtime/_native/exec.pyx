@@ -7,7 +7,7 @@ import threading as _threading
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport uint8_t, int64_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport free
 
 from luaskills_runtime._native.c_exec cimport lsr_exec, lsr_exec_spec, lsr_exec_outcome
 from luaskills_runtime._native.c_process cimport lsr_error, LSR_STDOUT, LSR_STDERR, LSR_UNKNOWN
@@ -17,6 +17,7 @@ from luaskills_runtime._native.process cimport (
     core_exec_wait as lsr_exec_wait, core_exec_kill as lsr_exec_kill,
     core_exec_finish as lsr_exec_finish, core_exec_stream as lsr_exec_stream,
     core_exec_release as lsr_exec_release, core_ring_stats, core_ring_drain as lsr_ring_drain,
+    c_string_array,
 )
 
 # The waiting thread looks for pending signals (KeyboardInterrupt) this often.
@@ -69,28 +70,15 @@ cdef class ExecRun:
         cdef list arg_list = [bytes(a) for a in args]
         cdef list env_list = None if env is None else [bytes(e) for e in env]
         cdef Py_ssize_t nargs = len(arg_list)
-        cdef Py_ssize_t nenv = 0 if env_list is None else len(env_list)
-        cdef Py_ssize_t i
         cdef lsr_exec_spec spec
         cdef lsr_error err
         cdef int rc
-        cdef const char **argv = <const char **>malloc((nargs + 1) * sizeof(char *))
+        cdef const char **argv = c_string_array(arg_list)
         cdef const char **envp = NULL
-        if env_list is not None:
-            envp = <const char **>malloc((nenv + 1) * sizeof(char *))
-        if argv == NULL or (env_list is not None and envp == NULL):
-            free(argv)
-            free(envp)
-            raise MemoryError()
         self._lock = _threading.Lock()
         try:
-            for i in range(nargs):
-                argv[i] = PyBytes_AS_STRING(arg_list[i])
-            argv[nargs] = NULL
-            if envp != NULL:
-                for i in range(nenv):
-                    envp[i] = PyBytes_AS_STRING(env_list[i])
-                envp[nenv] = NULL
+            if env_list is not None:
+                envp = c_string_array(env_list)
             spec.program = PyBytes_AS_STRING(program)
             spec.args = argv
             spec.nargs = <size_t>nargs

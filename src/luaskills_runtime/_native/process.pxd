@@ -17,3 +17,5 @@ cdef void core_exec_release(lsr_exec *e) noexcept nogil
 # native/ringbuf.h, for the rings of a run
 cdef void core_ring_stats(lsr_ring *r, size_t *held) noexcept nogil
 cdef size_t core_ring_drain(lsr_ring *r, uint8_t *out, size_t max) noexcept nogil
+# argv / envp arrays for a spawn spec (process sessions and exec build them the same way)
+cdef const char **c_string_array(list items) except NULL

@@ -103,6 +103,20 @@ def kill_foreign_tree(long root, bint root_unreaped, str tag):
         _fail("process.tree", &err)
 
 
+cdef const char **c_string_array(list items) except NULL:
+    """A malloc'd, NULL-terminated array of the buffers of `items` (bytes objects, borrowed: the
+    list must outlive the array); the caller free()s it.  MemoryError when malloc fails."""
+    cdef Py_ssize_t n = len(items)
+    cdef Py_ssize_t i
+    cdef const char **out = <const char **>malloc((n + 1) * sizeof(char *))
+    if out == NULL:
+        raise MemoryError()
+    for i in range(n):
+        out[i] = PyBytes_AS_STRING(items[i])
+    out[n] = NULL
+    return out
+
+
 cdef object _fail(str op, lsr_error *e):
     raise LuaSkillsError(f"{op}: {e.message.decode('utf-8', 'replace')}")
 
@@ -182,8 +196,6 @@ cdef class ProcessCore:
         cdef list arg_list = [bytes(a) for a in args]
         cdef list env_list = None if env is None else [bytes(e) for e in env]
         cdef Py_ssize_t nargs = len(arg_list)
-        cdef Py_ssize_t nenv = 0 if env_list is None else len(env_list)
-        cdef Py_ssize_t i
         cdef lsr_proc_spec spec
         cdef lsr_error err
         cdef int rc
@@ -192,21 +204,10 @@ cdef class ProcessCore:
         cdef const char **envp = NULL
         if buffer_limit <= 0:
             raise LuaSkillsError(f"{op}: buffer_limit_bytes must be a positive number, got number")
-        argv = <const char **>malloc((nargs + 1) * sizeof(char *))
-        if env_list is not None:
-            envp = <const char **>malloc((nenv + 1) * sizeof(char *))
-        if argv == NULL or (env_list is not None and envp == NULL):
-            free(argv)
-            free(envp)
-            raise MemoryError()
+        argv = c_string_array(arg_list)
         try:
-            for i in range(nargs):
-                argv[i] = PyBytes_AS_STRING(arg_list[i])
-            argv[nargs] = NULL
-            if envp != NULL:
-                for i in range(nenv):
-                    envp[i] = PyBytes_AS_STRING(env_list[i])
-                envp[nenv] = NULL
+            if env_list is not None:
+                envp = c_string_array(env_list)
             spec.program = PyBytes_AS_STRING(program)
             spec.args = argv
             spec.nargs = <size_t>nargs
